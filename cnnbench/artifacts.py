@@ -1,0 +1,108 @@
+"""Atomic writes, content hashes and the artifact/cache folders.
+
+Every file cnnbench writes goes through :func:`atomic_path` (write to a temp file in the same
+folder, fsync, rename), so an interrupted run never leaves a truncated file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cnnbench.errors import ArtifactError, InvalidInputError
+
+DEFAULT_ARTIFACTS = Path("artifacts")
+
+
+def cache_dir() -> Path:
+    """The cache root: $CNNBENCH_CACHE, else $XDG_CACHE_HOME/cnnbench, else ~/.cache/cnnbench."""
+    env = os.environ.get("CNNBENCH_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "cnnbench"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) or raise a one-line error if that is impossible."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create directory {path}: {exc.strerror or exc}; choose a writable --out"
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise InvalidInputError(f"directory {path} is not writable; choose a writable --out")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path | str, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside ``dest``; on success rename it over ``dest``, else delete it.
+
+    Deletion also happens on KeyboardInterrupt, so Ctrl-C never leaves a partial file.
+    """
+    dest = Path(dest)
+    ensure_dir(dest.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(dest: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``dest`` atomically and return ``dest``."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    return Path(dest)
+
+
+def atomic_write_text(dest: Path | str, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``dest`` atomically and return ``dest``."""
+    return atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def atomic_write_json(dest: Path | str, obj: Any) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON atomically."""
+    return atomic_write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    except FileNotFoundError:
+        raise ArtifactError(f"file not found: {path}") from None
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def require_file(path: Path | str, what: str = "file") -> Path:
+    """Return ``path`` if it is an existing readable file, else raise a one-line ArtifactError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactError(f"{what} not found: {p}")
+    return p

@@ -1,0 +1,21 @@
+"""The ``cnnbench`` command line. Each stage's commands live in their own module."""
+
+from cnnbench.cli.app import cli
+
+# Each module adds its commands to ``cli``; they import only click at module level.
+from cnnbench.cli import (  # noqa: E402,F401  isort: skip
+    zoo_cmds,
+    export_cmds,
+    data_cmds,
+    engine_cmds,
+    bench_cmds,
+    report_cmds,
+)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="cnnbench")
+
+
+__all__ = ["cli", "main"]

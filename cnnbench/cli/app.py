@@ -1,0 +1,130 @@
+"""The click group and the pieces every command shares.
+
+Nothing heavy is imported here: each command imports its stage module inside its body, so
+``cnnbench --help`` is instant and a missing runtime only breaks the command that needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from cnnbench import __version__
+from cnnbench.errors import CnnbenchError
+
+FORMATS = ("table", "json", "csv")
+
+
+class CnnbenchGroup(click.Group):
+    """A group whose errors are one line on stderr: exit 2 for mistakes, 1 for failed checks."""
+
+    def main(self, args: Sequence[str] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.pop("standalone_mode", None)
+        try:
+            rv = super().main(args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            cmd = exc.ctx.command_path if exc.ctx else "cnnbench"
+            _fail(f"{exc.format_message()} (see '{cmd} --help')", 2)
+        except click.exceptions.Abort:
+            _fail("interrupted", 130)
+        except KeyboardInterrupt:
+            _fail("interrupted; finished results were kept, partial files removed", 130)
+        except CnnbenchError as exc:
+            _fail(str(exc), exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except BrokenPipeError:
+            sys.exit(0)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"cnnbench: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=CnnbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cnnbench")
+def cli() -> None:
+    """cnnbench: reference CNNs, verified ONNX export (FP32/FP16/INT8), one benchmark harness.
+
+    \b
+    Typical use:
+      cnnbench models                       list the zoo
+      cnnbench inspect resnet50             per-layer params, MACs, receptive fields
+      cnnbench export googlenet             ONNX + parity gate + manifest
+      cnnbench run --engine ort --batch 8   latency / throughput / memory
+    """
+
+
+def format_option(default: str = "table") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--format table|json|csv``."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+weights_option = click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="State dict (.pt/.pth) loaded strictly with weights_only=True. Default: seeded init.",
+)
+
+seed_option = click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for weight init and inputs."
+)
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout."""
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def emit_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """Print dict rows as CSV on stdout."""
+    import csv
+
+    cols = list(columns or (rows[0].keys() if rows else []))
+    writer = csv.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def emit_table(
+    rows: list[dict[str, Any]], columns: Sequence[str], title: str | None = None
+) -> None:
+    """Print dict rows as a rich table on stdout (right-aligned numbers, thousands separators)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        numeric = any(isinstance(r.get(c), (int, float)) for r in rows)
+        table.add_column(c, justify="right" if numeric else "left")
+    for r in rows:
+        table.add_row(*(_cell(r.get(c)) for c in columns))
+    Console(width=max(160, Console().width)).print(table)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    return str(v)

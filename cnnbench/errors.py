@@ -1,0 +1,40 @@
+"""The one error hierarchy. The CLI prints ``str(err)`` on one line and exits with ``exit_code``."""
+
+from __future__ import annotations
+
+
+class CnnbenchError(Exception):
+    """A user-facing error: its message is one line that says what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class UnknownNameError(CnnbenchError):
+    """A model, engine, precision, scenario or dataset name that does not exist."""
+
+
+class InvalidInputError(CnnbenchError):
+    """A value or file given by the user is malformed (bad shape, batch, config, data)."""
+
+
+class ArtifactError(CnnbenchError):
+    """A file we read is missing, truncated, corrupt or mismatched (ONNX, engine, weights)."""
+
+
+class WeightsError(ArtifactError):
+    """A state dict that cannot be loaded strictly into the model."""
+
+
+class RuntimeUnavailableError(CnnbenchError):
+    """An optional runtime (TensorRT, OpenVINO, CUDA, ...) is not installed or has no device."""
+
+
+class CheckFailedError(CnnbenchError):
+    """A verification gate failed (parity, accuracy, regression). Exit code 1, not 2."""
+
+    exit_code = 1

@@ -1,0 +1,6 @@
+"""The model zoo: ``list_models``, ``get_model``, ``get_spec``."""
+
+from cnnbench.models.registry import get_model, get_spec, list_models, register_model
+from cnnbench.models.spec import ModelSpec, Preprocessing
+
+__all__ = ["ModelSpec", "Preprocessing", "get_model", "get_spec", "list_models", "register_model"]

@@ -1,0 +1,54 @@
+"""Loading state dicts safely and strictly."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cnnbench.artifacts import require_file
+from cnnbench.errors import WeightsError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """Read a state dict with ``weights_only=True``; unwraps {'state_dict': ...} / {'model': ...}."""
+    import torch
+
+    p = require_file(path, "weights file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights {p}: {first[:200]}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{p} does not hold a state dict (found {type(obj).__name__})")
+    return obj
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load ``path`` into ``model`` strictly; a mismatch names the first missing/unexpected keys."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[0]!r} (+{len(missing) - 1} more)")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[0]!r} (+{len(unexpected) - 1} more)")
+        raise WeightsError(f"weights {path} do not match the model: " + ", ".join(parts))
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise WeightsError(
+                f"weights {path} do not match the model: {k!r} has shape "
+                f"{tuple(state[k].shape)}, expected {tuple(v.shape)}"
+            )
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,67 @@
+"""Engine registry. Resolution is lazy: importing ``engines`` imports no runtime."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cnnbench.errors import CnnbenchError, RuntimeUnavailableError
+from cnnbench.naming import lookup
+
+if TYPE_CHECKING:
+    from engines.base import Engine
+
+# name -> "module:Class"; the module is imported only when the engine is asked for.
+_ENGINES: dict[str, str] = {
+    "torch": "engines.torch_engine:TorchEngine",
+    "onnxruntime": "engines.onnxruntime_engine:OrtEngine",
+    "openvino": "engines.openvino_engine:OpenVinoEngine",
+    "tensorrt": "engines.tensorrt_engine:TensorRTEngine",
+    "null": "engines.null_engine:NullEngine",
+}
+ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "ov": "openvino", "pytorch": "torch"}
+
+
+def engine_names() -> list[str]:
+    """Canonical engine names."""
+    return list(_ENGINES)
+
+
+def canonical(name: str) -> str:
+    """Resolve an alias (ort, trt, ov) to its canonical name, or raise UnknownNameError."""
+    name = ALIASES.get(name, name)
+    lookup("engine", name, {**_ENGINES, **{a: "" for a in ALIASES}})
+    return name
+
+
+def get_engine_class(name: str) -> type[Engine]:
+    """The Engine subclass for ``name`` (aliases allowed). Imports its module now."""
+    module, _, cls = _ENGINES[canonical(name)].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Availability:
+    name: str
+    available: bool
+    version: str | None
+    devices: tuple[str, ...]
+    precisions: tuple[str, ...]
+    reason: str | None = None
+    extra: str | None = None
+
+
+def probe(name: str) -> Availability:
+    """Whether engine ``name`` can run here, and if not, why and which extra installs it."""
+    cls = get_engine_class(name)
+    try:
+        version = cls.runtime_version()
+        devices = cls.available_devices() if hasattr(cls, "available_devices") else cls.devices
+        return Availability(
+            cls.name, True, version, tuple(devices), cls.precisions, None, cls.extra
+        )
+    except RuntimeUnavailableError as exc:
+        return Availability(cls.name, False, None, cls.devices, cls.precisions, str(exc), cls.extra)
+    except (ImportError, OSError, CnnbenchError) as exc:
+        return Availability(cls.name, False, None, cls.devices, cls.precisions, str(exc), cls.extra)

@@ -1,0 +1,136 @@
+"""The engine protocol: the smallest interface a benchmark needs (after MLPerf's backends and
+Polygraphy's runners).
+
+Lifecycle: ``Engine(options)`` → ``load(artifact, batches)`` → ``infer(batch)`` … → ``close()``;
+an engine is a context manager that closes itself. For timing, ``infer`` is split in three so
+that device-only time can be measured apart from host↔device copies:
+``infer(x) == to_host(run(stage(x)))``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cnnbench.batch import BatchRange
+
+__all__ = ["PRECISIONS", "Artifact", "BatchRange", "Engine", "EngineOptions"]
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What an engine loads: a model at a precision, as ONNX (file) and/or PyTorch (zoo name).
+
+    ``onnx_path`` is the verified ONNX file of this precision (onnx-based engines);
+    ``weights`` the state dict for the torch engine (None: seeded init).
+    """
+
+    model: str
+    precision: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    onnx_path: Path | None = None
+    weights: Path | None = None
+    input_name: str = "input"
+    sha256: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Options shared by all engines; engine-specific ones go in ``extra`` (validated there)."""
+
+    device: str = "cpu"
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be cpu or cuda[:N], got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+class Engine(abc.ABC):
+    """One runtime. Subclasses set the class attributes and implement load/run."""
+
+    name: ClassVar[str]
+    #: precisions this engine can run (a subset of PRECISIONS)
+    precisions: ClassVar[tuple[str, ...]]
+    #: devices this engine can run on, e.g. ("cpu",) or ("cuda",)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: extra to install when the runtime is missing
+    extra: ClassVar[str | None] = None
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        self.options = options or EngineOptions()
+        self.device = self.options.device
+        self.artifact: Artifact | None = None
+        self.batches: BatchRange | None = None
+
+    # ---- identity -------------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def runtime_version(cls) -> str:
+        """Version of the wrapped runtime; raises RuntimeUnavailableError when it is missing."""
+
+    @property
+    def version(self) -> str:
+        return self.runtime_version()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def load(self, artifact: Artifact, batches: BatchRange) -> None:
+        """Prepare to serve ``batches`` of ``artifact``; heavy work happens here, not in infer."""
+
+    def stage(self, batch: np.ndarray) -> Any:
+        """Host → device copy of one input batch (identity on the CPU)."""
+        return batch
+
+    @abc.abstractmethod
+    def run(self, staged: Any) -> Any:
+        """Compute on a staged input; the result may stay on the device."""
+
+    def to_host(self, out: Any) -> np.ndarray:
+        """Device → host copy of a result (identity on the CPU)."""
+        return np.asarray(out)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """A batch in (N, C, H, W float32), logits out (N, classes)."""
+        return self.to_host(self.run(self.stage(batch)))
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on the CPU)."""
+
+    def memory(self) -> dict[str, float]:
+        """Engine-reported memory figures in MB, each named for what it is."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """What actually ran: effective precision, providers, threads, options."""
+        return {"engine": self.name, "version": self.version, "device": self.device}
+
+    def close(self) -> None:
+        """Release the runtime's resources. Safe to call twice."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
