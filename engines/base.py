@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cnnbench.batch import BatchRange
+from cnnbench.errors import InvalidInputError
 
 __all__ = ["PRECISIONS", "Artifact", "BatchRange", "Engine", "EngineOptions"]
 
@@ -79,6 +80,26 @@ class Engine(abc.ABC):
         self.artifact: Artifact | None = None
         self.batches: BatchRange | None = None
 
+    @classmethod
+    def available_devices(cls) -> tuple[str, ...]:
+        """Devices usable here (a subset of ``devices``); raises RuntimeUnavailableError if none."""
+        return cls.devices
+
+    def _accept(self, artifact: Artifact, batches: BatchRange) -> None:
+        """Check that this engine serves ``artifact`` on its device, then remember both."""
+        if artifact.precision not in self.precisions:
+            raise InvalidInputError(
+                f"engine {self.name} cannot run {artifact.precision}; "
+                f"choose one of {', '.join(self.precisions)}"
+            )
+        kind = self.device.split(":")[0]
+        if kind not in self.devices:
+            raise InvalidInputError(
+                f"engine {self.name} does not run on {self.device}; "
+                f"choose --device {' or '.join(self.devices)}"
+            )
+        self.artifact, self.batches = artifact, batches
+
     # ---- identity -------------------------------------------------------------------------
     @classmethod
     @abc.abstractmethod
@@ -118,8 +139,20 @@ class Engine(abc.ABC):
         return {}
 
     def describe(self) -> dict[str, Any]:
-        """What actually ran: effective precision, providers, threads, options."""
-        return {"engine": self.name, "version": self.version, "device": self.device}
+        """What actually ran: effective precision, providers, threads, options.
+
+        Subclasses extend this dict; ``precision`` is the precision that actually ran
+        (e.g. ``bf16`` when a runtime downcasts an FP32 model), ``artifact_precision`` the file's.
+        """
+        art = self.artifact
+        return {
+            "engine": self.name,
+            "version": self.version,
+            "device": self.device,
+            "artifact_precision": art.precision if art else None,
+            "precision": art.precision if art else None,
+            "batches": str(self.batches) if self.batches else None,
+        }
 
     def close(self) -> None:
         """Release the runtime's resources. Safe to call twice."""
