@@ -164,12 +164,15 @@ class GoogLeNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Small truncated-normal weights (as torchvision's init), BN as identity, zero biases.
+        # He init for convs rather than torchvision's trunc_normal(std=0.01): with BN at its
+        # initial running statistics the latter shrinks eval-mode logits to ~1e-12, which
+        # underflows FP16 and makes parity checks meaningless for a randomly initialised net.
         for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
