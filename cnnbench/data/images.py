@@ -40,16 +40,20 @@ def preprocess(img: Image.Image, spec: ModelSpec) -> np.ndarray:
     pre = spec.preprocessing
     img = img.convert("L" if pre.grayscale else "RGB")
     w, h = img.size
-    scale = pre.resize / min(w, h)
-    size = (max(pre.resize, round(w * scale)), max(pre.resize, round(h * scale)))
+    # Same integer arithmetic as torchvision's Resize(int) and CenterCrop, so published
+    # accuracies reproduce pixel for pixel: the long side is truncated, the offset rounded.
+    if w <= h:
+        size = (pre.resize, int(pre.resize * h / w))
+    else:
+        size = (int(pre.resize * w / h), pre.resize)
     resample = {
         "bilinear": Image.Resampling.BILINEAR,
         "bicubic": Image.Resampling.BICUBIC,
         "nearest": Image.Resampling.NEAREST,
     }[pre.interpolation]
     img = img.resize(size, resample)
-    left = (size[0] - pre.crop) // 2
-    top = (size[1] - pre.crop) // 2
+    left = int(round((size[0] - pre.crop) / 2.0))
+    top = int(round((size[1] - pre.crop) / 2.0))
     img = img.crop((left, top, left + pre.crop, top + pre.crop))
     return _normalise(np.asarray(img), spec)
 

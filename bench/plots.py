@@ -1,0 +1,341 @@
+"""The report's four figures, each saved as PNG and SVG (matplotlib, Agg backend).
+
+* ``top1_vs_gmacs``: top-1 against multiply-accumulates, bubble area ∝ parameters, colour by
+  family (after Canziani et al. 2016), every ImageNet zoo model at its published top-1, with
+  measured top-1 overlaid as separate markers.
+* ``top1_vs_latency``: top-1 against batch-1 p50 latency, one series per engine + precision.
+* ``throughput_vs_batch`` and ``memory_vs_batch``: one line per model / engine / precision.
+
+Every figure says where its top-1 values come from, in its legend and in its caption.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.plot_helpers import add_caption, log_axis, no_data, place_labels, save
+from bench.report import Row, ZooEntry, num
+
+if TYPE_CHECKING:
+    pass
+
+PARAMS_TO_AREA = 12.0  # marker area in pt² per million parameters
+MEASURED_MARKER = "D"
+_DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+_PREC_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
+PUBLISHED_MARKER = "o"
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One saved figure: its files (PNG, SVG), a title and the caption shown under it."""
+
+    name: str
+    title: str
+    caption: str
+    files: list[Path]
+
+
+def write_plots(
+    out: Path,
+    comparison: list[Row],
+    series: Mapping[tuple[str, str, str, str], list[Row]],
+    zoo: Mapping[str, ZooEntry],
+) -> dict[str, Plot]:
+    """Draw and save the four figures into ``out``; returns them by name."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    # SVG text stays text (searchable, selectable, smaller); no timestamps in the files.
+    rc: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "cnnbench"}
+    with matplotlib.rc_context(rc):  # type: ignore[arg-type]
+        plots = (
+            _top1_vs_gmacs(out, comparison, zoo),
+            _top1_vs_latency(out, comparison, zoo),
+            _vs_batch(out, series, "throughput"),
+            _vs_batch(out, series, "memory"),
+        )
+    return {p.name: p for p in plots}
+
+
+def _family_colours(families: Sequence[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {f: cmap(i % 10) for i, f in enumerate(sorted(set(families)))}
+
+
+def _measured_note(rows: Sequence[Row]) -> str:
+    measured = [r for r in rows if r.get("top1_source") == "measured"]
+    shown = "; ".join(f"{r['model']} {r['top1_detail']}" for r in measured[:6])
+    more = f" (+{len(measured) - 6} more)" if len(measured) > 6 else ""
+    return f" Measured top-1: {shown}{more}." if measured else ""
+
+
+def _published_note(sources: Sequence[str]) -> str:
+    uniq = sorted({s for s in sources if s})
+    return "Published top-1 from: " + "; ".join(uniq) + "." if uniq else ""
+
+
+def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    models = [z for z in zoo.values() if z.imagenet and z.top1 is not None and z.macs and z.params]
+    benchmarked = {r["model"] for r in comparison if (r.get("cells") or 0) > 0}
+    colours = _family_colours(
+        [z.family for z in models] + [str(r.get("family")) for r in comparison if r.get("family")]
+    )
+    fig, ax = plt.subplots(figsize=(11, 7))
+    xs: list[float] = []
+    ys: list[float] = []
+    sizes: list[float] = []
+    names: list[str] = []
+    for z in sorted(models, key=lambda z: -(z.params or 0)):  # big bubbles behind small ones
+        x, y = (z.macs or 0) / 1e9, float(z.top1 or 0.0)
+        s = (z.params or 0) / 1e6 * PARAMS_TO_AREA
+        ax.scatter(
+            x, y, s=s, color=colours[z.family], alpha=0.55, marker=PUBLISHED_MARKER,
+            edgecolors="black" if z.name in benchmarked else "none",
+            linewidths=1.6 if z.name in benchmarked else 0, zorder=2,
+        )  # fmt: skip
+        xs.append(x)
+        ys.append(y)
+        sizes.append(s)
+        names.append(z.name)
+    measured = [
+        r for r in comparison
+        if r.get("top1_source") == "measured" and r.get("gmacs") and num(r.get("top1")) is not None
+        and r["model"] in zoo and zoo[r["model"]].imagenet
+    ]  # fmt: skip
+    for r in measured:
+        ax.scatter(
+            r["gmacs"], r["top1"], s=60, marker=MEASURED_MARKER, facecolors="white",
+            edgecolors=colours.get(str(r.get("family")), "black"), linewidths=2, zorder=4,
+        )  # fmt: skip
+        xs.append(r["gmacs"])
+        ys.append(r["top1"])
+        sizes.append(60.0)
+        names.append(f"{r['model']} ({r['engine']} {r['precision']}, measured)")
+    log_axis(ax, "x")
+    ax.set_xlabel("Operations: multiply-accumulates per image (GMACs, log scale)")
+    ax.set_ylabel("ImageNet top-1 accuracy (%)")
+    title = "Top-1 accuracy vs. operations (bubble area ∝ parameters)"
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    if xs:
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+        ax.margins(y=0.12)
+    place_labels(ax, xs, ys, names, [math.sqrt(s / math.pi) for s in sizes])
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=9, color=c, alpha=0.7, label=f)
+        for f, c in colours.items()
+    ]
+    if benchmarked & {z.name for z in models}:
+        handles.append(
+            Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=1.6,
+                   label="in these results")
+        )  # fmt: skip
+    handles.append(
+        Line2D([], [], ls="", marker="o", ms=9, color="0.5", alpha=0.55, label="published top-1")
+    )
+    if measured:
+        handles.append(
+            Line2D([], [], ls="", marker=MEASURED_MARKER, ms=8, mfc="white", mec="black", mew=2,
+                   label="measured top-1")
+        )  # fmt: skip
+    kinds = ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+    )
+    ax.add_artist(kinds)
+    sizes_h = [
+        Line2D([], [], ls="", marker="o", ms=math.sqrt(p * PARAMS_TO_AREA), color="0.6",
+               alpha=0.5, label=f"{p}M parameters")
+        for p in (10, 50, 140)
+    ]  # fmt: skip
+    ax.legend(
+        handles=sizes_h, loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=8,
+        labelspacing=2.2, borderpad=1.2, handletextpad=1.6, frameon=False,
+    )  # fmt: skip
+    caption = (
+        f"Every ImageNet model in the zoo ({len(models)}) at its published top-1; "
+        "parameters and MACs from cnnbench's per-layer analysis at each model's input size. "
+        + _published_note([z.top1_source or "" for z in models])
+        + (
+            " Diamonds are measured top-1, not published figures." + _measured_note(measured)
+            if measured
+            else " No measured top-1 in these results: every value shown is published."
+        )
+    )
+    add_caption(fig, caption)
+    return save(fig, out, "top1_vs_gmacs", title, caption)
+
+
+def _series_label(engine: str, precision: str, device: str) -> str:
+    return f"{engine} {precision}" + (f" ({device})" if device and device != "cpu" else "")
+
+
+def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    pts = [
+        r for r in comparison if num(r.get("latency_ms_p50_b1")) and num(r.get("top1")) is not None
+    ]
+    groups = sorted({_series_label(r["engine"], r["precision"], r["device"]) for r in pts})
+    cmap = plt.get_cmap("tab10")
+    markers = "osv^<>pP*hX"
+    style = {g: (cmap(i % 10), markers[i % len(markers)]) for i, g in enumerate(groups)}
+    fig, ax = plt.subplots(figsize=(10, 6))
+    title = "Top-1 accuracy vs. batch-1 latency, per engine and precision"
+    xs, ys, names = [], [], []
+    for r in pts:
+        colour, marker = style[_series_label(r["engine"], r["precision"], r["device"])]
+        measured = r.get("top1_source") == "measured"
+        ax.scatter(
+            r["latency_ms_p50_b1"], r["top1"], s=70, marker=marker, zorder=3,
+            facecolors=colour if measured else "none", edgecolors=colour, linewidths=1.8,
+        )  # fmt: skip
+        xs.append(r["latency_ms_p50_b1"])
+        ys.append(r["top1"])
+        names.append(r["model"])
+    if pts:
+        log_axis(ax, "x")
+        ax.margins(x=0.15, y=0.15)
+        place_labels(ax, xs, ys, names, [5.0] * len(xs))
+    else:
+        no_data(ax, "no batch-1 timing rows with a top-1 in these results")
+    ax.set_xlabel("Batch-1 latency, p50 (ms per image, log scale)")
+    other = sorted({r["model"] for r in pts if r["model"] in zoo and not zoo[r["model"]].imagenet})
+    ax.set_ylabel("Top-1 accuracy (%)" if other else "ImageNet top-1 accuracy (%)")
+    if pts:
+        ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    handles = [
+        # Hollow like the published points: fill is reserved for provenance.
+        Line2D([], [], ls="", marker=m, ms=8, mfc="none", mec=c, mew=1.8, label=g)
+        for g, (c, m) in style.items()
+    ]
+    n_meas = sum(r.get("top1_source") == "measured" for r in pts)
+    if pts:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                ms=8,
+                mfc="none",
+                mec="0.3",
+                mew=1.8,
+                label="hollow: published top-1",
+            )
+        )
+        if n_meas:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker="o",
+                    ms=8,
+                    mfc="0.3",
+                    mec="0.3",
+                    label="filled: measured top-1",
+                )
+            )
+        ax.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+        )
+    if not pts:
+        prov = ""
+    elif n_meas == 0:
+        prov = " Every top-1 shown is published (hollow markers), not measured in this run."
+    elif n_meas == len(pts):
+        prov = " Every top-1 shown was measured (filled markers)." + _measured_note(pts)
+    else:
+        prov = (
+            f" Mixed provenance: filled markers ({n_meas}) are measured top-1, "
+            f"hollow markers ({len(pts) - n_meas}) are published top-1." + _measured_note(pts)
+        )
+    if other:
+        prov += f" Not ImageNet models, top-1 on their own dataset: {', '.join(other)}."
+    caption = (
+        "Latency: p50 over the batch-1 cell (single-stream where run) on each cell's device." + prov
+    )
+    add_caption(fig, caption)
+    return save(fig, out, "top1_vs_latency", title, caption)
+
+
+def _vs_batch(out: Path, series: Mapping[tuple[str, str, str, str], list[Row]], kind: str) -> Plot:
+    import matplotlib.pyplot as plt
+
+    keys = sorted(series)
+    # Colour: model; line style: engine; marker: precision; so 30 lines still read.
+    models = sorted({k[0] for k in keys})
+    engines = sorted({k[1] for k in keys})
+    cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+    colour = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+    dash = {e: _DASHES[i % len(_DASHES)] for i, e in enumerate(engines)}
+    if kind == "throughput":
+        panels = [("throughput_ips", "Throughput (images/s, log scale)")]
+        title = "Throughput vs. batch size"
+        caption = "Throughput: images/s = batch × completed queries / wall time of the measured window (offline rows where run)."
+    else:
+        has_dev = any(num(r.get("device_mem_peak_mb")) for rows in series.values() for r in rows)
+        panels = [("host_peak_rss_mb", "Host peak RSS (MB)")]
+        if has_dev:
+            panels.append(("device_mem_peak_mb", "Device memory peak (MB)"))
+        title = "Memory vs. batch size"
+        caption = "Host: peak resident set size of the benchmark process. " + (
+            "Device: peak device memory reported for the cell."
+            if has_dev
+            else "No device-memory figures in these results (CPU only)."
+        )
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(7 + 3.5 * (len(panels) - 1) + 3, 5.5), squeeze=False
+    )
+    drawn = 0
+    for ax, (col, ylabel) in zip(axes[0], panels, strict=True):
+        for key in keys:
+            pts = [(num(r.get("batch")), num(r.get(col))) for r in series[key]]
+            pts = [(b, v) for b, v in pts if b and v]
+            if not pts:
+                continue
+            model, engine, precision, device = key
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker=_PREC_MARKERS.get(precision, "o"),
+                ms=5, ls=dash[engine], color=colour[model], lw=1.6,
+                label=f"{model} · {_series_label(engine, precision, device)}",
+            )  # fmt: skip
+            drawn += 1
+        ax.set_xlabel("Batch size (images per query, log₂ scale)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+        if drawn:
+            log_axis(ax, "x", base=2)
+            if kind == "throughput":
+                log_axis(ax, "y")
+        else:
+            no_data(ax, "no timing rows in these results")
+    fig.suptitle(title)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 0.92),
+            fontsize=8,
+            frameon=False,
+            ncol=1 if len(handles) <= 24 else 2,
+        )
+    fig.tight_layout()
+    add_caption(fig, caption)
+    name = f"{kind}_vs_batch"
+    return save(fig, out, name, title, caption)
