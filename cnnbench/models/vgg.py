@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.models.alexnet import paper_lrn
 from cnnbench.models.registry import register_model
 from cnnbench.models.spec import TV_TOP1_SOURCE, imagenet_spec
 
@@ -20,31 +21,27 @@ VGG_PAPER = (
     "Recognition, ICLR 2015 (arXiv:1409.1556)"
 )
 # The paper's Table 3: single-scale dense evaluation, training scale S = 256, test scale Q = 256.
-VGG_TABLE3 = "Simonyan & Zisserman 2015, Table 3 (single test scale, S=256, Q=256): top-1 val error"
+VGG_TABLE3 = (
+    "Simonyan & Zisserman 2015, Table 3 (single test scale, dense evaluation, S=256, Q=256): "
+    "top-1 ILSVRC-2012 val error"
+)
 
 # An int is a 3x3 conv (pad 1) with that many filters, "M" a 2x2/2 max pool, "LRN" a local
 # response normalisation, and (n, k) a kxk conv with n filters (C's 1x1 convolutions).
 LayerCfg = int | str | tuple[int, int]
+# fmt: off
 cfgs: dict[str, list[LayerCfg]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "A-LRN": [64, "LRN", "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "C": [64, 64, "M", 128, 128, "M", 256, 256, (256, 1), "M",
-          512, 512, (512, 1), "M", 512, 512, (512, 1), "M"],  # fmt: skip
+          512, 512, (512, 1), "M", 512, 512, (512, 1), "M"],
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-          512, 512, 512, "M", 512, 512, 512, "M"],  # fmt: skip
+          512, 512, 512, "M", 512, 512, 512, "M"],
     "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-          512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],  # fmt: skip
+          512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
-
-
-def paper_lrn() -> nn.LocalResponseNorm:
-    """LRN with Krizhevsky et al.'s parameters (n=5, alpha=1e-4, beta=0.75, k=2).
-
-    The paper divides by (k + alpha * sum a^2)^beta; PyTorch (like Caffe and ONNX) divides alpha
-    by the window size, so alpha is passed as 5 * 1e-4 to compute the paper's formula exactly.
-    """
-    return nn.LocalResponseNorm(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)
+# fmt: on
 
 
 def make_layers(cfg: list[LayerCfg], batch_norm: bool = False) -> nn.Sequential:
