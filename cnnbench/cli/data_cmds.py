@@ -1,3 +1,208 @@
-"""Commands: (filled in by its stage)."""
+"""Commands: ``train`` (seeded training on bundled data) and ``eval`` (measured accuracy)."""
 
-from cnnbench.cli.app import cli  # noqa: F401
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import click
+
+from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option, weights_option
+
+_PRECISIONS = ("fp32", "fp16", "int8")
+_CALIB_METHODS = ("entropy", "max", "percentile")
+_EVAL_COLUMNS = ("model", "engine", "precision", "dataset", "samples", "top1", "top5", "source")
+
+
+@cli.command("train")
+@click.argument("model")
+@click.option(
+    "--dataset", type=click.Choice(("digits",)), default="digits", show_default=True,
+    help="Training data: sklearn's bundled digits, train split (1,347 images).",
+)  # fmt: skip
+@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the data [default: 30].")
+@click.option("--batch", type=click.IntRange(min=1), help="Batch size [default: 32].")
+@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), help="Peak learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Init + shuffling seed.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Torch threads (fixed, so runs are reproducible).",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None,
+    help="Weights file [default: artifacts/<model>/<dataset>/weights.pt].",
+)  # fmt: skip
+@format_option()
+def train_cmd(
+    model: str,
+    dataset: str,
+    epochs: int | None,
+    batch: int | None,
+    lr: float | None,
+    seed: int,
+    threads: int,
+    out: str | None,
+    fmt: str,
+) -> None:
+    """Train MODEL (lenet5) on DATASET, seeded and deterministic; print the weights path last.
+
+    The test split is held out: the reported test top-1 is measured on images never trained on.
+    Also writes <weights>.train.json (config, accuracy, loss per epoch, sha256).
+    """
+    from cnnbench.training import TrainConfig, train
+
+    kwargs: dict[str, Any] = dict(model=model, dataset=dataset, seed=seed, threads=threads)
+    for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr)):
+        if value is not None:
+            kwargs[key] = value
+    try:
+        config = TrainConfig(**kwargs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    result = train(config, out)
+    row = {
+        "model": model,
+        "dataset": dataset,
+        "epochs": config.epochs,
+        "seed": seed,
+        "train_top1": result.train_top1,
+        "test_top1": result.test_top1,
+        "test_samples": result.test_samples,
+        "seconds": result.seconds,
+        "weights": str(result.weights),
+    }
+    if fmt == "json":
+        emit_json(row)
+    elif fmt == "csv":
+        emit_csv([row])
+    else:
+        emit_table([row], list(row)[:-1], title=f"train {model} on {dataset}")
+    click.echo(str(result.weights))
+
+
+@cli.command("eval")
+@click.argument("model")
+@weights_option
+@click.option(
+    "--dataset", default="digits", show_default=True,
+    help="Labelled evaluation data: digits (the held-out test split, 450 images).",
+)  # fmt: skip
+@click.option("--precision", type=click.Choice(_PRECISIONS), default="fp32", show_default=True)
+@click.option(
+    "--engine", default="torch", show_default=True,
+    help="torch, onnxruntime (ort), openvino (ov), tensorrt (trt).",
+)  # fmt: skip
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--artifacts", type=click.Path(file_okay=False), default=None,
+    help="Root for the ONNX files evaluated [default: <cache>/eval].",
+)  # fmt: skip
+@click.option(
+    "--calib-data", default=None,
+    help="INT8 calibration: image folder, .npy, 'digits' or 'random' [default: digits train].",
+)  # fmt: skip
+@click.option(
+    "--calib-method", type=click.Choice(_CALIB_METHODS), default="entropy", show_default=True
+)
+@click.option("--calib-samples", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Engine threads.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Weight-init seed (no --weights)."
+)
+@click.option(
+    "--data", type=click.Path(file_okay=False), default=None,
+    help="Image folder instead of --dataset: ImageFolder (class subfolders) or a flat "
+    "ImageNet-val folder with --labels.",
+)  # fmt: skip
+@click.option(
+    "--labels", type=click.Path(dir_okay=False), default=None,
+    help="With --data: 'filename label' lines or one label per sorted image (flat folder), "
+    "or a class-index JSON (folder name -> class index).",
+)  # fmt: skip
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=4, show_default=True,
+    help="With --data: image decoding threads.",
+)  # fmt: skip
+@click.option(
+    "--max-bad", default="1%", show_default=True,
+    help="With --data: unreadable images tolerated (count N, fraction or N%); more fail.",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None,
+    help="Append the result as a row (top1/top5 in %, accuracy_source) to a results "
+    ".csv/.jsonl, e.g. the run's, for `cnnbench report`.",
+)  # fmt: skip
+@format_option()
+def eval_cmd(
+    model: str,
+    weights: str | None,
+    dataset: str,
+    precision: str,
+    engine: str,
+    batch: int,
+    artifacts: str | None,
+    calib_data: str | None,
+    calib_method: str,
+    calib_samples: int,
+    threads: int | None,
+    device: str,
+    seed: int,
+    data: str | None,
+    labels: str | None,
+    workers: int,
+    max_bad: str,
+    out: str | None,
+    fmt: str,
+) -> None:
+    """Measure MODEL's top-1 / top-5 on labelled data at PRECISION on ENGINE.
+
+    ONNX engines run the verified file for the precision (exported, converted and cached as
+    needed; INT8 is calibrated on the digits TRAIN split, never on the evaluated test split).
+    JSON: top1 and top5 are fractions in [0, 1]; samples is the evaluated split's size.
+    """
+    from bench.accuracy import evaluate
+    from cnnbench.models import get_spec
+
+    get_spec(model)  # an unknown model fails before anything is loaded
+    if labels is not None and data is None:
+        raise click.UsageError("--labels needs --data DIR")
+    if out is not None:
+        from bench.results import format_of
+
+        format_of(out)  # a bad suffix fails before the evaluation, not after
+    if data is not None:
+        from bench.eval_folders import eval_folder
+        from cnnbench.data.folders import parse_max_bad
+
+        run: Any = functools.partial(
+            eval_folder, model, data, labels=labels, workers=workers,
+            max_bad=parse_max_bad(max_bad),
+        )  # fmt: skip
+    else:
+        run = functools.partial(evaluate, model, dataset=dataset)
+    result = run(
+        weights=weights,
+        precision=precision,
+        engine=engine,
+        batch=batch,
+        artifacts=artifacts,
+        calib_data=calib_data,
+        calib_method=calib_method,
+        calib_samples=calib_samples,
+        seed=seed,
+        threads=threads,
+        device=device,
+    )
+    if fmt == "json":
+        emit_json(result)
+    elif fmt == "csv":
+        emit_csv([result], _EVAL_COLUMNS)
+    else:
+        emit_table([result], _EVAL_COLUMNS, title=f"accuracy: {model}")
+    if out is not None:
+        from bench.eval_folders import accuracy_row
+        from bench.results import append_row
+
+        append_row(out, accuracy_row(result))
+        click.echo(str(out), err=fmt != "table")

@@ -68,7 +68,9 @@ def to_lenet_canvas(images8: np.ndarray) -> np.ndarray:
     out = np.zeros((ink.shape[0], CANVAS, CANVAS), dtype=np.float32)
     lo = (CANVAS - DIGIT_BOX) // 2
     for i, img in enumerate(ink):
-        big = Image.fromarray(img, mode="F").resize((DIGIT_BOX, DIGIT_BOX), Image.BILINEAR)
+        big = Image.fromarray(img, mode="F").resize(
+            (DIGIT_BOX, DIGIT_BOX), Image.Resampling.BILINEAR
+        )
         out[i, lo : lo + DIGIT_BOX, lo : lo + DIGIT_BOX] = np.asarray(big, dtype=np.float32)
     return out
 

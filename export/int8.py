@@ -1,0 +1,254 @@
+"""INT8 as explicit Q/DQ in the form TensorRT consumes, made by ONNX Runtime's static quantizer.
+
+Form (checked by :func:`describe_qdq`):
+
+- activations: QuantizeLinear -> DequantizeLinear pairs, int8, per-tensor scale, zero point 0
+  (``ActivationSymmetric``);
+- weights: int8 initialisers -> DequantizeLinear, symmetric in [-127, 127], zero point 0, one
+  scale per output channel (``per_channel``): axis 0 for Conv and for Gemm with transB=1
+  (torch's Linear), axis 1 for Gemm with transB=0, MatMul (B is K×N) and ConvTranspose;
+- biases stay float32 (``QuantizeBias`` off): TensorRT's parser rejects an int32 bias behind a
+  DequantizeLinear ("only activation types allowed as input to this layer").
+
+Before calibration the FP32 graph goes through ORT's ``quant_pre_process`` (symbolic shape
+inference and ORT's basic optimisations, which fold BatchNorm into Conv), so Q/DQ lands where
+TensorRT will fuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cnnbench.errors import ArtifactError
+
+QUANTIZER = "onnxruntime.quantization"
+
+EXTRA_OPTIONS: dict[str, Any] = {
+    "ActivationSymmetric": True,
+    "WeightSymmetric": True,
+    "QuantizeBias": False,
+}
+
+
+def quantizer_version() -> str:
+    return metadata.version("onnxruntime")
+
+
+@contextlib.contextmanager
+def _quiet_ort() -> Iterator[None]:
+    # the quantizer logs advice through the root logger; our stderr is for our own progress
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def preprocess(src: Path, dst: Path) -> None:
+    """ORT's ``quant_pre_process`` (shape inference + basic optimisation) of ``src`` into ``dst``."""
+    from onnxruntime.quantization import quant_pre_process
+
+    try:
+        with _quiet_ort():
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    except Exception as exc:  # ORT raises bare Exceptions / asserts on graphs it cannot handle
+        raise ArtifactError(f"quantization pre-processing of {src} failed: {_line(exc)}") from None
+
+
+def op_types() -> list[str]:
+    """Every op type ORT's QDQ quantizer knows (what quantize_static uses by default)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
+def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, Any]:
+    """Quantize the pre-processed ``src`` to ``dst`` with the cached ``ranges_path``.
+
+    Returns:
+        The quantizer record for the manifest (name, version, options).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from export.calibration import ort_method
+
+    try:
+        with _quiet_ort():
+            quantize_static(
+                str(src),
+                str(dst),
+                calibration_data_reader=None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types(),
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=ort_method(method),
+                extra_options=dict(EXTRA_OPTIONS),
+                calibration_cache_path=str(ranges_path),
+            )
+    except Exception as exc:
+        raise ArtifactError(f"INT8 quantization of {src} failed: {_line(exc)}") from None
+    return {
+        "quantizer": QUANTIZER,
+        "quantizer_version": quantizer_version(),
+        "function": "onnxruntime.quantization.quantize_static",
+        "options": {
+            "quant_format": "QDQ",
+            "activation_type": "QInt8",
+            "weight_type": "QInt8",
+            "per_channel": True,
+            "reduce_range": False,
+            "calibrate_method": method,
+            "extra_options": dict(EXTRA_OPTIONS),
+            "pre_process": "onnxruntime.quantization.quant_pre_process",
+        },
+    }
+
+
+_LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _output_channel_axis(consumer: Any, weight_rank: int) -> int | None:
+    """The output-channel axis of a weight fed to ``consumer`` (None: unknown op)."""
+    op = consumer.op_type
+    if op == "Conv":
+        return 0
+    if op == "ConvTranspose":
+        return 1
+    if op == "Gemm":
+        trans_b = next((a.i for a in consumer.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    if op == "MatMul":
+        return weight_rank - 1
+    return None
+
+
+def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
+    """The Q/DQ structure of a quantized file (for tests, the manifest and TensorRT's rules).
+
+    Keys: ``quantize_linear``/``dequantize_linear`` (node counts), ``qdq_pairs`` (Q nodes feeding
+    a DQ), ``weight_dq`` (DQ of an initialiser), ``zero_points`` (count, ``all_zero``,
+    ``types``), ``int8`` (every Q/DQ tensor is int8), ``int32_dq`` (DQ of int32 data, e.g.
+    biases: TensorRT rejects these), ``per_channel_weights`` / ``per_tensor_weights`` (counts),
+    ``weight_axes_ok`` (every per-channel scale is on the consumer's output-channel axis),
+    ``linear_weights_per_tensor`` (Conv/Gemm/MatMul weights lacking per-channel scales: 0),
+    ``activation_per_tensor`` (every Q scale is a scalar), ``quantized_ops`` (op type -> count
+    of nodes fed by a DQ), ``ok`` (all of the TensorRT conditions hold).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def const(name: str) -> Any:
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        node = producers.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    def elem_type(name: str) -> int | None:
+        if name in inits:
+            return int(inits[name].data_type)
+        node = producers.get(name)
+        if node is not None and node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            return elem_type(node.input[2])
+        if node is not None and node.op_type == "Constant":
+            return int(node.attribute[0].t.data_type)
+        return None
+
+    qs = [n for n in g.node if n.op_type == "QuantizeLinear"]
+    dqs = [n for n in g.node if n.op_type == "DequantizeLinear"]
+    pairs = sum(
+        1
+        for q in qs
+        if any(c.op_type == "DequantizeLinear" for c in consumers.get(q.output[0], []))
+    )
+    zps = [const(n.input[2]) for n in qs + dqs if len(n.input) > 2 and n.input[2]]
+    zp_types = sorted(
+        {
+            TensorProto.DataType.Name(t)
+            for n in qs + dqs
+            if len(n.input) > 2 and (t := elem_type(n.input[2])) is not None
+        }
+    )
+    data_types = [elem_type(n.input[0]) for n in dqs]
+    int32_dq = sum(1 for t in data_types if t == TensorProto.INT32)
+    int8 = bool(qs or dqs) and all(t == TensorProto.INT8 for t in data_types if t is not None)
+    int8 = int8 and all(zp is not None and zp.dtype == np.int8 for zp in zps)
+    per_channel = per_tensor = 0
+    axes_ok = True
+    linear_per_tensor = 0  # Conv/Gemm/MatMul weights without per-channel scales
+    quantized_ops: dict[str, int] = {}
+    for dq in dqs:
+        for c in consumers.get(dq.output[0], []):
+            quantized_ops[c.op_type] = quantized_ops.get(c.op_type, 0) + 1
+        if dq.input[0] not in inits:
+            continue
+        scale = const(dq.input[1])
+        users = consumers.get(dq.output[0], [])
+        if scale is None or scale.ndim == 0:
+            per_tensor += 1
+            linear_per_tensor += sum(1 for c in users if c.op_type in _LINEAR_OPS)
+            continue
+        per_channel += 1
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        rank = len(inits[dq.input[0]].dims)
+        axis = axis % rank
+        for c in users:
+            if _output_channel_axis(c, rank) not in (None, axis):
+                axes_ok = False
+    act_per_tensor = all((s := const(q.input[1])) is not None and s.size == 1 for q in qs)
+    all_zero = bool(zps) and all(zp is not None and not np.any(zp) for zp in zps)
+    out = {
+        "quantize_linear": len(qs),
+        "dequantize_linear": len(dqs),
+        "qdq_pairs": pairs,
+        "weight_dq": per_channel + per_tensor,
+        "zero_points": {"count": len(zps), "all_zero": all_zero, "types": zp_types},
+        "int8": int8,
+        "int32_dq": int32_dq,
+        "per_channel_weights": per_channel,
+        "per_tensor_weights": per_tensor,
+        "weight_axes_ok": axes_ok,
+        "linear_weights_per_tensor": linear_per_tensor,
+        "activation_per_tensor": act_per_tensor,
+        "quantized_ops": dict(sorted(quantized_ops.items())),
+        "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+    }
+    out["ok"] = bool(
+        pairs > 0
+        and all_zero
+        and int8
+        and int32_dq == 0
+        and per_channel > 0
+        and axes_ok
+        and act_per_tensor
+        and linear_per_tensor == 0
+    )
+    return out
+
+
+def _line(exc: BaseException) -> str:
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return type(exc).__name__
