@@ -35,6 +35,7 @@ __all__ = [
     "Tolerances",
     "compare",
     "render_reports",
+    "report_from_dict",
 ]
 
 
@@ -164,6 +165,19 @@ class ParityReport:
         }
 
 
+def report_from_dict(d: dict[str, Any]) -> ParityReport:
+    """Rebuild a report from ``to_dict()`` output (e.g. a manifest's ``parity``; extra keys ignored)."""
+    tol = Tolerances(**{k: d.get("tolerances", {}).get(k) for k in Tolerances().to_dict()})
+    metrics = {k: float(v) for k, v in d.get("metrics", {}).items()}
+    return ParityReport(
+        str(d.get("name", "logits")),
+        int(d.get("samples", 0)),
+        metrics,
+        tol,
+        list(d.get("failures", [])),
+    )
+
+
 def render_reports(reports: Iterable[ParityReport], title: str | None = None) -> Any:
     """One rich Table for several reports (e.g. one per output)."""
     from rich.table import Table
@@ -224,10 +238,9 @@ def _metrics(r: np.ndarray, c: np.ndarray) -> dict[str, float]:
     if not np.isfinite(c).all():
         max_abs = float("inf")
     scale = float(np.abs(r).max()) if r.size else 0.0
-    if scale > 0:
-        max_rel = max_abs / scale
-    else:
-        max_rel = 0.0 if max_abs == 0 else float("inf")
+    # an all-zero reference: any error is infinitely large relative to it
+    fallback = 0.0 if max_abs == 0 else float("inf")
+    max_rel = max_abs / scale if scale > 0 else fallback
 
     with np.errstate(invalid="ignore", over="ignore"):
         nr = np.linalg.norm(r, axis=1)
@@ -288,9 +301,7 @@ class ParityAccumulator:
             for r, c in zip(self._ref, self._cand, strict=True):
                 if r.shape != c.shape:
                     return compare(r, c, tol, name=self.name)
-        return compare(
-            np.concatenate(self._ref), np.concatenate(self._cand), tol, name=self.name
-        )
+        return compare(np.concatenate(self._ref), np.concatenate(self._cand), tol, name=self.name)
 
 
 def _meets(value: float, op: str, bound: float) -> bool:

@@ -1,3 +1,225 @@
-"""Commands: (filled in by its stage)."""
+"""Commands: ``export`` (PyTorch -> verified ONNX + manifest) and ``verify`` (re-check a file)."""
 
-from cnnbench.cli.app import cli  # noqa: F401
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cnnbench.cli.app import cli, weights_option
+from cnnbench.errors import CheckFailedError, InvalidInputError, RuntimeUnavailableError
+
+_PRECISIONS = ("fp32", "fp16", "int8")
+_TOL_HELP = """\b
+Parity gate (ONNX Runtime CPU vs PyTorch eager FP32, K seeded batches of preprocessed random
+images, or real images with --data). Metrics per output: max abs error, max error relative to
+max |reference|, cosine similarity per sample (min, mean), top-1 agreement, top-5 overlap.
+Defaults: fp32 rel <= 1e-5, cosine >= 0.99999, top-1 agreement 1.0; fp16 cosine >= 0.999,
+top-1 >= 0.99; int8 report only. --rtol/--cosine/--top1/--top5 override the bounds of the
+gate for the requested precision. A failed gate prints the table and exits 1.
+"""
+
+
+def _batch_range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from cnnbench.batch import BatchRange
+
+    try:
+        return BatchRange.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    unit = click.FloatRange(0.0, 1.0)
+    opts = [
+        click.option("--rtol", type=click.FloatRange(min=0.0), help="Max relative error."),
+        click.option("--cosine", type=click.FloatRange(-1.0, 1.0), help="Min cosine similarity."),
+        click.option("--top1", type=unit, help="Min top-1 agreement (fraction, 0..1)."),
+        click.option("--top5", type=unit, help="Min top-5 overlap (fraction, 0..1)."),
+        click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Image folder."),
+        click.option(
+            "--samples", type=click.IntRange(min=1), default=3, show_default=True,
+            help="Batches the parity gate compares.",
+        ),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@cli.command("export", epilog=_TOL_HELP)
+@click.argument("model")
+@weights_option
+@click.option(
+    "--opset", type=int, default=None, help="ONNX opset (default 18, the exporter's own)."
+)
+@click.option("--batch", "fixed", type=click.IntRange(min=1), help="Fixed batch size.")
+@click.option(
+    "--dynamic-batch", "dyn", callback=_batch_range, metavar="MIN:OPT:MAX",
+    help="Dynamic batch axis and the range engines should serve (default 1:8:64).",
+)  # fmt: skip
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), default="artifacts",
+    show_default=True, help="Artifact root: writes OUT/<model>/<precision>/model.onnx.",
+)  # fmt: skip
+@click.option("--no-check", is_flag=True, help="Skip the parity gate.")
+@_tolerance_options
+@click.option("--precision", type=click.Choice(_PRECISIONS), default="fp32", show_default=True)
+@click.option("--calib-data", type=click.Path(file_okay=False), help="INT8 calibration images.")
+@click.option("--calib-method", type=click.Choice(("entropy", "max", "percentile")))
+@click.option("--calib-samples", type=click.IntRange(min=1), help="INT8 calibration images used.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Weight-init + input seed.")
+def export_cmd(
+    model: str,
+    weights: str | None,
+    opset: int | None,
+    fixed: int | None,
+    dyn: Any,
+    out_dir: str,
+    no_check: bool,
+    rtol: float | None,
+    cosine: float | None,
+    top1: float | None,
+    top5: float | None,
+    data_dir: str | None,
+    samples: int,
+    precision: str,
+    calib_data: str | None,
+    calib_method: str | None,
+    calib_samples: int | None,
+    seed: int,
+) -> None:
+    """Export MODEL to ONNX, check it, and gate it on parity with PyTorch.
+
+    Writes OUT/<model>/<precision>/model.onnx and manifest.json (opset, input, dynamic axes,
+    sha256, versions, parity metrics, step timings) and prints the ONNX path last. The file is
+    published only after the gate passes; a failure or Ctrl-C leaves the folder as it was.
+    The same model and weights give a byte-identical file.
+    """
+    from cnnbench.batch import BatchRange
+    from export.parity import FP32_GATE
+
+    if fixed is not None and dyn is not None:
+        raise click.UsageError("--batch and --dynamic-batch are mutually exclusive")
+    if precision != "int8" and (calib_data or calib_method or calib_samples):
+        raise click.UsageError("--calib-data/--calib-method/--calib-samples need --precision int8")
+    batch = BatchRange.fixed(fixed) if fixed is not None else dyn
+    dynamic = None if fixed is None and dyn is None else fixed is None
+    overrides = _overrides(rtol, cosine, top1, top5)
+    common = dict(
+        weights=weights, out_dir=out_dir, opset=opset, batch=batch, dynamic=dynamic,
+        check=not no_check, data_dir=data_dir, seed=seed, samples=samples,
+    )  # fmt: skip
+    if precision == "fp32":
+        from export.pipeline import export_fp32
+
+        tol = FP32_GATE.replace(**overrides)
+        result = export_fp32(model, **common, tolerances=tol)  # type: ignore[arg-type]
+    else:
+        conv = dict(calib_data=calib_data, calib_method=calib_method, calib_samples=calib_samples)
+        result = _convert(model, precision, common, overrides, conv)
+    _print_parity(result.manifest, title=f"parity: {model} {precision}")
+    click.echo(str(result.onnx_path))
+
+
+def _overrides(
+    rtol: float | None, cosine: float | None, top1: float | None, top5: float | None
+) -> dict[str, float]:
+    changes = {"max_rel_err": rtol, "min_cosine": cosine, "min_top1_agreement": top1,
+               "min_top5_agreement": top5}  # fmt: skip
+    return {k: v for k, v in changes.items() if v is not None}
+
+
+def _convert(
+    model: str,
+    precision: str,
+    common: dict[str, Any],
+    overrides: dict[str, float],
+    conv: dict[str, Any],
+) -> Any:
+    from export import parity
+    from export.pipeline import ensure_fp32
+
+    try:
+        from export.precision import convert
+    except ModuleNotFoundError as exc:
+        if exc.name != "export.precision":
+            raise
+        raise RuntimeUnavailableError(
+            f"--precision {precision} needs export/precision.py, which this install lacks"
+        ) from None
+    # the FP32 file is gated with the FP32 defaults; tolerance flags bound the converted model
+    fp32 = ensure_fp32(model, **common)
+    kwargs: dict[str, Any] = {k: v for k, v in conv.items() if v is not None}
+    if overrides:
+        base = parity.FP16_GATE if precision == "fp16" else parity.INT8_REPORT
+        kwargs["tolerances"] = base.replace(**overrides)
+    return convert(
+        model, fp32, precision, out_dir=common["out_dir"], check=common["check"],
+        seed=common["seed"], **kwargs,
+    )  # fmt: skip
+
+
+def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
+    from export.gate import print_report
+    from export.parity import report_from_dict
+
+    parity = manifest.get("parity")
+    if isinstance(parity, dict) and "metrics" in parity:
+        print_report(report_from_dict(parity), title=title)
+
+
+@cli.command("verify", epilog=_TOL_HELP)
+@click.argument("onnx_file", metavar="ONNX", type=click.Path(dir_okay=False))
+@click.option("--model", help="Zoo model the file holds (default: recorded in the file).")
+@weights_option
+@_tolerance_options
+@click.option(
+    "--gate", "preset", type=click.Choice(_PRECISIONS), default=None,
+    help="Tolerance preset: fp32 (strict), fp16 (top-1 >= 0.99, cosine >= 0.999), int8 "
+    "(report only). Default: the precision recorded in the file, else fp32.",
+)  # fmt: skip
+@click.option("--batch", type=click.IntRange(min=1), help="Batch size (default 2 or the file's).")
+@click.option(
+    "--seed", type=int, default=None, help="Weight-init + input seed (default: recorded)."
+)
+def verify_cmd(
+    onnx_file: str,
+    model: str | None,
+    weights: str | None,
+    rtol: float | None,
+    cosine: float | None,
+    top1: float | None,
+    top5: float | None,
+    data_dir: str | None,
+    samples: int,
+    preset: str | None,
+    batch: int | None,
+    seed: int | None,
+) -> None:
+    """Re-check an existing ONNX file: onnx.checker, its manifest's sha256, and the parity gate.
+
+    Prints the parity table; exits 1 if the gate fails, 2 if the file is missing or corrupt.
+    """
+    from export.gate import print_report
+    from export.pipeline import verify_onnx
+    from export.verify import PRESETS, recorded_precision
+
+    if not Path(onnx_file).is_file():
+        raise InvalidInputError(f"ONNX file not found: {onnx_file}")
+    overrides = _overrides(rtol, cosine, top1, top5)
+    tol = None
+    if preset is not None or overrides:
+        tol = PRESETS[preset or recorded_precision(onnx_file)].replace(**overrides)
+    report = verify_onnx(
+        onnx_file, model, weights=weights, seed=seed, data_dir=data_dir, samples=samples,
+        batch=batch, tolerances=tol,
+    )  # fmt: skip
+    print_report(report, title=f"parity: {onnx_file}")
+    if not report:
+        raise CheckFailedError(f"parity gate failed for {onnx_file}: {'; '.join(report.failures)}")
+    click.echo(f"PASS {onnx_file}")

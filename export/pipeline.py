@@ -1,0 +1,257 @@
+"""The FP32 export pipeline: export -> check -> simplify -> parity gate -> publish + manifest.
+
+``export_fp32`` always exports; ``ensure_fp32`` reuses ``DIR/<model>/fp32`` when its manifest
+matches the request and the file's sha256 matches the manifest. Every file is written in a
+staging folder and renamed into place only after the gate passed, so a failure (or Ctrl-C)
+leaves the folder as it was: either the previous verified artifact or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from cnnbench.artifacts import DEFAULT_ARTIFACTS, ensure_dir, sha256_file
+from cnnbench.batch import BatchRange
+from cnnbench.errors import ArtifactError, CnnbenchError
+from cnnbench.progress import Steps, note
+from export import graph
+from export.gate import GateInputs, gate, parity_record
+from export.manifest import (
+    MANIFEST_NAME,
+    ONNX_NAME,
+    ExportResult,
+    build_manifest,
+    library_versions,
+    read_manifest,
+    verify_artifact,
+    weights_id,
+    write_manifest,
+)
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_module, resolve_opset
+from export.parity import FP32_GATE, ParityReport, Tolerances
+from export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
+
+__all__ = [
+    "DEFAULT_DYNAMIC_BATCH",
+    "ExportResult",
+    "artifact_dir",
+    "ensure_fp32",
+    "export_fp32",
+    "verify_onnx",
+]
+
+#: the batch range recorded for a dynamic export when none is given (the file serves any batch)
+DEFAULT_DYNAMIC_BATCH = BatchRange(1, 8, 64)
+#: versions that, when changed, invalidate a cached artifact
+_CACHE_VERSIONS = ("cnnbench", "torch", "onnx", "onnxscript", "onnxslim")
+
+
+def artifact_dir(out_dir: str | Path, model: str, precision: str = "fp32") -> Path:
+    """``out_dir/<model>/<precision>``."""
+    return Path(out_dir) / model / precision
+
+
+def _batch_spec(batch: BatchRange | None, dynamic: bool | None) -> tuple[BatchRange, bool]:
+    if batch is None:
+        return DEFAULT_DYNAMIC_BATCH, True
+    return batch, (batch.min != batch.max) if dynamic is None else dynamic
+
+
+def export_fp32(
+    model: str,
+    *,
+    weights: str | Path | None = None,
+    out_dir: str | Path = DEFAULT_ARTIFACTS,
+    opset: int | None = None,
+    batch: BatchRange | None = None,
+    dynamic: bool | None = None,
+    check: bool = True,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    samples: int = 3,
+    parity_batch: int | None = None,
+    tolerances: Tolerances = FP32_GATE,
+) -> ExportResult:
+    """Export ``model`` to ``out_dir/<model>/fp32/model.onnx`` with its manifest.
+
+    Args:
+        model: zoo name.
+        weights: state dict to load strictly; None means seeded init (``seed``).
+        out_dir: artifact root.
+        opset: ONNX opset (None: the exporter's native 18).
+        batch: batch range; None means a dynamic batch axis recorded as 1:8:64. A range with
+            min == max gives a fixed-batch file unless ``dynamic`` says otherwise.
+        dynamic: force a dynamic (True) or fixed (False) batch axis.
+        check: run the parity gate (ONNX Runtime vs PyTorch eager).
+        data_dir: real images for the gate instead of seeded random ones.
+        seed: weight-init seed (without weights) and the gate's input seed.
+        samples: number of batches the gate compares.
+        parity_batch: batch size of the gate's inputs (default 2; a fixed file uses its batch).
+        tolerances: the gate's bounds.
+
+    Raises:
+        InvalidInputError: bad opset, unwritable ``out_dir``, bad data folder.
+        ArtifactError: the exporter, checker or ONNX Runtime failed.
+        ParityGateError: the gate failed (its table was printed on stderr).
+    """
+    from cnnbench.models import get_model, get_spec
+
+    spec = get_spec(model)
+    opset = resolve_opset(opset)
+    brange, dyn = _batch_spec(batch, dynamic)
+    dest = ensure_dir(artifact_dir(out_dir, model))
+    wid = weights_id(weights, seed)
+    inputs = GateInputs(
+        samples=samples,
+        batch=(parity_batch or 2) if dyn else brange.opt,
+        seed=seed,
+        data_dir=Path(data_dir) if data_dir is not None else None,
+    )
+    if inputs.data_dir is not None and check:
+        inputs.batches(spec)  # a bad folder fails now, not after a minute of exporting
+    module = get_model(model, weights=weights, seed=seed)
+
+    steps = Steps(f"export {model}", 4 if check else 3)
+    with steps.step("export"):
+        exported = export_module(module, spec.input_shape, opset=opset, batch=brange, dynamic=dyn)
+    proto, notes = exported.proto, list(exported.notes)
+    meta = {"cnnbench.model": model, "cnnbench.weights": wid, "cnnbench.precision": "fp32"}
+    large = graph.needs_external_data(proto)
+    if large:
+        # protobuf cannot serialise > 2 GiB in one message: check the saved file instead
+        notes.append("over 2 GiB: external data, checked from file, onnxslim skipped")
+        graph.make_deterministic(proto, meta)
+        steps.total -= 1
+    else:
+        with steps.step("check"):
+            graph.make_deterministic(proto, meta)
+            graph.check(proto)
+            proto = graph.infer_shapes(proto)
+        with steps.step("simplify"):
+            proto = graph.simplify(proto)
+            graph.make_deterministic(proto, meta)
+            graph.check(proto, what="simplified model")
+
+    with graph.staging_dir(dest) as stage:
+        staged = stage / ONNX_NAME
+        extra_files = graph.save(proto, staged)
+        del proto
+        if large:
+            with steps.step("check"):
+                graph.check(staged)
+        report: ParityReport | None = None
+        if check:
+            with steps.step("parity"):
+                report = gate(module, staged, spec, inputs, tolerances, what=f"{model} fp32")
+        external = {n: sha256_file(stage / n) for n in extra_files}
+        manifest = build_manifest(
+            model=model,
+            precision="fp32",
+            opset=opset,
+            exporter=exported.exporter,
+            onnx_path=staged,
+            input_shape=spec.input_shape,
+            num_classes=spec.num_classes,
+            batch=brange,
+            dynamic=dyn,
+            weights=wid,
+            parity=parity_record(report, inputs) if report is not None else None,
+            timings=steps.timings,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            external_data=list(external) or None,
+            extra={"exporter_notes": notes, "external_data_sha256": external},
+        )
+        # the old manifest goes first: a crash mid-publish leaves no manifest claiming new bytes
+        (dest / MANIFEST_NAME).unlink(missing_ok=True)
+        graph.publish(stage, dest, [ONNX_NAME, *extra_files])
+    manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
+    return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
+
+
+def ensure_fp32(
+    model: str,
+    *,
+    weights: str | Path | None = None,
+    out_dir: str | Path = DEFAULT_ARTIFACTS,
+    opset: int | None = None,
+    batch: BatchRange | None = None,
+    dynamic: bool | None = None,
+    check: bool = True,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> ExportResult:
+    """Reuse ``out_dir/<model>/fp32`` if it was made from the same request, else export.
+
+    Reused when: the manifest reads and validates, its model, weights (sha256 or seed), opset,
+    batch axis (dynamic, or the same fixed size) and cnnbench/torch/onnx versions match, it
+    passed the gate (when ``check``), and the ONNX file's sha256 matches the manifest. A dynamic
+    file serves any batch range, so only the manifest's recorded range is updated.
+    """
+    args = dict(weights=weights, out_dir=out_dir, opset=opset, batch=batch, dynamic=dynamic)
+    brange, dyn = _batch_spec(batch, dynamic)
+    reason = _reuse_problem(
+        artifact_dir(out_dir, model),
+        model=model,
+        wid=weights_id(weights, seed),
+        opset=resolve_opset(opset),
+        batch=brange,
+        dynamic=dyn,
+        check=check,
+    )
+    if reason is None:
+        onnx_path, manifest = verify_artifact(artifact_dir(out_dir, model))
+        if dyn and manifest["batch"] != _batch_dict(brange):
+            manifest = {**manifest, "batch": _batch_dict(brange)}
+            with contextlib.suppress(CnnbenchError):  # a read-only cache is still usable
+                write_manifest(onnx_path.with_name(MANIFEST_NAME), manifest)
+        note(f"reusing verified {onnx_path} (sha256 {manifest['onnx']['sha256'][:12]})")
+        return ExportResult(onnx_path, onnx_path.with_name(MANIFEST_NAME), manifest)
+    note(f"exporting {model}: {reason}")
+    return export_fp32(model, **args, check=check, data_dir=data_dir, seed=seed, **kwargs)  # type: ignore[arg-type]
+
+
+def _batch_dict(b: BatchRange) -> dict[str, int]:
+    return {"min": b.min, "opt": b.opt, "max": b.max}
+
+
+def _reuse_problem(
+    folder: Path,
+    *,
+    model: str,
+    wid: str,
+    opset: int,
+    batch: BatchRange,
+    dynamic: bool,
+    check: bool,
+) -> str | None:
+    """Why the cached artifact in ``folder`` cannot be reused, or None if it can."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return "no cached artifact"
+    try:
+        m = read_manifest(folder)
+        verify_artifact(folder)
+    except ArtifactError as exc:
+        return f"cached artifact unusable ({exc})"
+    have_dynamic = bool(m.get("dynamic_axes"))
+    wants = {
+        "model": (m.get("model"), model),
+        "precision": (m.get("precision"), "fp32"),
+        "weights": (m.get("weights"), wid),
+        "opset": (m.get("opset"), opset),
+        "batch axis": (have_dynamic, dynamic),
+    }
+    if not dynamic:
+        wants["batch"] = (m.get("batch"), _batch_dict(batch))
+    now = library_versions()
+    for lib in _CACHE_VERSIONS:
+        wants[f"{lib} version"] = ((m.get("versions") or {}).get(lib), now.get(lib))
+    for what, (have, want) in wants.items():
+        if have != want:
+            return f"cached {what} differs ({have} != {want})"
+    if check and not (m.get("parity") or {}).get("passed"):
+        return "cached artifact was not parity-checked"
+    return None

@@ -1,0 +1,108 @@
+"""Re-check an existing ONNX file: load, onnx.checker, sha256 against its manifest, parity gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnbench.errors import ArtifactError, InvalidInputError
+from cnnbench.progress import Steps, note, warn
+from export import graph
+from export.gate import DEFAULT_BATCH, DEFAULT_SAMPLES, GateInputs
+from export.manifest import MANIFEST_NAME, verify_artifact, weights_id
+from export.parity import FP16_GATE, FP32_GATE, INT8_REPORT, ParityReport, Tolerances
+
+PRESETS = {"fp32": FP32_GATE, "fp16": FP16_GATE, "int8": INT8_REPORT}
+
+
+def verify_onnx(
+    onnx_path: str | Path,
+    model: str | None = None,
+    *,
+    weights: str | Path | None = None,
+    seed: int | None = None,
+    data_dir: str | Path | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    batch: int | None = None,
+    tolerances: Tolerances | None = None,
+) -> ParityReport:
+    """Re-check an existing ONNX file against PyTorch eager FP32; returns the report.
+
+    ``model``, ``seed`` and ``tolerances`` default to what cnnbench recorded in the file's
+    metadata (the gate preset of its precision; FP32 if none is recorded). A corrupt,
+    truncated or invalid file raises a one-line ArtifactError; a file exported from a weights
+    file, verified without ``weights``, raises InvalidInputError (the reference would differ).
+    A manifest beside the file whose sha256 disagrees is a warning: the file changed since.
+    """
+    from cnnbench.models import get_model, get_spec
+    from export.gate import fixed_batch, ort_session, run_parity
+
+    path = Path(onnx_path)
+    steps = Steps(f"verify {path.name}", 2)
+    with steps.step("check"):
+        proto = graph.load(path)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        external = any(t.data_location == 1 for t in proto.graph.initializer)  # EXTERNAL
+        graph.check(path if external or graph.needs_external_data(proto) else proto, what=str(path))
+        del proto
+        meta.update(_from_manifest(path))
+    model = model or meta.get("cnnbench.model")
+    if not model:
+        raise InvalidInputError(f"{path} does not say which model it holds; pass --model NAME")
+    seed = _resolve_weights(path, meta.get("cnnbench.weights"), weights, seed)
+    spec = get_spec(model)
+    module = get_model(model, weights=weights, seed=seed)
+    session = ort_session(path)
+    inputs = GateInputs(
+        samples=samples,
+        batch=fixed_batch(session) or batch or DEFAULT_BATCH,
+        seed=seed,
+        data_dir=Path(data_dir) if data_dir is not None else None,
+    )
+    if tolerances is None:
+        tolerances = PRESETS.get(meta.get("cnnbench.precision", "fp32"), FP32_GATE)
+        note(f"gate: {meta.get('cnnbench.precision', 'fp32')} preset")
+    with steps.step("parity"):
+        return run_parity(module, path, inputs.batches(spec), tolerances, session=session)
+
+
+def recorded_precision(onnx_path: str | Path) -> str:
+    """The precision recorded for a file: its manifest's (when it matches), else its metadata."""
+    path = Path(onnx_path)
+    meta = {p.key: p.value for p in graph.load(path, load_external_data=False).metadata_props}
+    meta.update(_from_manifest(path, quiet=True))
+    prec = meta.get("cnnbench.precision", "fp32")
+    return prec if prec in PRESETS else "fp32"
+
+
+def _from_manifest(path: Path, *, quiet: bool = False) -> dict[str, str]:
+    """Provenance from a manifest beside ``path`` if it describes these bytes; a mismatch warns."""
+    if not path.with_name(MANIFEST_NAME).is_file():
+        return {}
+    try:
+        _, m = verify_artifact(path)
+    except ArtifactError as exc:
+        if not quiet:
+            warn(str(exc))
+        return {}
+    out = {"cnnbench.model": m.get("model"), "cnnbench.precision": m.get("precision")}
+    out["cnnbench.weights"] = m.get("weights")
+    return {k: str(v) for k, v in out.items() if v}
+
+
+def _resolve_weights(
+    path: Path, recorded: str | None, weights: str | Path | None, seed: int | None
+) -> int:
+    """The seed to build the reference with; refuse a reference that cannot match the file."""
+    if recorded and recorded.startswith("sha256:"):
+        if weights is None:
+            raise InvalidInputError(
+                f"{path} was exported from a weights file (sha256 {recorded[7:19]}…); "
+                "pass the same --weights"
+            )
+        if weights_id(weights) != recorded:
+            warn(f"--weights {weights} differ from the weights {path.name} was exported from")
+    if seed is None:
+        if recorded and recorded.startswith("seeded-init:") and weights is None:
+            return int(recorded.split(":", 1)[1])
+        return 0
+    return seed
