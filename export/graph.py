@@ -184,6 +184,20 @@ def _clean_node(node: onnx.NodeProto) -> None:
             _clean_graph(g)
 
 
+def set_metadata(path: Path, updates: dict[str, str]) -> None:
+    """Rewrite ``path`` (a staged file under 2 GiB) with ``updates`` merged into its metadata."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(updates)
+    del model.metadata_props[:]
+    for key in sorted(props):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, props[key]
+    save(model, path)
+
+
 def needs_external_data(model: onnx.ModelProto) -> bool:
     return model.ByteSize() > EXTERNAL_DATA_THRESHOLD
 

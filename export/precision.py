@@ -154,6 +154,8 @@ def convert(
             exporter = (
                 f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
             )
+        # The converters copy the FP32 file's metadata; the file must say what it now is.
+        graph.set_metadata(staged, {"cnnbench.precision": precision})
         parity = None
         if vset is not None:
             with steps.step("verify"):

@@ -64,6 +64,10 @@ def test_fp16_manifest_records_converter_and_verification(lenet_fp16) -> None:
     assert "LRN" in conv["options"]["op_block_list"]
     assert m["extra"]["source"]["sha256"] == fp32.sha256
     assert m["input"]["dtype"] == "float32" and m["weights"] == fp32.manifest["weights"]
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(res.onnx_path)).metadata_props}
+    assert props["cnnbench.precision"] == "fp16" and props["cnnbench.model"] == "lenet5"
     p = m["parity"]
     assert p["passed"] is True and p["reference"] == "onnxruntime-fp32"
     assert p["tolerances"] == FP16_GATE.to_dict()
