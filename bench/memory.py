@@ -1,0 +1,170 @@
+"""Memory figures, each named for what it measures.
+
+Host: the peak resident set size of the measuring process. On Linux the kernel's high-water
+mark (``VmHWM``) is reset at the start of a cell by writing ``5`` to ``/proc/self/clear_refs``,
+so the figure covers that cell only (loading + measuring); where the reset is not allowed it
+is ``ru_maxrss``, the peak over the process's whole life (``host_peak_rss_scope`` says which).
+
+GPU: a thread samples NVML every few milliseconds during the run for this process's used
+device memory (and the device's total used memory, which containers that hide PIDs still show);
+torch's ``max_memory_allocated`` and the engine's own figures are reported beside them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import threading
+from typing import Any
+
+_CLEAR_REFS = "/proc/self/clear_refs"
+_STATUS = "/proc/self/status"
+
+
+def _status_kb(field: str) -> float | None:
+    try:
+        with open(_STATUS, encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_host_peak() -> str:
+    """Reset the process's peak-RSS mark; returns the scope the next reading will cover."""
+    try:
+        with open(_CLEAR_REFS, "w", encoding="ascii") as fh:
+            fh.write("5")
+        return "cell (VmHWM reset at cell start)"
+    except OSError:
+        return "process lifetime (ru_maxrss)"
+
+
+def host_peak_rss_mb() -> float:
+    """Peak RSS of this process in MB since the last reset (or since it started)."""
+    kb = _status_kb("VmHWM")
+    if kb is None:
+        kb = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KB on Linux
+    return round(kb / 1024.0, 3)
+
+
+def host_rss_mb() -> float:
+    """Current RSS of this process in MB."""
+    kb = _status_kb("VmRSS")
+    if kb is None:
+        import psutil
+
+        return round(psutil.Process().memory_info().rss / 2**20, 3)
+    return round(kb / 1024.0, 3)
+
+
+class NvmlSampler:
+    """Samples NVML device memory in a background thread while the run is measured.
+
+    Use as a context manager; after exit, ``process_peak_mb`` is this process's peak used
+    device memory (None where NVML does not list our PID, as in many containers) and
+    ``device_used_peak_mb`` the whole device's peak used memory (other processes included).
+    Without ``nvidia-ml-py`` or a driver both stay None and ``error`` says why.
+    """
+
+    def __init__(self, device_index: int = 0, interval_s: float = 0.005) -> None:
+        self.index = device_index
+        self.interval = interval_s
+        self.process_peak_mb: float | None = None
+        self.device_used_peak_mb: float | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nvml: Any = None
+        self._handle: Any = None
+
+    def __enter__(self) -> NvmlSampler:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+        except Exception as exc:  # ImportError, NVMLError_*: any means "no NVML figures"
+            self.error = f"NVML unavailable: {type(exc).__name__}: {exc}".strip()
+            return self
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        nv, h = self._nvml, self._handle
+        try:
+            used = nv.nvmlDeviceGetMemoryInfo(h).used / 2**20
+            self.device_used_peak_mb = max(self.device_used_peak_mb or 0.0, used)
+            pid = os.getpid()
+            for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
+                if p.pid == pid and p.usedGpuMemory is not None:
+                    mb = p.usedGpuMemory / 2**20
+                    self.process_peak_mb = max(self.process_peak_mb or 0.0, mb)
+        except Exception as exc:  # a driver hiccup must not kill the measurement
+            self.error = f"NVML sampling failed: {exc}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._sample()
+        if self._nvml is not None:
+            with contextlib.suppress(Exception):
+                self._nvml.nvmlShutdown()
+
+
+def torch_cuda_reset_peak(device_index: int) -> None:
+    """Reset torch's peak allocation counter (no-op without torch CUDA)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats(device_index)
+    except ImportError:
+        pass
+
+
+def torch_cuda_max_allocated_mb(device_index: int) -> float | None:
+    """torch's max allocated CUDA memory in MB since the last reset (None without torch CUDA)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            return round(torch.cuda.max_memory_allocated(device_index) / 2**20, 3)
+    except ImportError:
+        pass
+    return None
+
+
+def device_memory_fields(
+    sampler: NvmlSampler | None, torch_max_mb: float | None, engine_mem: dict[str, float]
+) -> dict[str, Any]:
+    """Row fields for device memory, and ``device_mem_peak_mb`` with its source named."""
+    fields: dict[str, Any] = {f"engine_mem_{k}": v for k, v in engine_mem.items()}
+    fields["gpu_nvml_process_peak_mb"] = sampler.process_peak_mb if sampler else None
+    fields["gpu_nvml_device_used_peak_mb"] = sampler.device_used_peak_mb if sampler else None
+    fields["torch_cuda_max_allocated_mb"] = torch_max_mb
+    if sampler and sampler.error:
+        fields["nvml_note"] = sampler.error
+    for key, source in (
+        ("gpu_nvml_process_peak_mb", "NVML process peak (sampled)"),
+        ("torch_cuda_max_allocated_mb", "torch max_memory_allocated"),
+        ("gpu_nvml_device_used_peak_mb", "NVML device used peak (all processes)"),
+    ):
+        if fields[key] is not None:
+            fields["device_mem_peak_mb"] = round(float(fields[key]), 3)
+            fields["device_mem_source"] = source
+            return fields
+    fields["device_mem_peak_mb"] = None
+    fields["device_mem_source"] = None
+    return fields

@@ -1,0 +1,208 @@
+"""What a benchmark cell needs before it can load an engine: the artifact and the model's size.
+
+onnxruntime, OpenVINO and TensorRT load the verified ONNX file of the precision, produced (or
+reused from the cache) by ``export.pipeline.ensure_fp32`` / ``export.precision.ensure_precision``.
+The torch engine builds the zoo model itself; the null engine needs nothing.
+
+``python -m bench.prepare --model M --precision P [--weights W] [--artifacts DIR]`` does the
+same in a separate process and prints one JSON object: sweeps run it once per (model, precision)
+so that each cell's process can skip importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnbench.artifacts import DEFAULT_ARTIFACTS, atomic_write_json, cache_dir, sha256_bytes
+from cnnbench.errors import CnnbenchError, RuntimeUnavailableError
+from cnnbench.models.spec import ModelSpec
+from engines.base import Artifact
+
+#: Engines that load an ONNX file (all others build from the zoo or need nothing).
+ONNX_ENGINES = frozenset({"onnxruntime", "openvino", "tensorrt"})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    artifact: Artifact
+    seconds: float
+    source: str  # "onnx export/cache", "given onnx", "zoo model", "none"
+
+
+def needs_onnx(engine: str) -> bool:
+    return engine in ONNX_ENGINES
+
+
+def ensure_onnx(
+    model: str,
+    precision: str,
+    *,
+    weights: str | Path | None,
+    artifacts: Path,
+    seed: int = 0,
+) -> tuple[Path, str | None]:
+    """The verified ONNX file of ``model`` at ``precision`` and its sha256 (exported if needed)."""
+    try:
+        if precision == "fp32":
+            from export.pipeline import ensure_fp32
+
+            res = ensure_fp32(model, weights=weights, out_dir=artifacts, seed=seed)
+        else:
+            from export.precision import ensure_precision
+
+            res = ensure_precision(model, precision, weights=weights, out_dir=artifacts, seed=seed)
+    except ImportError as exc:
+        raise RuntimeUnavailableError(
+            f"cannot produce the {precision} ONNX file for {model}: {exc}"
+        ) from None
+    manifest = getattr(res, "manifest", None) or {}
+    sha = manifest.get("sha256") or (manifest.get("onnx") or {}).get("sha256")
+    return Path(res.onnx_path), sha
+
+
+def prepare(
+    model: str | ModelSpec,
+    engine: str,
+    precision: str,
+    *,
+    weights: str | Path | None = None,
+    artifacts: Path | None = None,
+    seed: int = 0,
+    onnx_path: Path | None = None,
+    onnx_sha256: str | None = None,
+) -> Prepared:
+    """Resolve the artifact ``engine`` loads for ``model`` (a zoo name or its spec).
+
+    ``onnx_path`` skips the export step (a sweep prepared the file in another process).
+    """
+    if isinstance(model, str):
+        from cnnbench.models import get_spec
+
+        spec = get_spec(model)
+    else:
+        spec = model
+    model = spec.name
+    t0 = time.perf_counter()
+    source = "none" if engine == "null" else "zoo model"
+    sha = None
+    path: Path | None = None
+    if needs_onnx(engine):
+        if onnx_path is not None:
+            path, sha, source = Path(onnx_path), onnx_sha256, "given onnx"
+        else:
+            path, sha = ensure_onnx(
+                model,
+                precision,
+                weights=weights,
+                artifacts=artifacts or DEFAULT_ARTIFACTS,
+                seed=seed,
+            )
+            source = "onnx export/cache"
+    art = Artifact(
+        model=model,
+        precision=precision,
+        input_shape=tuple(spec.input_shape),  # type: ignore[arg-type]
+        num_classes=spec.num_classes,
+        onnx_path=path,
+        weights=Path(weights) if weights is not None else None,
+        sha256=sha,
+        seed=seed,
+    )
+    return Prepared(art, time.perf_counter() - t0, source)
+
+
+def _models_source_hash() -> str:
+    import cnnbench
+
+    root = Path(cnnbench.__file__).parent
+    files = sorted((root / "models").glob("*.py")) + [root / "analysis.py"]
+    blob = b"".join(p.name.encode() + p.read_bytes() for p in files if p.is_file())
+    return sha256_bytes(blob)[:16]
+
+
+def model_facts(model: str) -> dict[str, int | None]:
+    """``params`` and ``macs`` (multiply-accumulates per sample, conv + linear) of a zoo model.
+
+    From ``cnnbench.analysis.analyze`` (meta device), cached per model and zoo source version so
+    cells need not import torch. Values are None when the analysis cannot run.
+    """
+    path = cache_dir() / "facts" / f"{model}-{_models_source_hash()}.json"
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(obj.get("params"), int) and isinstance(obj.get("macs"), int):
+            return {"params": obj["params"], "macs": obj["macs"]}
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        from cnnbench.analysis import analyze
+
+        totals = analyze(model).totals
+        facts: dict[str, int | None] = {
+            "params": int(totals["params"]),
+            "macs": int(totals["macs"]),
+        }
+    except ImportError:
+        facts = _facts_fallback(model)
+    except CnnbenchError:
+        return {"params": None, "macs": None}
+    if facts["params"] is not None:
+        atomic_write_json(path, facts)
+    return facts
+
+
+def _facts_fallback(model: str) -> dict[str, int | None]:
+    """Parameters and conv/linear MACs by forward hooks on a meta-device model."""
+    import torch
+
+    from cnnbench.models import get_model, get_spec
+
+    with torch.device("meta"):
+        net = get_model(model)
+    macs = 0
+
+    def hook(m: Any, args: Any, out: Any) -> None:
+        nonlocal macs
+        if isinstance(m, torch.nn.Conv2d):
+            macs += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            macs += out.numel() * m.in_features
+
+    hs = [m.register_forward_hook(hook) for m in net.modules()]
+    with torch.no_grad():
+        net(torch.empty((1, *get_spec(model).input_shape), device="meta"))
+    for h in hs:
+        h.remove()
+    return {"params": sum(p.numel() for p in net.parameters()), "macs": int(macs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Prepare a model's ONNX file and size facts (JSON).")
+    p.add_argument("--model", required=True)
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-onnx", action="store_true", help="only the size facts")
+    a = p.parse_args(argv)
+    out: dict[str, Any] = {"model": a.model, "precision": a.precision}
+    try:
+        out.update(model_facts(a.model))
+        if not a.no_onnx:
+            path, sha = ensure_onnx(
+                a.model, a.precision, weights=a.weights, artifacts=Path(a.artifacts), seed=a.seed
+            )
+            out.update(onnx_path=str(path), sha256=sha)
+    except CnnbenchError as exc:
+        out["error"] = " ".join(str(exc).split())
+    print(json.dumps(out))
+    return 0 if "error" not in out else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

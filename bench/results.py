@@ -1,0 +1,219 @@
+"""Result rows: the column contract, and CSV / JSON-lines writers that append atomically.
+
+Each row is one benchmark cell. Appending writes one whole line with a single ``write`` on an
+``O_APPEND`` descriptor followed by ``fsync``, so a crash or Ctrl-C leaves every finished row
+intact and at most drops the row being written. A torn last line (no newline) is cut off before
+the next append. When a CSV row brings new columns the file is rewritten (temp + rename) with
+the widened header.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnbench.artifacts import atomic_write_text, ensure_dir
+from cnnbench.errors import ArtifactError, InvalidInputError
+
+#: The contract in /work/shared/DESIGN.md, in this order first.
+CONTRACT_COLUMNS = (
+    "model", "engine", "precision", "device", "batch", "scenario",
+    "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
+    "throughput_ips", "samples", "params", "macs",
+    "host_peak_rss_mb", "device_mem_peak_mb", "error",
+)  # fmt: skip
+
+#: Extra columns, in display order; anything else a row carries goes after these.
+EXTRA_COLUMNS = (
+    "latency_ms_p95", "latency_ms_stdev", "latency_ms_min", "latency_ms_max",
+    "latency_ms_median_ci_low", "latency_ms_median_ci_high", "ci_half_width_pct",
+    "device_latency_ms_p50", "device_latency_ms_p90", "device_latency_ms_p99",
+    "device_latency_ms_mean", "latency_kind", "device_timing_method",
+    "headline_metric", "headline_value",
+    "queries", "wall_s", "gmacs_per_s", "peak_gmacs_per_s", "efficiency", "peak_source",
+    "target_qps", "achieved_qps", "max_queue_delay_ms", "latency_bound_ms", "server_peak_qps",
+    "mean_batch",
+    "effective_precision", "engine_version", "threads", "engine_info",
+    "host_rss_after_load_mb", "host_peak_rss_scope", "device_mem_source",
+    "stop_reason", "warmup_count", "warmup_s", "stop_warmup_count", "stop_warmup_time",
+    "stop_min_count", "stop_min_time", "stop_max_time", "stop_ci_target",
+    "percentile_method", "ci_method", "ci_level", "throughput_definition",
+    "prepare_s", "load_s", "seed", "weights", "artifact", "artifact_sha256",
+    "timestamp", "cell",
+)  # fmt: skip
+
+#: Columns that identify a cell: two rows with the same key measured the same thing.
+KEY_COLUMNS = ("model", "engine", "precision", "device", "batch", "scenario")
+
+THROUGHPUT_DEFINITION = "images/s = batch x completed queries / wall time of the measured window"
+
+
+def cell_key(row: Mapping[str, Any]) -> str:
+    """A stable string key of a row's cell (server cells include their target QPS)."""
+    parts = [str(row.get(k, "")) for k in KEY_COLUMNS]
+    if str(row.get("scenario")) == "server":
+        qps = row.get("target_qps")
+        parts.append("peak" if _blank(qps) else f"qps={_num(qps):g}")
+    return "|".join(parts)
+
+
+def _blank(v: Any) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def columns_for(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Ordered columns covering ``rows``: the contract, known extras, the rest, then env_*."""
+    keys: set[str] = set()
+    for r in rows:
+        keys.update(r)
+    known = [c for c in EXTRA_COLUMNS if c in keys]
+    rest = sorted(k for k in keys if k not in CONTRACT_COLUMNS and k not in EXTRA_COLUMNS)
+    return [*CONTRACT_COLUMNS, *known, *sorted(rest, key=lambda k: (k.startswith("env_"), k))]
+
+
+def format_of(path: Path | str) -> str:
+    """'csv' or 'jsonl' from the file name; anything else is a one-line error."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    raise InvalidInputError(f"results file must end in .csv or .jsonl, got {path}")
+
+
+def _cell_text(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, default=str)
+    return v
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _csv_line(row: Mapping[str, Any], columns: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([_cell_text(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _header_line(cols: list[str]) -> str:
+    return _csv_line({c: c for c in cols}, cols)
+
+
+def _append_bytes(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Drop a last line without its newline (a write interrupted by a kill)."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        atomic_write_text(path, data[: data.rfind(b"\n") + 1].decode("utf-8"))
+
+
+def append_row(path: Path | str, row: Mapping[str, Any]) -> None:
+    """Append one row to a CSV or JSON-lines file, atomically at the line level."""
+    path = Path(path)
+    fmt = format_of(path)
+    ensure_dir(path.parent)
+    if path.exists() and path.stat().st_size:
+        _cut_torn_tail(path)
+    if fmt == "jsonl":
+        line = json.dumps({k: _json_safe(v) for k, v in row.items()}, default=str) + "\n"
+        _append_bytes(path, line.encode("utf-8"))
+        return
+    header = _csv_header(path)
+    if header is None:
+        cols = columns_for([row])
+        atomic_write_text(path, _header_line(cols) + _csv_line(row, cols))
+        return
+    if any(k not in header for k in row):
+        write_rows(path, [*read_rows(path), dict(row)])
+        return
+    _append_bytes(path, _csv_line(row, header).encode("utf-8"))
+
+
+def write_rows(path: Path | str, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write ``rows`` as a whole new file (temp + rename)."""
+    path = Path(path)
+    if format_of(path) == "jsonl":
+        text = "".join(
+            json.dumps({k: _json_safe(v) for k, v in r.items()}, default=str) + "\n" for r in rows
+        )
+        return atomic_write_text(path, text)
+    cols = columns_for(rows)
+    text = _header_line(cols) + "".join(_csv_line(r, cols) for r in rows)
+    return atomic_write_text(path, text)
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh), None)
+
+
+def read_rows(path: Path | str) -> list[dict[str, Any]]:
+    """Read a results file; numbers come back as int/float, empty cells as None.
+
+    A torn last line (no trailing newline) is ignored.
+    """
+    path = Path(path)
+    fmt = format_of(path)
+    if not path.is_file():
+        raise ArtifactError(f"results file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows: list[dict[str, Any]] = []
+    if fmt == "jsonl":
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                raise ArtifactError(f"{path}:{i} is not a JSON object; fix or remove it") from None
+            if not isinstance(obj, dict):
+                raise ArtifactError(f"{path}:{i} is not a JSON object; fix or remove it")
+            rows.append(obj)
+        return rows
+    for rec in csv.DictReader(io.StringIO(text)):
+        rows.append({k: _parse(v) for k, v in rec.items() if k is not None})
+    return rows
+
+
+def _parse(v: str | None) -> Any:
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return v

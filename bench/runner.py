@@ -1,0 +1,286 @@
+"""One benchmark cell: prepare the artifact, load the engine, measure a scenario, build the row."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.memory import (
+    NvmlSampler,
+    device_memory_fields,
+    host_peak_rss_mb,
+    host_rss_mb,
+    reset_host_peak,
+    torch_cuda_max_allocated_mb,
+    torch_cuda_reset_peak,
+)
+from bench.results import cell_key
+from bench.scenarios import canonical_scenario, check_batch, method_fields, run_fixed
+from bench.server import ServerConfig, find_peak, run_server, warm_sizes
+from bench.timing import StopRule, warmup
+from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.models.spec import ModelSpec, Preprocessing
+from engines.base import PRECISIONS
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one cell. Names are canonicalised; bad values raise."""
+
+    model: str
+    engine: str
+    precision: str = "fp32"
+    batch: int = 1
+    scenario: str = "offline"
+    device: str = "cpu"
+    threads: int | None = None
+    stop: StopRule = field(default_factory=StopRule)
+    server: ServerConfig | None = None
+    weights: str | None = None
+    artifacts: str = "artifacts"
+    seed: int = 0
+    onnx_path: str | None = None
+    onnx_sha256: str | None = None
+    #: the model's ModelSpec as a dict (a sweep passes it so a cell need not import the zoo)
+    model_spec: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        import engines
+
+        if self.model_spec is None:
+            from cnnbench.models import get_spec
+
+            get_spec(self.model)  # UnknownNameError with suggestions
+        object.__setattr__(self, "engine", engines.canonical(self.engine))
+        object.__setattr__(self, "scenario", canonical_scenario(self.scenario))
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(
+                f"unknown precision '{self.precision}': choose from {', '.join(PRECISIONS)}"
+            )
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
+            raise InvalidInputError(f"batch must be a positive integer, got {self.batch!r}")
+        check_batch(self.scenario, self.batch)
+        dev = self.device
+        if dev not in ("cpu", "cuda") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
+            raise InvalidInputError(f"device must be cpu, cuda or cuda:N, got {dev!r}")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidInputError(f"threads must be >= 1, got {self.threads}")
+        if self.scenario == "server" and self.server is None:
+            raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
+
+    def spec(self) -> ModelSpec:
+        """The model's ModelSpec, from ``model_spec`` when given (no zoo import), else the zoo."""
+        if self.model_spec is None:
+            from cnnbench.models import get_spec
+
+            return get_spec(self.model)
+        d = dict(self.model_spec)
+        pre = dict(d.pop("preprocessing"))
+        pre["mean"], pre["std"] = tuple(pre["mean"]), tuple(pre["std"])
+        d["input_shape"] = tuple(d["input_shape"])
+        return ModelSpec(**d, preprocessing=Preprocessing(**pre))
+
+    def key(self) -> str:
+        row = {k: getattr(self, k) for k in ("model", "engine", "precision", "device", "batch")}
+        row["scenario"] = self.scenario
+        if self.server is not None and self.scenario == "server":
+            row["target_qps"] = None if self.server.find_peak else self.server.target_qps
+        return cell_key(row)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        d = json.loads(text)
+        d["stop"] = StopRule(**d["stop"])
+        d["server"] = ServerConfig(**d["server"]) if d.get("server") else None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def check_runtime(engine: str, device: str, precision: str) -> None:
+    """Raise a one-line error when ``engine`` cannot run ``precision`` on ``device`` here."""
+    import engines
+
+    av = engines.probe(engine)
+    if not av.available:
+        reason = str(av.reason or "not installed")
+        extra = f"; install with: {av.install}" if av.install and av.install not in reason else ""
+        raise RuntimeUnavailableError(f"engine {av.name} is unavailable here: {reason}{extra}")
+    kind = device.split(":")[0]
+    if kind not in av.devices:
+        raise RuntimeUnavailableError(
+            f"engine {av.name} cannot use {device} on this machine (available: "
+            f"{', '.join(av.devices)})"
+        )
+    if precision not in av.precisions:
+        raise InvalidInputError(
+            f"engine {av.name} cannot run {precision}; choose one of {', '.join(av.precisions)}"
+        )
+
+
+def base_row(spec: RunSpec) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "model": spec.model,
+        "engine": spec.engine,
+        "precision": spec.precision,
+        "device": spec.device,
+        "batch": spec.batch,
+        "scenario": spec.scenario,
+        "error": None,
+        "seed": spec.seed,
+        "weights": spec.weights,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cell": spec.key(),
+    }
+    if spec.server is not None and spec.scenario == "server":
+        row["target_qps"] = None if spec.server.find_peak else spec.server.target_qps
+    row.update(spec.stop.to_dict())
+    row.update(method_fields())
+    return row
+
+
+def run_cell(spec: RunSpec) -> dict[str, Any]:
+    """Measure one cell and return its row (raises on failure; see :func:`run_cell_safe`)."""
+    import engines
+    from bench.environment import env_fields
+    from bench.peak import get_peak
+    from bench.prepare import model_facts, prepare
+    from cnnbench.batch import BatchRange
+    from cnnbench.data.images import random_batches
+    from engines.base import EngineOptions
+
+    row = base_row(spec)
+    row["host_peak_rss_scope"] = reset_host_peak()
+    check_runtime(spec.engine, spec.device, spec.precision)
+    mspec = spec.spec()
+    prep = prepare(
+        mspec, spec.engine, spec.precision,
+        weights=spec.weights, artifacts=Path(spec.artifacts), seed=spec.seed,
+        onnx_path=Path(spec.onnx_path) if spec.onnx_path else None, onnx_sha256=spec.onnx_sha256,
+    )  # fmt: skip
+    row.update(
+        prepare_s=round(prep.seconds, 3),
+        artifact=str(prep.artifact.onnx_path) if prep.artifact.onnx_path else prep.source,
+        artifact_sha256=prep.artifact.sha256,
+    )
+    row.update(model_facts(spec.model))
+    x = random_batches(mspec, count=1, batch=spec.batch, seed=spec.seed)[0]
+    cuda = spec.device.startswith("cuda")
+    dev_index = int(spec.device.partition(":")[2] or 0) if cuda else 0
+    batches = BatchRange(1, spec.batch, spec.batch) if spec.scenario == "server" else None
+    eng = engines.get_engine_class(spec.engine)(EngineOptions(spec.device, spec.threads))
+    with eng:
+        t0 = time.perf_counter()
+        eng.load(prep.artifact, batches or BatchRange.fixed(spec.batch))
+        row["load_s"] = round(time.perf_counter() - t0, 3)
+        row["host_rss_after_load_mb"] = host_rss_mb()
+        if cuda:
+            torch_cuda_reset_peak(dev_index)
+        sampler = NvmlSampler(dev_index) if cuda else None
+        with sampler or contextlib.nullcontext():
+            if spec.scenario == "server":
+                row.update(_measure_server(eng, x, spec, cuda))
+            else:
+                row.update(run_fixed(eng, x, spec.scenario, spec.stop))
+        if cuda:
+            row.update(
+                device_memory_fields(sampler, torch_cuda_max_allocated_mb(dev_index), eng.memory())
+            )
+        else:
+            row.update({f"engine_mem_{k}": v for k, v in eng.memory().items()})
+            row["device_mem_peak_mb"] = None
+        row.update(_describe(eng))
+    row["host_peak_rss_mb"] = host_peak_rss_mb()
+    # The null engine computes nothing: no efficiency to speak of.
+    peak = get_peak(spec.device, spec.precision) if spec.engine != "null" else None
+    row.update(_efficiency(row if spec.engine != "null" else {}, peak))
+    row.update(env_fields())
+    if hasattr(os, "getloadavg"):
+        row["env_loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return row
+
+
+def _measure_server(eng: Any, x: Any, spec: RunSpec, cuda: bool) -> dict[str, Any]:
+    assert spec.server is not None
+    cfg = replace(spec.server, max_batch=spec.batch, seed=spec.seed)
+
+    def infer(a: Any) -> None:
+        eng.infer(a)
+        if cuda:
+            eng.synchronize()
+
+    for k in warm_sizes(spec.batch):
+        infer(x[:k])
+    warm_n, warm_ns = warmup(infer, x, spec.stop)
+    if cfg.find_peak:
+        out = find_peak(infer, x, cfg, spec.stop)
+        out["peak_search"] = json.dumps(out.get("peak_search"))
+    else:
+        assert cfg.target_qps is not None
+        out = run_server(infer, x, cfg, cfg.target_qps, spec.stop)
+    out.update(
+        samples=out["queries"],
+        warmup_count=warm_n,
+        warmup_s=round(warm_ns / 1e9, 6),
+        headline_metric="latency_ms_p99",
+        headline_value=out["latency_ms_p99"],
+    )
+    if cfg.latency_bound_ms is not None:
+        out["meets_latency_bound"] = out["latency_ms_p99"] <= cfg.latency_bound_ms
+    return out
+
+
+def _describe(eng: Any) -> dict[str, Any]:
+    info = eng.describe()
+    eff = info.get("effective_precision") or info.get("dtype") or info.get("input_dtype")
+    threads = info.get("threads") or info.get("intra_op_threads") or info.get("num_threads")
+    return {
+        "effective_precision": eff,
+        "engine_version": info.get("version"),
+        "threads": threads,
+        "engine_info": json.dumps(info, sort_keys=True, default=str),
+    }
+
+
+def _efficiency(row: dict[str, Any], peak: Any) -> dict[str, Any]:
+    macs, ips = row.get("macs"), row.get("throughput_ips")
+    out: dict[str, Any] = {"gmacs_per_s": None, "peak_gmacs_per_s": None, "efficiency": None}
+    if macs and ips and math.isfinite(ips):
+        out["gmacs_per_s"] = macs * ips / 1e9
+    if peak is not None:
+        out["peak_gmacs_per_s"] = peak.gmacs_per_s
+        out["peak_source"] = peak.source + (" (cached)" if peak.cached else "")
+        if out["gmacs_per_s"] is not None:
+            out["efficiency"] = out["gmacs_per_s"] / peak.gmacs_per_s
+    return out
+
+
+def error_text(exc: BaseException) -> str:
+    """One line describing a failure, for the ``error`` column."""
+    if isinstance(exc, CnnbenchError):
+        text = str(exc)
+    elif isinstance(exc, MemoryError):
+        text = "out of memory (MemoryError)"
+    else:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return " ".join(text.split())[:500]
+
+
+def run_cell_safe(spec: RunSpec) -> dict[str, Any]:
+    """``run_cell``, with any failure (but Ctrl-C) turned into an error row."""
+    try:
+        return run_cell(spec)
+    except Exception as exc:  # one failed cell must become one error row
+        row = base_row(spec)
+        row["error"] = error_text(exc)
+        return row

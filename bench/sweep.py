@@ -1,0 +1,219 @@
+"""Running a sweep: each cell in its own process, rows appended as they finish, resumable.
+
+A crashed, killed (out of memory) or timed-out cell process becomes a row whose ``error`` says
+so, and the sweep goes on. Rerunning with ``--resume`` skips cells that already have a row
+without error and retries the others (their old error rows are dropped). Ctrl-C stops the
+running cell; every row already appended stays (each is written with one fsynced write).
+The grid and its validation live in :mod:`bench.sweep_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.results import append_row, cell_key, read_rows, write_rows
+from bench.runner import RunSpec, base_row, run_cell_safe
+from bench.sweep_config import SweepConfig, load_config
+from cnnbench.errors import CnnbenchError, InvalidInputError
+
+__all__ = ["SweepConfig", "load_config", "pending_cells", "run_isolated", "run_sweep"]
+
+
+def _child_cmd(spec: RunSpec, result: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.sweep", "--cell", spec.to_json(), "--result", str(result)]
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _died(code: int, stderr_tail: str) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = " (out of memory?)" if -code == signal.SIGKILL else ""
+        msg = f"cell process killed by {name}{why}"
+    else:
+        msg = f"cell process exited with code {code} without a result"
+    return f"{msg}: {stderr_tail}" if stderr_tail else msg
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " ".join(lines[-1].split())[:300] if lines else ""
+
+
+def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
+    """Run one cell in a fresh process; a crash, kill or timeout becomes an error row."""
+    with tempfile.TemporaryDirectory(prefix="cnnbench-cell-") as tmp:
+        result, errlog = Path(tmp) / "row.json", Path(tmp) / "stderr.txt"
+        with open(errlog, "wb") as err:
+            proc = subprocess.Popen(
+                _child_cmd(spec, result),
+                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            )  # fmt: skip
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                return _error_row(spec, f"timeout: cell exceeded timeout_s={timeout_s:g}s")
+            except BaseException:
+                _kill(proc)  # Ctrl-C: stop the child too, then let the sweep end
+                raise
+        if result.is_file():
+            try:
+                return dict(json.loads(result.read_text(encoding="utf-8")))
+            except ValueError:
+                pass
+        return _error_row(spec, _died(code, _tail(errlog)))
+
+
+def _error_row(spec: RunSpec, message: str) -> dict[str, Any]:
+    from bench.environment import env_fields
+
+    row = base_row(spec)
+    row["error"] = message
+    row.update(env_fields())
+    return row
+
+
+def _prepare_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.prepare", "--model", spec.model,
+           "--precision", spec.precision, "--artifacts", spec.artifacts, "--seed", str(spec.seed)]  # fmt: skip
+    if spec.weights:
+        cmd += ["--weights", spec.weights]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"prepare timed out after {timeout_s:g}s"}
+    lines = out.stdout.strip().splitlines()
+    try:
+        return dict(json.loads(lines[-1]))
+    except (IndexError, ValueError):
+        tail = " ".join((out.stderr.strip().splitlines() or [""])[-1].split())[:300]
+        return {"error": _died(out.returncode, tail)}
+
+
+def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[RunSpec], int]:
+    """Cells still to run, and how many were already done; drops stale error rows on resume."""
+    if not out.exists():
+        return specs, 0
+    if not resume:
+        raise InvalidInputError(
+            f"{out} exists; add --resume to continue it, or choose another --out"
+        )
+    rows = read_rows(out)
+    done = {cell_key(r) for r in rows if not r.get("error")}
+    todo = [s for s in specs if s.key() not in done]
+    retry = {s.key() for s in todo}
+    kept = [r for r in rows if not (r.get("error") and cell_key(r) in retry)]
+    if len(kept) != len(rows):
+        write_rows(out, kept)
+    return todo, len(specs) - len(todo)
+
+
+def run_sweep(cfg: SweepConfig, out: Path, *, resume: bool = False) -> list[dict[str, Any]]:
+    """Run every pending cell of ``cfg``, appending each row to ``out`` as it finishes."""
+    from cnnbench.progress import note, track
+
+    specs, skipped = cfg.cells()
+    if skipped:
+        note(f"sweep: skipping {len(skipped)} combination(s) single-stream runs only at batch 1")
+    todo, done = pending_cells(specs, out, resume)
+    if done:
+        note(f"sweep: {done} of {len(specs)} cells already in {out}; running {len(todo)}")
+    prepared: dict[tuple[str, str], dict[str, Any]] = {}
+    runtime: dict[tuple[str, str, str], str | None] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        for spec in track(todo, total=len(todo), description="sweep"):
+            row = _sweep_cell(spec, cfg, prepared, runtime)
+            append_row(out, row)
+            rows.append(row)
+            if row.get("error"):
+                note(f"sweep: {spec.key()}: {row['error']}")
+    except KeyboardInterrupt:
+        note(f"sweep: interrupted; {len(rows)} finished row(s) of this run are in {out}")
+        raise
+    return rows
+
+
+def _sweep_cell(
+    spec: RunSpec,
+    cfg: SweepConfig,
+    prepared: dict[tuple[str, str], dict[str, Any]],
+    runtime: dict[tuple[str, str, str], str | None],
+) -> dict[str, Any]:
+    """One cell's row: refused here when its runtime is missing, else run in a process."""
+    from bench.prepare import needs_onnx
+    from bench.runner import check_runtime, error_text
+
+    rt = (spec.engine, spec.device, spec.precision)
+    if rt not in runtime:
+        try:
+            check_runtime(*rt)
+            runtime[rt] = None
+        except CnnbenchError as exc:
+            runtime[rt] = error_text(exc)
+    if runtime[rt]:
+        return _error_row(spec, str(runtime[rt]))
+    run = spec
+    if needs_onnx(spec.engine):
+        k = (spec.model, spec.precision)
+        if k not in prepared:
+            prepared[k] = _prepare_isolated(spec, cfg.timeout_s)
+        info = prepared[k]
+        if info.get("error"):
+            return _error_row(spec, f"prepare failed: {info['error']}")
+        run = _with_onnx(spec, info)
+    return run_isolated(run, cfg.timeout_s)
+
+
+def _with_onnx(spec: RunSpec, info: dict[str, Any]) -> RunSpec:
+    from dataclasses import replace
+
+    return replace(spec, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
+
+
+def _cell_main(spec_json: str, result: str) -> int:
+    from cnnbench.artifacts import atomic_write_text
+
+    row = run_cell_safe(RunSpec.from_json(spec_json))
+    atomic_write_text(result, json.dumps(row, default=_jsonable) + "\n")
+    return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Internal: run one sweep cell and write its row.")
+    p.add_argument("--cell", required=True, help="RunSpec as JSON")
+    p.add_argument("--result", required=True, help="where to write the row (JSON)")
+    a = p.parse_args(argv)
+    return _cell_main(a.cell, a.result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

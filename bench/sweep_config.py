@@ -1,0 +1,212 @@
+"""The sweep config: a YAML grid of benchmark cells, validated to one-line errors.
+
+Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios`` are required)::
+
+    models: imagenet            # or "all", or a list of zoo names
+    engines: [torch, onnxruntime]
+    precisions: [fp32]
+    batches: [1, 8]             # single-stream takes batch 1 only; other batches skip it
+    scenarios: [single-stream, offline]
+    device: cpu                 # optional from here on (default: cpu; cuda for tensorrt)
+    threads: null
+    seed: 0
+    artifacts: artifacts
+    weights: {resnet18: r18.pt} # optional per-model state dicts
+    timeout_s: 600              # per cell; a cell past it becomes an error row
+    stop: {warmup_count: 1, warmup_time: 0, min_count: 3, min_time: 0.5, max_time: 5}
+    server: {target_qps: 100, max_queue_delay_ms: 2, latency_bound_ms: 50, find_peak: false}
+
+``models`` names zoo models; the grid runs model-major so each model's export happens once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.runner import RunSpec
+from bench.server import ServerConfig
+from bench.timing import StopRule
+from cnnbench.errors import CnnbenchError, InvalidInputError
+
+REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
+OPTIONAL = ("device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated grid. Build it with :func:`load_config`."""
+
+    models: tuple[str, ...]
+    engines: tuple[str, ...]
+    precisions: tuple[str, ...]
+    batches: tuple[int, ...]
+    scenarios: tuple[str, ...]
+    device: str | None = None
+    threads: int | None = None
+    seed: int = 0
+    artifacts: str = "artifacts"
+    weights: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 600.0
+    stop: StopRule = field(default_factory=StopRule)
+    server: ServerConfig | None = None
+
+    def cells(self) -> tuple[list[RunSpec], list[str]]:
+        """The cells in run order (model-major, so each model's export happens once) and the
+        combinations skipped as not applicable."""
+        from dataclasses import asdict
+
+        from cnnbench.models import get_spec
+
+        specs: list[RunSpec] = []
+        skipped: list[str] = []
+        for m in self.models:
+            mspec = asdict(get_spec(m))
+            for e in self.engines:
+                for p in self.precisions:
+                    for sc in self.scenarios:
+                        for b in self.batches:
+                            if sc == "single-stream" and b != 1:
+                                skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
+                                continue
+                            specs.append(
+                                RunSpec(
+                                    model=m,
+                                    engine=e,
+                                    precision=p,
+                                    batch=b,
+                                    scenario=sc,
+                                    device=self.device or _default_device(e),
+                                    threads=self.threads,
+                                    stop=self.stop,
+                                    server=self.server if sc == "server" else None,
+                                    weights=self.weights.get(m),
+                                    artifacts=self.artifacts,
+                                    seed=self.seed,
+                                    model_spec=mspec,
+                                )  # fmt: skip
+                            )
+        return specs, skipped
+
+
+def _default_device(engine: str) -> str:
+    import engines
+
+    return "cpu" if "cpu" in engines.get_engine_class(engine).devices else "cuda"
+
+
+def _fail(src: str, msg: str) -> InvalidInputError:
+    return InvalidInputError(f"config {src}: {msg}")
+
+
+def _list(src: str, key: str, v: Any) -> list[Any]:
+    items = v if isinstance(v, list) else [v] if isinstance(v, (str, int)) else None
+    if not items:
+        raise _fail(src, f"key '{key}' must be a non-empty list")
+    return items
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file; every problem is one line naming the key."""
+    import yaml
+
+    import engines
+    from bench.scenarios import canonical_scenario
+    from cnnbench.models import get_spec, list_models
+    from engines.base import PRECISIONS
+
+    p = Path(path)
+    src = str(p)
+    if not p.is_file():
+        raise InvalidInputError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise _fail(src, f"not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise _fail(src, "must be a mapping of keys (models, engines, ...)")
+    for k in REQUIRED:
+        if k not in raw or raw[k] is None:
+            raise _fail(src, f"missing key '{k}'")
+    unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise _fail(src, f"unknown key '{unknown[0]}' (known: {', '.join(REQUIRED + OPTIONAL)})")
+    models = raw["models"]
+    if models in ("imagenet", "all"):
+        models = list_models(imagenet_only=models == "imagenet")
+    models = [str(m) for m in _list(src, "models", models)]
+    for m in models:
+        _named(src, "models", lambda m=m: get_spec(m))
+    # YAML reads an unquoted `null` as None: in this list that is the null engine.
+    engs = [
+        _named(src, "engines", lambda e=e: engines.canonical("null" if e is None else str(e)))
+        for e in _list(src, "engines", raw["engines"])
+    ]
+    precs = [str(x) for x in _list(src, "precisions", raw["precisions"])]
+    for x in precs:
+        if x not in PRECISIONS:
+            raise _fail(
+                src,
+                f"key 'precisions': unknown precision '{x}' (choose from {', '.join(PRECISIONS)})",
+            )
+    batches = []
+    for b in _list(src, "batches", raw["batches"]):
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise _fail(src, f"key 'batches': batch must be a positive integer, got {b!r}")
+        batches.append(b)
+    scens = [
+        _named(src, "scenarios", lambda s=s: canonical_scenario(str(s)))
+        for s in _list(src, "scenarios", raw["scenarios"])
+    ]
+    kw: dict[str, Any] = {}
+    try:
+        if "stop" in raw:
+            kw["stop"] = StopRule(**_mapping(src, "stop", raw["stop"]))
+        if "server" in raw:
+            sv = _mapping(src, "server", raw["server"])
+            kw["server"] = ServerConfig(max_batch=max(batches), **sv)
+    except TypeError as exc:
+        raise _fail(src, f"unknown option in 'stop' or 'server': {exc}") from None
+    except ValueError as exc:
+        raise _fail(src, str(exc)) from None
+    if "server" in scens and "server" not in kw:
+        raise _fail(src, "missing key 'server' (target_qps or find_peak) for the server scenario")
+    for k in ("device", "artifacts"):
+        if raw.get(k) is not None:
+            kw[k] = str(raw[k])
+    for k in ("threads", "seed"):
+        if raw.get(k) is not None:
+            if isinstance(raw[k], bool) or not isinstance(raw[k], int):
+                raise _fail(src, f"key '{k}' must be an integer, got {raw[k]!r}")
+            kw[k] = raw[k]
+    if raw.get("timeout_s") is not None:
+        t = raw["timeout_s"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
+            raise _fail(src, f"key 'timeout_s' must be a positive number, got {t!r}")
+        kw["timeout_s"] = float(t)
+    if raw.get("weights") is not None:
+        kw["weights"] = {
+            str(k): str(v) for k, v in _mapping(src, "weights", raw["weights"]).items()
+        }
+    cfg = SweepConfig(tuple(models), tuple(engs), tuple(precs), tuple(batches), tuple(scens), **kw)
+    try:
+        cfg.cells()
+    except CnnbenchError as exc:
+        raise _fail(src, str(exc)) from None
+    return cfg
+
+
+def _named(src: str, key: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except CnnbenchError as exc:
+        raise _fail(src, f"key '{key}': {exc}") from None
+
+
+def _mapping(src: str, key: str, v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise _fail(src, f"key '{key}' must be a mapping")
+    return v
