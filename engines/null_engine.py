@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engines.base import PRECISIONS, Artifact, BatchRange, Engine
+from engines.cuda import mib
 
 
 class NullEngine(Engine):
@@ -37,7 +38,7 @@ class NullEngine(Engine):
         return self._out[: len(batch)]  # type: ignore[index]
 
     def memory(self) -> dict[str, float]:
-        return {"output_buffer_mb": self._out.nbytes / 2**20 if self._out is not None else 0.0}
+        return {"output_buffer_mb": mib(self._out.nbytes) if self._out is not None else 0.0}
 
     def close(self) -> None:
         self._out = None

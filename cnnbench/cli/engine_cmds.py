@@ -1,3 +1,119 @@
-"""Commands: (filled in by its stage)."""
+"""Commands: ``engines`` (what can run here) and ``build`` (a TensorRT engine, cached)."""
 
-from cnnbench.cli.app import cli  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option, weights_option
+
+_COLUMNS = ("name", "available", "version", "devices", "precisions", "reason", "install")
+
+
+@cli.command("engines")
+@format_option()
+def engines_cmd(fmt: str) -> None:
+    """List every engine: available here or not, version, devices, precisions.
+
+    An unavailable engine shows why, and the extra that installs it
+    (e.g. pip install 'cnnbench[openvino]').
+    """
+    from engines import probe_all
+
+    rows = [a.to_dict() for a in probe_all()]
+    if fmt == "json":
+        emit_json(rows)
+        return
+    flat = [
+        {**r, "devices": ",".join(r["devices"]), "precisions": ",".join(r["precisions"])}  # type: ignore[arg-type]
+        for r in rows
+    ]
+    if fmt == "csv":
+        emit_csv(flat, _COLUMNS)
+        return
+    from rich.markup import escape
+
+    # rich would read "cnnbench[trt]" as markup and drop it
+    shown = [{k: escape(v) if isinstance(v, str) else v for k, v in r.items()} for r in flat]
+    emit_table(shown, _COLUMNS, title="engines")
+
+
+def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> object:
+    from cnnbench.batch import BatchRange
+
+    try:
+        return BatchRange.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command("build")
+@click.argument("model")
+@click.option(
+    "--precision",
+    type=click.Choice(("fp32", "fp16", "int8")),
+    default="fp16",
+    show_default=True,
+    help="Which verified ONNX file to build from (the network is strongly typed).",
+)
+@click.option(
+    "--batch",
+    "batches",
+    default="1:8:32",
+    show_default=True,
+    callback=_batch_range,
+    help="Optimisation profile: N or MIN:OPT:MAX.",
+)
+@click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit, MB.")
+@click.option(
+    "--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimisation level 0-5."
+)
+@click.option("--device", default="cuda", show_default=True, help="CUDA device: cuda or cuda:N.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="artifacts",
+    show_default=True,
+    help="Where the ONNX files live (exported there when missing).",
+)
+@click.option("--rebuild", is_flag=True, help="Ignore a cached engine and build again.")
+@weights_option
+def build_cmd(
+    model: str,
+    precision: str,
+    batches: object,
+    workspace: int | None,
+    opt_level: int | None,
+    device: str,
+    out: str,
+    rebuild: bool,
+    weights: str | None,
+) -> None:
+    """Build (or reuse from the cache) a TensorRT engine for MODEL; print the engine's path last.
+
+    The ONNX file of the precision is exported and verified first if it is missing. Engines are
+    cached by ONNX sha256, TensorRT version, GPU, profile and options.
+    """
+    from cnnbench.models import get_spec
+    from engines.trt_build import ensure_engine, require_trt
+    from engines.trt_cache import BuildOptions
+
+    get_spec(model)  # unknown names fail here, with suggestions
+    if not device.startswith("cuda"):
+        raise click.BadParameter("TensorRT runs on cuda or cuda:N", param_hint="--device")
+    require_trt(device)  # one line and exit 2 before any export when TensorRT or a GPU is missing
+    options = BuildOptions(precision, batches, workspace, opt_level)  # type: ignore[arg-type]
+    onnx_path = _ensure_onnx(model, precision, weights, Path(out))
+    entry = ensure_engine(onnx_path, options, device=device, rebuild=rebuild)
+    click.echo(str(entry.path))
+
+
+def _ensure_onnx(model: str, precision: str, weights: str | None, out: Path) -> Path:
+    if precision == "fp32":
+        from export.pipeline import ensure_fp32
+
+        return Path(ensure_fp32(model, weights=weights, out_dir=out).onnx_path)
+    from export.precision import ensure_precision
+
+    return Path(ensure_precision(model, precision, weights=weights, out_dir=out).onnx_path)

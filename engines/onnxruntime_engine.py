@@ -1,0 +1,268 @@
+"""ONNX Runtime engine: CPU, CUDA and TensorRT execution providers, FP32/FP16/INT8 files.
+
+``options.extra``:
+    providers: list of providers in priority order, full names or short ones
+        ("cpu", "cuda", "tensorrt"). Default: CPU on the CPU, CUDA then CPU on cuda.
+    io_binding: bool, GPU only (default True): inputs and outputs live in preallocated device
+        buffers, so ``run`` does no host copies; ``stage``/``to_host`` do them. False: ``sess.run``
+        on host arrays (copies through the host inside the timed call).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
+from engines.base import Artifact, BatchRange, Engine, EngineOptions
+from engines.cuda import device_index, mib
+
+_EXTRA_KEYS = ("providers", "io_binding")
+SHORT = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+_GPU_HINT = (
+    "GPU providers need onnxruntime-gpu in a separate environment "
+    "(pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
+)
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (psutil), at least 1."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's load errors (InvalidProtobuf, InvalidGraph, ...; not RuntimeError subclasses)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as c
+
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoSuchFile",
+        "RuntimeException",
+    )
+    return tuple(getattr(c, n) for n in names if hasattr(c, n))
+
+
+def session_options(threads: int) -> Any:
+    """The SessionOptions this engine uses (shared with bench/scripts for a fair comparison)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
+
+class OrtEngine(Engine):
+    """An ``onnxruntime.InferenceSession`` on the artifact's ONNX file."""
+
+    name: ClassVar[str] = "onnxruntime"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        super().__init__(options)
+        extra = self.options.extra
+        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown onnxruntime option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(_EXTRA_KEYS)}"
+            )
+        self.on_cuda = self.device.startswith("cuda")
+        self.providers = self._requested_providers(extra.get("providers"))
+        self.io_binding = self.on_cuda and bool(extra.get("io_binding", True))
+        self.threads = self.options.threads or physical_cores()
+        self._sess: Any = None
+        self._run: Any = None
+        self._buffers: dict[int, tuple[Any, Any, Any]] = {}
+
+    def _requested_providers(self, given: Any) -> list[str]:
+        if given is None:
+            return (
+                ["CUDAExecutionProvider", "CPUExecutionProvider"]
+                if self.on_cuda
+                else ["CPUExecutionProvider"]
+            )
+        if isinstance(given, str):
+            given = given.split(",")
+        names = [SHORT.get(str(p).strip().lower(), str(p).strip()) for p in given]
+        gpu = [p for p in names if p in _GPU_PROVIDERS]
+        if gpu and not self.on_cuda:
+            raise InvalidInputError(f"provider {gpu[0]} needs --device cuda")
+        if self.on_cuda and not gpu:
+            raise InvalidInputError("--device cuda needs the cuda or tensorrt provider")
+        return names
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeUnavailableError(
+                f"onnxruntime is not importable ({exc}); pip install onnxruntime"
+            ) from None
+        return str(ort.__version__)
+
+    @classmethod
+    def available_devices(cls) -> tuple[str, ...]:
+        import onnxruntime as ort
+
+        have = set(ort.get_available_providers())
+        return ("cpu", "cuda") if have & set(_GPU_PROVIDERS) else ("cpu",)
+
+    def load(self, artifact: Artifact, batches: BatchRange) -> None:
+        import onnxruntime as ort
+
+        self._accept(artifact, batches)
+        if artifact.onnx_path is None:
+            raise InvalidInputError(
+                f"onnxruntime needs an ONNX file for {artifact.model}; "
+                f"run: cnnbench export {artifact.model}"
+            )
+        path = Path(artifact.onnx_path)
+        if not path.is_file():
+            raise InvalidInputError(f"ONNX file not found: {path}")
+        available = ort.get_available_providers()
+        missing = [p for p in self.providers if p not in available]
+        if missing:
+            hint = _GPU_HINT if set(missing) & set(_GPU_PROVIDERS) else "check the name"
+            raise RuntimeUnavailableError(
+                f"onnxruntime provider {missing[0]} is not available here; {hint}"
+            )
+        try:
+            self._sess = ort.InferenceSession(
+                str(path),
+                sess_options=session_options(self.threads),
+                providers=[
+                    (p, self._provider_options(p, artifact, batches)) for p in self.providers
+                ],
+            )
+        except (RuntimeError, ValueError, *_ort_errors()) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ArtifactError(f"onnxruntime cannot load {path}: {first}") from None
+        active = self._sess.get_providers()
+        if self.on_cuda and not set(active) & set(_GPU_PROVIDERS):
+            raise RuntimeUnavailableError(
+                "onnxruntime fell back to the CPU (CUDA/cuDNN libraries missing?); "
+                f"requested {', '.join(self.providers)}"
+            )
+        inp, out = self._sess.get_inputs()[0], self._sess.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        self._outs = [out.name]
+        self._in_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self._out_dtype = np.float16 if out.type == "tensor(float16)" else np.float32
+        self._cast = self._in_dtype != np.float32
+        self._run = self._sess.run
+        self._file_bytes = path.stat().st_size
+
+    def _provider_options(self, provider: str, art: Artifact, b: BatchRange) -> dict[str, Any]:
+        if provider == "CUDAExecutionProvider":
+            return {"device_id": device_index(self.device)}
+        if provider != "TensorrtExecutionProvider":
+            return {}
+        from cnnbench.artifacts import cache_dir, ensure_dir
+
+        dims = "x".join(str(d) for d in art.input_shape)
+        shapes = {
+            k: f"{art.input_name}:{n}x{dims}"
+            for k, n in (("min", b.min), ("opt", b.opt), ("max", b.max))
+        }
+        return {
+            "device_id": device_index(self.device),
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(ensure_dir(cache_dir() / "ort_trt")),
+            "trt_fp16_enable": art.precision == "fp16",
+            "trt_int8_enable": art.precision == "int8",
+            "trt_profile_min_shapes": shapes["min"],
+            "trt_profile_opt_shapes": shapes["opt"],
+            "trt_profile_max_shapes": shapes["max"],
+        }
+
+    # ---- the hot path: kept to one sess.run call, as a plain loop would make it --------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.io_binding:
+            return self.to_host(self.run(self.stage(batch)))
+        if self._cast:
+            batch = batch.astype(self._in_dtype)
+        return self._run(self._outs, {self.input_name: batch})[0]  # type: ignore[no-any-return]
+
+    def stage(self, batch: np.ndarray) -> Any:
+        if self._cast:
+            batch = batch.astype(self._in_dtype)
+        if not self.io_binding:
+            return batch
+        n = batch.shape[0]
+        bufs = self._buffers.get(n) or self._bind(n)
+        bufs[0].update_inplace(np.ascontiguousarray(batch))
+        return bufs
+
+    def run(self, staged: Any) -> Any:
+        if not self.io_binding:
+            return self._run(self._outs, {self.input_name: staged})[0]
+        in_val, out_val, binding = staged
+        self._sess.run_with_iobinding(binding)
+        return out_val
+
+    def to_host(self, out: Any) -> np.ndarray:
+        return out if isinstance(out, np.ndarray) else out.numpy()
+
+    def _bind(self, n: int) -> tuple[Any, Any, Any]:
+        """Preallocated device input/output for batch ``n``, bound once and reused."""
+        import onnxruntime as ort
+
+        assert self.artifact is not None
+        dev = device_index(self.device)
+        in_val = ort.OrtValue.ortvalue_from_shape_and_type(
+            (n, *self.artifact.input_shape), self._in_dtype, "cuda", dev
+        )
+        out_val = ort.OrtValue.ortvalue_from_shape_and_type(
+            (n, self.artifact.num_classes), self._out_dtype, "cuda", dev
+        )
+        binding = self._sess.io_binding()
+        binding.bind_ortvalue_input(self.input_name, in_val)
+        binding.bind_ortvalue_output(self.output_name, out_val)
+        self._buffers[n] = (in_val, out_val, binding)
+        return self._buffers[n]
+
+    def synchronize(self) -> None:
+        for _, _, binding in self._buffers.values():
+            binding.synchronize_outputs()
+
+    def memory(self) -> dict[str, float]:
+        return {"model_file_mb": mib(getattr(self, "_file_bytes", 0))}
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(
+            providers=self._sess.get_providers() if self._sess else self.providers,
+            graph_optimization_level="ORT_ENABLE_ALL",
+            intra_op_threads=self.threads,
+            inter_op_threads=1,
+            io_binding=self.io_binding,
+            input_dtype=np.dtype(self._in_dtype).name if self._sess else None,
+        )
+        if self._sess and self.artifact and self.artifact.precision == "fp16" and not self.on_cuda:
+            # ORT's CPU provider inserts casts around FP16 nodes that lack FP16 kernels.
+            info["note"] = "CPU provider computes FP16 nodes without FP16 kernels in FP32"
+        return info
+
+    def close(self) -> None:
+        self._buffers.clear()
+        self._sess = None
+        self._run = None

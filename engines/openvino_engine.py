@@ -1,0 +1,164 @@
+"""OpenVINO engine (CPU), compiling the artifact's ONNX file.
+
+OpenVINO may run an FP32 model in BF16 (or FP16) on CPUs that support it: ``describe()`` reports
+the precision the compiled model actually uses, never just the file's.
+
+``options.extra``:
+    pin_fp32: bool, pin INFERENCE_PRECISION_HINT to f32 (default False: OpenVINO's choice).
+    config: dict of further OpenVINO CPU properties, passed to ``compile_model`` as given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
+from engines.base import Artifact, BatchRange, Engine, EngineOptions
+from engines.cuda import mib
+
+_EXTRA_KEYS = ("pin_fp32", "config")
+# OpenVINO element type name -> our precision names
+OV_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
+
+
+def compile_config(threads: int, pin_fp32: bool) -> dict[str, Any]:
+    """The CPU properties this engine compiles with (shared with bench/scripts)."""
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_NUM_THREADS": threads,
+    }
+    if pin_fp32:
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return config
+
+
+class OpenVinoEngine(Engine):
+    """An OpenVINO compiled model with one reused infer request."""
+
+    name: ClassVar[str] = "openvino"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    extra: ClassVar[str | None] = "openvino"
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        super().__init__(options)
+        extra = self.options.extra
+        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown openvino option(s) {', '.join(unknown)}; known: {', '.join(_EXTRA_KEYS)}"
+            )
+        if not isinstance(extra.get("config", {}), dict):
+            raise InvalidInputError("openvino option config must be a dict of CPU properties")
+        self.pin_fp32 = bool(extra.get("pin_fp32", False))
+        from engines.onnxruntime_engine import physical_cores
+
+        self.threads = self.options.threads or physical_cores()
+        self._compiled: Any = None
+        self._req: Any = None
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise RuntimeUnavailableError(
+                "openvino is not installed; pip install 'cnnbench[openvino]'"
+            ) from None
+        return str(ov.__version__).split("-")[0]
+
+    def load(self, artifact: Artifact, batches: BatchRange) -> None:
+        import openvino as ov
+
+        self._accept(artifact, batches)
+        if artifact.onnx_path is None or not Path(artifact.onnx_path).is_file():
+            raise InvalidInputError(
+                f"openvino needs the ONNX file of {artifact.model}; "
+                f"run: cnnbench export {artifact.model}"
+            )
+        core = ov.Core()
+        batch = (
+            ov.Dimension(batches.min)
+            if batches.min == batches.max
+            else ov.Dimension(batches.min, batches.max)
+        )
+        config = compile_config(self.threads, self.pin_fp32)
+        config.update(self.options.extra.get("config", {}))
+        try:
+            model = core.read_model(str(artifact.onnx_path))
+            first = model.inputs[0].get_partial_shape()
+            # Bounded (or static) batch: the CPU plugin plans memory for the served range only.
+            model.reshape({0: ov.PartialShape([batch, *list(first)[1:]])})
+            self._compiled = core.compile_model(model, "CPU", config)
+        except RuntimeError as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ArtifactError(
+                f"openvino cannot load {artifact.onnx_path}: {first_line}"
+            ) from None
+        self._req = self._compiled.create_infer_request()
+        self._out_tensor = self._req.get_output_tensor  # bound method, looked up once
+        self._file_bytes = Path(artifact.onnx_path).stat().st_size
+        self._tensor = ov.Tensor
+        self._in_dtype = self._compiled.inputs[0].get_element_type().to_dtype()
+        self._cast = self._in_dtype != np.float32
+        self._static = batches.min == batches.max
+        if self._static:
+            # The request computes from and into our own arrays (set once, shared memory), so
+            # infer() is a memcpy in, infer(), a copy out: no tensor objects per call.
+            self._in_buf = np.empty((batches.min, *artifact.input_shape), self._in_dtype)
+            out = self._compiled.outputs[0]
+            self._out_buf = np.empty(tuple(out.get_shape()), out.get_element_type().to_dtype())
+            self._req.set_input_tensor(ov.Tensor(self._in_buf, shared_memory=True))
+            self._req.set_output_tensor(ov.Tensor(self._out_buf, shared_memory=True))
+
+    # ---- the hot path: one infer() on a reused request -----------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self._static:
+            buf = self._in_buf
+            if batch.shape != buf.shape:
+                raise InvalidInputError(f"batch shape {batch.shape} != loaded {buf.shape}")
+            buf[...] = batch
+            self._req.infer()
+            return self._out_buf.copy()  # the caller owns what it gets
+        batch = batch.astype(self._in_dtype) if self._cast else np.ascontiguousarray(batch)
+        self._req.set_input_tensor(self._tensor(batch, shared_memory=True))
+        self._req.infer()
+        return self._out_tensor(0).data.copy()  # type: ignore[no-any-return]
+
+    def run(self, staged: Any) -> np.ndarray:
+        return self.infer(staged)
+
+    def inference_precision(self) -> str:
+        """The precision the compiled model computes in (``INFERENCE_PRECISION_HINT``)."""
+        assert self._compiled is not None, "load() first"
+        t = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        name = t.get_type_name() if hasattr(t, "get_type_name") else str(t)
+        return OV_PRECISION.get(name, name)
+
+    def memory(self) -> dict[str, float]:
+        return {"model_file_mb": mib(getattr(self, "_file_bytes", 0))}
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(pin_fp32=self.pin_fp32, threads=self.threads)
+        if self._compiled is not None:
+            hint = self.inference_precision()
+            # INT8 Q/DQ layers run in int8; the rest computes in the inference precision.
+            info["precision"] = "int8" if info["artifact_precision"] == "int8" else hint
+            info["inference_precision"] = hint
+            get = self._compiled.get_property
+            info.update(
+                threads=int(get("INFERENCE_NUM_THREADS")),
+                streams=int(get("NUM_STREAMS")),
+                performance_hint=str(get("PERFORMANCE_HINT")),
+                execution_devices=list(get("EXECUTION_DEVICES")),
+            )
+        return info
+
+    def close(self) -> None:
+        self._req = None
+        self._compiled = None

@@ -1,0 +1,211 @@
+"""TensorRT engine (10.x, 11.x): a cached, strongly typed plan run with the named-tensor API.
+
+Buffers are torch CUDA tensors, preallocated for the profile's maximum batch; ``stage`` copies
+host->device, ``run`` is ``execute_async_v3`` on the engine's own stream, ``to_host`` copies back.
+
+``options.extra``:
+    workspace_mb: int, builder workspace pool limit (default: TensorRT's).
+    opt_level: int 0..5, builder optimisation level (default: TensorRT's, 3).
+    rebuild: bool, ignore a cached engine and build again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from cnnbench.errors import ArtifactError, InvalidInputError
+from engines.base import Artifact, BatchRange, Engine, EngineOptions
+from engines.cuda import cuda_available, mib
+from engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
+from engines.trt_cache import BuildOptions, EngineCache
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+    import torch
+
+_EXTRA_KEYS = ("workspace_mb", "opt_level", "rebuild", "cache_dir")
+# TensorRT DataType names -> torch dtype names (looked up on torch at load)
+_TORCH_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT8": "int8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+}
+
+
+class TensorRTEngine(Engine):
+    """A deserialized TensorRT engine with one execution context and one CUDA stream."""
+
+    name: ClassVar[str] = "tensorrt"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "int8")
+    devices: ClassVar[tuple[str, ...]] = ("cuda",)
+    extra: ClassVar[str | None] = "trt"
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        super().__init__(options)
+        extra = self.options.extra
+        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown tensorrt option(s) {', '.join(unknown)}; known: {', '.join(_EXTRA_KEYS)}"
+            )
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._stream: torch.cuda.Stream | None = None
+        self._entry: EngineEntry | None = None
+        self._n = 0
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        return trt_version()
+
+    @classmethod
+    def available_devices(cls) -> tuple[str, ...]:
+        require_trt("cuda")
+        return ("cuda",)
+
+    def load(self, artifact: Artifact, batches: BatchRange) -> None:
+        import tensorrt as trt
+        import torch
+
+        self._accept(artifact, batches)
+        _, index = require_trt(self.device)
+        if artifact.onnx_path is None:
+            raise InvalidInputError(
+                f"tensorrt needs the {artifact.precision} ONNX file of {artifact.model}; "
+                f"run: cnnbench build {artifact.model} --precision {artifact.precision}"
+            )
+        extra = self.options.extra
+        try:
+            build = BuildOptions(
+                artifact.precision, batches, extra.get("workspace_mb"), extra.get("opt_level")
+            )
+        except ValueError as exc:
+            raise InvalidInputError(f"tensorrt option: {exc}") from None
+        cache = EngineCache(extra.get("cache_dir"))
+        entry = ensure_engine(
+            artifact.onnx_path,
+            build,
+            device=self.device,
+            cache=cache,
+            rebuild=bool(extra.get("rebuild", False)),
+        )
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(logger)
+        engine = self._runtime.deserialize_cuda_engine(entry.plan)
+        if engine is None:  # intact bytes that this TensorRT cannot read: rebuild once
+            cache.remove(entry.key)
+            entry = ensure_engine(artifact.onnx_path, build, device=self.device, cache=cache)
+            engine = self._runtime.deserialize_cuda_engine(entry.plan)
+            if engine is None:
+                raise ArtifactError(f"TensorRT cannot deserialize {entry.path}")
+        self._entry, self._engine = entry, engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ArtifactError(f"expected one input and one output, got {inputs} / {outputs}")
+        self._in_name, self._out_name = inputs[0], outputs[0]
+        dev = torch.device("cuda", index)
+        in_dtype = self._torch_dtype(engine.get_tensor_dtype(self._in_name))
+        out_dtype = self._torch_dtype(engine.get_tensor_dtype(self._out_name))
+        torch.cuda.reset_peak_memory_stats(dev)
+        # Slices [:n] of a contiguous buffer start at the same address, so the tensor
+        # addresses are set once, here; only the input shape changes with the batch.
+        self._in = torch.empty((batches.max, *artifact.input_shape), dtype=in_dtype, device=dev)
+        self._out = torch.empty((batches.max, artifact.num_classes), dtype=out_dtype, device=dev)
+        self._stream = torch.cuda.Stream(dev)
+        self._index = index
+        context = engine.create_execution_context()
+        context.set_tensor_address(self._in_name, self._in.data_ptr())
+        context.set_tensor_address(self._out_name, self._out.data_ptr())
+        self._context = context
+        self._n = 0
+
+    @staticmethod
+    def _torch_dtype(dt: trt.DataType) -> torch.dtype:
+        import torch
+
+        name = _TORCH_DTYPES.get(dt.name)
+        if name is None:
+            raise ArtifactError(f"unsupported TensorRT I/O data type {dt.name}")
+        return getattr(torch, name)  # type: ignore[no-any-return]
+
+    def stage(self, batch: np.ndarray) -> int:
+        import torch
+
+        assert self._stream is not None, "load() first"
+        n = batch.shape[0]
+        if n > self._in.shape[0]:
+            raise InvalidInputError(f"batch {n} exceeds the profile maximum {self._in.shape[0]}")
+        with torch.cuda.stream(self._stream):
+            self._in[:n].copy_(torch.from_numpy(batch))
+        return n
+
+    def run(self, staged: Any) -> Any:
+        assert self._context is not None and self._stream is not None, "load() first"
+        n = int(staged)
+        if n != self._n:
+            if not self._context.set_input_shape(self._in_name, (n, *self._in.shape[1:])):
+                raise InvalidInputError(f"batch {n} is outside the engine's profile")
+            self._n = n
+        if not self._context.execute_async_v3(self._stream.cuda_stream):
+            raise ArtifactError("TensorRT execute_async_v3 failed; see its log above")
+        return self._out[:n]
+
+    def to_host(self, out: Any) -> np.ndarray:
+        assert self._stream is not None
+        self._stream.synchronize()
+        return out.float().cpu().numpy()  # type: ignore[no-any-return]
+
+    def synchronize(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    def memory(self) -> dict[str, float]:
+        if self._engine is None or self._entry is None:
+            return {}
+        import torch
+
+        return {
+            "engine_device_memory_mb": mib(self._engine.device_memory_size_v2),
+            "engine_file_mb": mib(len(self._entry.plan)),
+            "io_buffers_mb": mib(self._in.nbytes + self._out.nbytes),
+            "torch_max_allocated_mb": mib(torch.cuda.max_memory_allocated(self._index)),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        entry = self._entry
+        if entry is not None:
+            info.update(
+                strongly_typed=True,
+                engine_path=str(entry.path),
+                cache_key=entry.key,
+                built_now=entry.built,
+                build_seconds=round(entry.build_seconds, 3),
+                gpu=entry.target.gpu_name,
+                compute_capability=entry.target.compute_capability,
+                workspace_mb=entry.options.workspace_mb,
+                opt_level=entry.options.opt_level,
+                input_dtype=str(self._in.dtype).removeprefix("torch."),
+                output_dtype=str(self._out.dtype).removeprefix("torch."),
+            )
+        return info
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+        self._context = None
+        self._engine = None
+        self._stream = None
+        if cuda_available():
+            import torch
+
+            torch.cuda.empty_cache()

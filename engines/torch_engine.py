@@ -1,0 +1,215 @@
+"""PyTorch eager engine: CPU FP32; CUDA FP32/FP16/BF16 (channels_last), optional compile/graphs.
+
+``options.extra``:
+    compile: False | True | a ``torch.compile`` mode ("default", "reduce-overhead",
+        "max-autotune", "max-autotune-no-cudagraphs").
+    cuda_graphs: bool, capture one CUDA graph per batch size on its first use (CUDA only; not
+        with ``compile``: use compile mode "reduce-overhead" for that).
+    channels_last: bool, default True on CUDA and False on the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
+from engines.base import Artifact, BatchRange, Engine, EngineOptions
+from engines.cuda import cuda_available, gpu_identity, mib, require_cuda
+
+if TYPE_CHECKING:
+    import torch
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_EXTRA_KEYS = ("compile", "cuda_graphs", "channels_last")
+
+
+class TorchEngine(Engine):
+    """Eager PyTorch under ``torch.inference_mode``, the model built from the zoo."""
+
+    name: ClassVar[str] = "torch"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16")
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        super().__init__(options)
+        extra = self.options.extra
+        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown torch option(s) {', '.join(unknown)}; known: {', '.join(_EXTRA_KEYS)}"
+            )
+        mode = extra.get("compile", False)
+        if mode is True:
+            mode = "default"
+        if mode not in (False, None, *COMPILE_MODES):
+            raise InvalidInputError(
+                f"torch compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}"
+            )
+        self.compile_mode: str | None = mode or None
+        self.cuda_graphs = bool(extra.get("cuda_graphs", False))
+        self.on_cuda = self.device.startswith("cuda")
+        self.channels_last = bool(extra.get("channels_last", self.on_cuda))
+        if self.cuda_graphs and not self.on_cuda:
+            raise InvalidInputError("torch cuda_graphs needs --device cuda")
+        if self.cuda_graphs and self.compile_mode:
+            raise InvalidInputError(
+                "torch cuda_graphs cannot be combined with compile; "
+                "use compile mode reduce-overhead for graphs with compile"
+            )
+        self._model: Any = None
+        self._dtype: torch.dtype | None = None
+        self._dev_in: torch.Tensor | None = None
+        self._graphs: dict[int, tuple[Any, torch.Tensor]] = {}
+        self._threads_before: int | None = None
+        self._index = 0
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        try:
+            import torch
+        except ImportError as exc:
+            raise RuntimeUnavailableError(f"torch is not importable: {exc}") from None
+        return str(torch.__version__)
+
+    @classmethod
+    def available_devices(cls) -> tuple[str, ...]:
+        return ("cpu", "cuda") if cuda_available() else ("cpu",)
+
+    def load(self, artifact: Artifact, batches: BatchRange) -> None:
+        import torch
+
+        from cnnbench.models import get_model
+
+        self._accept(artifact, batches)
+        if self.on_cuda:  # before any work: no GPU is one clear line
+            self._index = require_cuda(self.device, "the torch engine on cuda")
+        if not self.on_cuda and artifact.precision != "fp32":
+            raise InvalidInputError(
+                f"torch engine runs {artifact.precision} only on CUDA; use fp32 on the CPU"
+            )
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        self._dtype = dtype[artifact.precision]
+        if self.options.threads and not self.on_cuda:
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self.options.threads)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        model = get_model(artifact.model, weights=artifact.weights, seed=artifact.seed)
+        if self.on_cuda:
+            dev = torch.device("cuda", self._index)
+            torch.cuda.reset_peak_memory_stats(dev)
+            model = model.to(device=dev, dtype=self._dtype, memory_format=fmt)
+            # A preallocated input, so stage() is one host->device copy and no allocation.
+            self._dev_in = torch.empty(
+                (batches.max, *artifact.input_shape), device=dev, dtype=self._dtype
+            ).contiguous(memory_format=fmt)
+        else:
+            model = model.to(memory_format=fmt)
+        self._weights_bytes = sum(
+            t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())
+        )
+        if self.compile_mode:
+            model = torch.compile(model, mode=self.compile_mode)
+        self._model = model
+
+    def stage(self, batch: np.ndarray) -> Any:
+        import torch
+
+        host = torch.from_numpy(batch)
+        if not self.on_cuda:
+            return (
+                host.contiguous(memory_format=torch.channels_last) if self.channels_last else host
+            )
+        assert self._dev_in is not None, "load() first"
+        n = host.shape[0]
+        if n > self._dev_in.shape[0]:
+            raise InvalidInputError(f"batch {n} exceeds the loaded maximum {self._dev_in.shape[0]}")
+        dst = self._dev_in[:n]
+        dst.copy_(host)  # converts to the run dtype on the device
+        return dst
+
+    def run(self, staged: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            if self.cuda_graphs:
+                graph, out = self._graph(staged)
+                graph.replay()
+                return out
+            return self._model(staged)
+
+    def to_host(self, out: Any) -> np.ndarray:
+        import torch
+
+        if out.dtype != torch.float32:
+            out = out.float()
+        return out.cpu().numpy()  # type: ignore[no-any-return]
+
+    def _graph(self, staged: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The CUDA graph for this batch size, captured (after a side-stream warm-up) on first use."""
+        import torch
+
+        n = staged.shape[0]
+        hit = self._graphs.get(n)
+        if hit is not None:
+            return hit
+        side = torch.cuda.Stream(self._index)
+        side.wait_stream(torch.cuda.current_stream(self._index))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._model(staged)
+        torch.cuda.current_stream(self._index).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._model(staged)
+        self._graphs[n] = (graph, out)
+        return graph, out
+
+    def synchronize(self) -> None:
+        if self.on_cuda:
+            import torch
+
+            torch.cuda.synchronize(self._index)
+
+    def memory(self) -> dict[str, float]:
+        figures = {"weights_mb": mib(getattr(self, "_weights_bytes", 0))}
+        if self.on_cuda and self._model is not None:
+            import torch
+
+            figures["torch_max_allocated_mb"] = mib(torch.cuda.max_memory_allocated(self._index))
+            figures["torch_max_reserved_mb"] = mib(torch.cuda.max_memory_reserved(self._index))
+        return figures
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        info = super().describe()
+        info.update(
+            dtype=str(self._dtype).removeprefix("torch.") if self._dtype else None,
+            channels_last=self.channels_last,
+            compile=self.compile_mode,
+            cuda_graphs=self.cuda_graphs,
+            inference_mode=True,
+        )
+        if self.on_cuda:
+            gpu = gpu_identity(self._index)
+            info.update(gpu=gpu.name, compute_capability=gpu.compute_capability)
+            info["cuda"] = torch.version.cuda
+        else:
+            info["threads"] = torch.get_num_threads()
+        return info
+
+    def close(self) -> None:
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
+        self._model = None
+        self._dev_in = None
+        self._graphs.clear()
+        if self.on_cuda and cuda_available():
+            import torch
+
+            torch.cuda.empty_cache()

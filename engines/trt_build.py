@@ -1,0 +1,188 @@
+"""Building TensorRT engines (10.x and 11.x) from a precision's ONNX file, through the cache.
+
+Networks are strongly typed: TensorRT 10 gets ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``,
+TensorRT 11 is always strongly typed. The ONNX file carries the precision (FP16 tensors, INT8
+Q/DQ nodes); no precision builder flags and no calibrators are used.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnbench.artifacts import atomic_write_bytes, require_file, sha256_file
+from cnnbench.batch import BatchRange
+from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.progress import note, warn
+from engines.cuda import gpu_identity, require_cuda
+from engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+TRT_HINT = "pip install 'cnnbench[trt]' on a machine with an NVIDIA GPU"
+Shape = tuple[int, ...]
+
+
+def trt_version() -> str:
+    """The installed TensorRT version, or a one-line RuntimeUnavailableError."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise RuntimeUnavailableError(f"TensorRT is not installed; {TRT_HINT}") from None
+    except OSError as exc:  # the wheel is there but its CUDA libraries are not
+        raise RuntimeUnavailableError(f"TensorRT cannot load ({exc}); {TRT_HINT}") from None
+    version = getattr(tensorrt, "__version__", None)
+    if version is None:  # e.g. only the tensorrt-stubs package: a namespace package, no library
+        raise RuntimeUnavailableError(
+            f"TensorRT is not installed (only its type stubs); {TRT_HINT}"
+        )
+    return str(version)
+
+
+def require_trt(device: str) -> tuple[str, int]:
+    """TensorRT's version and the CUDA device index, or one line naming what is missing."""
+    version = trt_version()
+    return version, require_cuda(device, "TensorRT")
+
+
+def onnx_input(path: Path) -> tuple[str, tuple[int | str, ...]]:
+    """Name and dims (ints, or strings for symbolic dims) of the ONNX graph's first real input."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in inp.type.tensor_type.shape.dim
+        )
+        return inp.name, dims
+    raise ArtifactError(f"{path} has no graph input")
+
+
+def profile_shapes(batches: BatchRange, dims: tuple[int | str, ...]) -> tuple[Shape, Shape, Shape]:
+    """min/opt/max input shapes for ``batches``, checked against the ONNX input ``dims``."""
+    if len(dims) < 2:
+        raise InvalidInputError(f"ONNX input must be (N, ...), got dims {dims}")
+    rest = dims[1:]
+    if not all(isinstance(d, int) and d > 0 for d in rest):
+        raise InvalidInputError(f"ONNX input needs fixed non-batch dims for TensorRT, got {dims}")
+    batch = dims[0]
+    if isinstance(batch, int) and batch > 0 and (batches.min, batches.max) != (batch, batch):
+        raise InvalidInputError(
+            f"the ONNX file has a fixed batch of {batch}; use --batch {batch} "
+            f"or export with a dynamic batch"
+        )
+    fixed = tuple(int(d) for d in rest)
+    return (batches.min, *fixed), (batches.opt, *fixed), (batches.max, *fixed)
+
+
+def network_flags(trt_module: Any) -> int:
+    """Creation flags for a strongly typed network on this TensorRT version."""
+    major = int(str(trt_module.__version__).split(".")[0])
+    if major >= 11:
+        return 0  # always strongly typed; the flag is no longer needed
+    return 1 << int(trt_module.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def build_plan(onnx_path: Path, options: BuildOptions, timing_cache: Path | None) -> bytes:
+    """Parse ``onnx_path`` and build a serialized engine; keep the timing cache up to date."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        first = str(parser.get_error(0)) if parser.num_errors else "unknown error"
+        raise ArtifactError(f"TensorRT cannot parse {onnx_path}: {' '.join(first.split())}")
+    config = builder.create_builder_config()
+    if options.workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    if options.opt_level is not None:
+        config.builder_optimization_level = options.opt_level
+    tensor = network.get_input(0)
+    lo, opt, hi = profile_shapes(options.batches, tuple(tensor.shape[:]))  # -1: dynamic
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
+    config.add_optimization_profile(profile)
+    _attach_timing_cache(config, timing_cache)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ArtifactError(f"TensorRT failed to build {onnx_path}; see its log above")
+    if timing_cache is not None:
+        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    return bytes(plan)
+
+
+def _attach_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
+    old = b""
+    if path is not None and path.is_file():
+        old = path.read_bytes()
+    try:
+        cache = config.create_timing_cache(old)
+    except Exception:  # a corrupt timing cache only costs build time: start a fresh one
+        warn(f"TensorRT timing cache {path} is unreadable; starting a new one")
+        cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, False)
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """A cached engine: where it is, its key, and whether this call built it."""
+
+    path: Path
+    key: str
+    built: bool
+    build_seconds: float
+    target: BuildTarget
+    options: BuildOptions
+    plan: bytes = field(repr=False, default=b"")  # the verified bytes, to deserialize as-is
+
+
+def ensure_engine(
+    onnx_path: Path | str,
+    options: BuildOptions,
+    *,
+    device: str = "cuda",
+    cache: EngineCache | None = None,
+    rebuild: bool = False,
+) -> EngineEntry:
+    """The cached engine for ``onnx_path`` and ``options``, built (and cached) when needed."""
+    version, index = require_trt(device)
+    onnx_path = require_file(onnx_path, "ONNX file")
+    name, dims = onnx_input(onnx_path)
+    profile_shapes(options.batches, dims)  # fail before any build on a bad range
+    gpu = gpu_identity(index)
+    target = BuildTarget(
+        onnx_sha256=sha256_file(onnx_path),
+        trt_version=version,
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+        input_name=name,
+        input_shape=tuple(int(d) for d in dims[1:]),
+    )
+    cache = cache or EngineCache()
+    key = cache_key(target, options)
+    cached = None if rebuild else cache.load(key)
+    if cached is not None:
+        return EngineEntry(cache.engine_path(key), key, False, 0.0, target, options, cached)
+    note(f"building TensorRT engine for {onnx_path} ({options.precision}, batch {options.batches})")
+    timing = cache.timing_cache_path(version, gpu.name, gpu.compute_capability)
+    t0 = time.perf_counter()
+    plan = build_plan(onnx_path, options, timing)
+    seconds = time.perf_counter() - t0
+    info = {
+        "onnx": str(onnx_path),
+        "target": {**target.__dict__, "input_shape": list(target.input_shape)},
+        "options": options.to_dict(),
+        "build_seconds": round(seconds, 3),
+    }
+    path = cache.store(key, plan, info)
+    note(f"built TensorRT engine in {seconds:.1f}s: {path}")
+    return EngineEntry(path, key, True, seconds, target, options, plan)
