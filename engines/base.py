@@ -128,7 +128,11 @@ class Engine(abc.ABC):
         return np.asarray(out)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """A batch in (N, C, H, W float32), logits out (N, classes)."""
+        """A batch in (N, C, H, W float32), logits out (N, classes).
+
+        The caller owns the returned array, except with the null engine, whose results are views
+        of one preallocated buffer.
+        """
         return self.to_host(self.run(self.stage(batch)))
 
     def synchronize(self) -> None:
@@ -138,19 +142,25 @@ class Engine(abc.ABC):
         """Engine-reported memory figures in MB, each named for what it is."""
         return {}
 
+    def effective_precision(self) -> str | None:
+        """The precision that actually computes (e.g. ``bf16`` when a runtime downcasts FP32)."""
+        return self.artifact.precision if self.artifact else None
+
     def describe(self) -> dict[str, Any]:
         """What actually ran: effective precision, providers, threads, options.
 
-        Subclasses extend this dict; ``precision`` is the precision that actually ran
-        (e.g. ``bf16`` when a runtime downcasts an FP32 model), ``artifact_precision`` the file's.
+        Subclasses extend this dict. ``effective_precision`` (also under ``precision``) is what
+        computed, ``artifact_precision`` the file's.
         """
         art = self.artifact
+        eff = self.effective_precision()
         return {
             "engine": self.name,
             "version": self.version,
             "device": self.device,
             "artifact_precision": art.precision if art else None,
-            "precision": art.precision if art else None,
+            "effective_precision": eff,
+            "precision": eff,
             "batches": str(self.batches) if self.batches else None,
         }
 

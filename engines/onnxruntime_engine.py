@@ -145,6 +145,7 @@ class OrtEngine(Engine):
             raise RuntimeUnavailableError(
                 f"onnxruntime provider {missing[0]} is not available here; {hint}"
             )
+        load_errors: tuple[type[Exception], ...] = (RuntimeError, ValueError, *_ort_errors())
         try:
             self._sess = ort.InferenceSession(
                 str(path),
@@ -153,7 +154,7 @@ class OrtEngine(Engine):
                     (p, self._provider_options(p, artifact, batches)) for p in self.providers
                 ],
             )
-        except (RuntimeError, ValueError, *_ort_errors()) as exc:
+        except load_errors as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ArtifactError(f"onnxruntime cannot load {path}: {first}") from None
         active = self._sess.get_providers()

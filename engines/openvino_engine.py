@@ -139,6 +139,12 @@ class OpenVinoEngine(Engine):
         name = t.get_type_name() if hasattr(t, "get_type_name") else str(t)
         return OV_PRECISION.get(name, name)
 
+    def effective_precision(self) -> str | None:
+        if self._compiled is None or self.artifact is None:
+            return super().effective_precision()
+        # INT8 Q/DQ layers run in int8; everything else computes in the inference precision.
+        return "int8" if self.artifact.precision == "int8" else self.inference_precision()
+
     def memory(self) -> dict[str, float]:
         return {"model_file_mb": mib(getattr(self, "_file_bytes", 0))}
 
@@ -146,10 +152,7 @@ class OpenVinoEngine(Engine):
         info = super().describe()
         info.update(pin_fp32=self.pin_fp32, threads=self.threads)
         if self._compiled is not None:
-            hint = self.inference_precision()
-            # INT8 Q/DQ layers run in int8; the rest computes in the inference precision.
-            info["precision"] = "int8" if info["artifact_precision"] == "int8" else hint
-            info["inference_precision"] = hint
+            info["inference_precision"] = self.inference_precision()
             get = self._compiled.get_property
             info.update(
                 threads=int(get("INFERENCE_NUM_THREADS")),

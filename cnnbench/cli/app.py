@@ -119,6 +119,12 @@ def emit_table(
 
 
 def _cell(v: Any) -> str:
+    from rich.markup import escape
+
+    return escape(_text(v))  # "cnnbench[trt]" must not be read as rich markup
+
+
+def _text(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, bool):

@@ -52,7 +52,7 @@ def test_engine_agrees_with_torch_fp32(
     with create(engine, EngineOptions(extra=extra)) as eng:
         eng.load(art, BatchRange(1, 2, 4))
         out = eng.infer(x)
-        ran = eng.describe()["precision"]
+        ran = eng.describe()["effective_precision"]
     assert out.shape == ref.shape
     tol = FP32_GATE if ran == "fp32" else REDUCED
     report = parity(ref, out, tol)

@@ -54,14 +54,15 @@ def test_openvino_reports_its_effective_precision(onnx_fp32: Callable[[str], Pat
     with create("ov") as eng:
         eng.load(art, BatchRange.fixed(2))
         info = eng.describe()
-    assert info["inference_precision"] == expected == info["precision"]
+    assert info["inference_precision"] == expected == info["effective_precision"]
+    assert info["precision"] == info["effective_precision"]
     assert info["artifact_precision"] == "fp32" and info["pin_fp32"] is False
     with create("ov", EngineOptions(threads=1, extra={"pin_fp32": True})) as eng:
         eng.load(art, BatchRange.fixed(2))
         info = eng.describe()
         a = eng.infer(inputs("lenet5"))
         b = eng.infer(inputs("lenet5", seed=1))
-    assert info["precision"] == "fp32" and info["threads"] == 1 and info["streams"] == 1
+    assert info["effective_precision"] == "fp32" and info["threads"] == 1 and info["streams"] == 1
     assert not np.shares_memory(a, b)  # the caller owns what infer returned
 
 

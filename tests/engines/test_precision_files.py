@@ -41,11 +41,11 @@ def test_runs_precision_file(precision_files: dict[str, Path], engine: str, prec
         info = eng.describe()
     assert info["artifact_precision"] == precision
     if precision == "int8":
-        assert info["precision"] == "int8"
+        assert info["effective_precision"] == "int8"
     elif engine == "onnxruntime":
-        assert info["precision"] == "fp16" and "note" in info  # CPU EP upcasts some nodes
+        assert info["effective_precision"] == "fp16" and "note" in info  # CPU EP upcasts some nodes
     else:  # OpenVINO computes an FP16 file in its inference precision
-        assert info["precision"] == info["inference_precision"]
+        assert info["effective_precision"] == info["inference_precision"]
     tol = FP16_GATE if precision == "fp16" else INT8_SANITY
     report = parity(reference("lenet5", x), out, tol)
     assert report, report.explain()
