@@ -32,11 +32,7 @@ def engines_cmd(fmt: str) -> None:
     if fmt == "csv":
         emit_csv(flat, _COLUMNS)
         return
-    from rich.markup import escape
-
-    # rich would read "cnnbench[trt]" as markup and drop it
-    shown = [{k: escape(v) if isinstance(v, str) else v for k, v in r.items()} for r in flat]
-    emit_table(shown, _COLUMNS, title="engines")
+    emit_table(flat, _COLUMNS, title="engines")
 
 
 def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> object:
