@@ -73,9 +73,17 @@ class Engine(abc.ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: extra to install when the runtime is missing
     extra: ClassVar[str | None] = None
+    #: the engine-specific keys EngineOptions.extra may hold
+    option_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
+        unknown = sorted(set(self.options.extra) - set(self.option_keys))
+        if unknown:
+            known = ", ".join(self.option_keys) or "none"
+            raise InvalidInputError(
+                f"unknown {self.name} option(s) {', '.join(unknown)}; known: {known}"
+            )
         self.device = self.options.device
         self.artifact: Artifact | None = None
         self.batches: BatchRange | None = None

@@ -72,18 +72,13 @@ class OrtEngine(Engine):
     """An ``onnxruntime.InferenceSession`` on the artifact's ONNX file."""
 
     name: ClassVar[str] = "onnxruntime"
+    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         super().__init__(options)
         extra = self.options.extra
-        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown onnxruntime option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(_EXTRA_KEYS)}"
-            )
         self.on_cuda = self.device.startswith("cuda")
         self.providers = self._requested_providers(extra.get("providers"))
         self.io_binding = self.on_cuda and bool(extra.get("io_binding", True))

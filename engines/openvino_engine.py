@@ -40,6 +40,7 @@ class OpenVinoEngine(Engine):
     """An OpenVINO compiled model with one reused infer request."""
 
     name: ClassVar[str] = "openvino"
+    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     extra: ClassVar[str | None] = "openvino"
@@ -47,11 +48,6 @@ class OpenVinoEngine(Engine):
     def __init__(self, options: EngineOptions | None = None) -> None:
         super().__init__(options)
         extra = self.options.extra
-        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown openvino option(s) {', '.join(unknown)}; known: {', '.join(_EXTRA_KEYS)}"
-            )
         if not isinstance(extra.get("config", {}), dict):
             raise InvalidInputError("openvino option config must be a dict of CPU properties")
         self.pin_fp32 = bool(extra.get("pin_fp32", False))

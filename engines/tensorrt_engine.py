@@ -43,18 +43,13 @@ class TensorRTEngine(Engine):
     """A deserialized TensorRT engine with one execution context and one CUDA stream."""
 
     name: ClassVar[str] = "tensorrt"
+    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "int8")
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
     extra: ClassVar[str | None] = "trt"
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         super().__init__(options)
-        extra = self.options.extra
-        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown tensorrt option(s) {', '.join(unknown)}; known: {', '.join(_EXTRA_KEYS)}"
-            )
         self._engine: trt.ICudaEngine | None = None
         self._context: trt.IExecutionContext | None = None
         self._stream: torch.cuda.Stream | None = None

@@ -29,17 +29,13 @@ class TorchEngine(Engine):
     """Eager PyTorch under ``torch.inference_mode``, the model built from the zoo."""
 
     name: ClassVar[str] = "torch"
+    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         super().__init__(options)
         extra = self.options.extra
-        unknown = sorted(set(extra) - set(_EXTRA_KEYS))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown torch option(s) {', '.join(unknown)}; known: {', '.join(_EXTRA_KEYS)}"
-            )
         mode = extra.get("compile", False)
         if mode is True:
             mode = "default"
