@@ -95,18 +95,19 @@ class TorchEngine(Engine):
         if self.on_cuda:
             dev = torch.device("cuda", self._index)
             torch.cuda.reset_peak_memory_stats(dev)
-            model = model.to(device=dev, dtype=self._dtype, memory_format=fmt)
+            # Module.to accepts memory_format at run time; torch's stubs omit it.
+            model = model.to(device=dev, dtype=self._dtype, memory_format=fmt)  # type: ignore[call-overload]
             # A preallocated input, so stage() is one host->device copy and no allocation.
             self._dev_in = torch.empty(
                 (batches.max, *artifact.input_shape), device=dev, dtype=self._dtype
             ).contiguous(memory_format=fmt)
         else:
-            model = model.to(memory_format=fmt)
+            model = model.to(memory_format=fmt)  # type: ignore[call-overload]
         self._weights_bytes = sum(
             t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())
         )
         if self.compile_mode:
-            model = torch.compile(model, mode=self.compile_mode)
+            model = torch.compile(model, mode=self.compile_mode)  # type: ignore[assignment]
         self._model = model
 
     def stage(self, batch: np.ndarray) -> Any:
