@@ -143,7 +143,7 @@ def test_onnxruntime_lenet5_end_to_end(shared: Path, tmp_path: Path) -> None:
     assert row["engine"] == "onnxruntime" and row["error"] is None
     assert row["artifact"].endswith("lenet5/fp32/model.onnx") and len(row["artifact_sha256"]) == 64
     assert 0.005 < row["latency_ms_p50"] < 50
-    assert row["effective_precision"] == "float32" and row["threads"] >= 1
+    assert row["effective_precision"] == "fp32" and row["threads"] >= 1
     assert row["gmacs_per_s"] == pytest.approx(row["macs"] * row["throughput_ips"] / 1e9)
     if row["peak_gmacs_per_s"]:
         assert row["efficiency"] == pytest.approx(row["gmacs_per_s"] / row["peak_gmacs_per_s"])
