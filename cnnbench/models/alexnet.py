@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.models.init import he_init
 from cnnbench.models.registry import register_model
 from cnnbench.models.spec import TV_TOP1_SOURCE, imagenet_spec
 
@@ -130,14 +131,7 @@ class AlexNetTV(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        he_init(self, conv_mode="fan_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 3 x 224 x 224

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnbench.models.init import he_init
 from cnnbench.models.registry import register_model
 from cnnbench.models.spec import TV_TOP1_SOURCE, imagenet_spec
 
@@ -167,15 +168,7 @@ class GoogLeNet(nn.Module):
         # He init for convs rather than torchvision's trunc_normal(std=0.01): with BN at its
         # initial running statistics the latter shrinks eval-mode logits to ~1e-12, which
         # underflows FP16 and makes parity checks meaningless for a randomly initialised net.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self, conv_mode="fan_in")
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
         """Logits in eval mode; ``GoogLeNetOutputs(logits, aux2, aux1)`` in training mode."""

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnbench.models.googlenet import BasicConv2d
+from cnnbench.models.init import he_init
 from cnnbench.models.registry import register_model
 from cnnbench.models.spec import ModelSpec, imagenet_spec
 
@@ -155,17 +156,7 @@ def inception_c(cin: int = 1536) -> Branches:
 
 def _init(model: nn.Module) -> None:
     # He init keeps activations finite through ~150 conv layers at random initialisation.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
+    he_init(model, conv_mode="fan_in")
 
 
 class InceptionV4(nn.Module):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnbench.models.init import he_init
 from cnnbench.models.registry import register_model
 from cnnbench.models.spec import TV_TOP1_SOURCE, ModelSpec, imagenet_spec
 
@@ -137,12 +138,7 @@ class ResNet(nn.Module):
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         # He et al. init (fan_out) for convs, BN as identity; fc keeps PyTorch's default.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self, conv_mode="fan_out", linear_std=None)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):

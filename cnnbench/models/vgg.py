@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cnnbench.models.alexnet import paper_lrn
+from cnnbench.models.init import he_init
 from cnnbench.models.registry import register_model
 from cnnbench.models.spec import TV_TOP1_SOURCE, imagenet_spec
 
@@ -98,17 +99,7 @@ class VGG(nn.Module):
 
 def _init_weights(model: nn.Module) -> None:
     # torchvision's VGG initialisation, run under get_model's seed.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+    he_init(model, conv_mode="fan_out")
 
 
 def _vgg(cfg: str, batch_norm: bool, num_classes: int, **kwargs: Any) -> VGG:
