@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import nn
 
 
-def he_init(model: nn.Module, *, conv_mode: str, linear_std: float | None = 0.01) -> None:
+def he_init(
+    model: nn.Module, *, conv_mode: Literal["fan_in", "fan_out"], linear_std: float | None = 0.01
+) -> None:
     """He et al. (Kaiming normal, ReLU gain) convolutions with zero bias, batch norm as the
     identity, and N(0, ``linear_std``) linear layers with zero bias (None keeps PyTorch's default).
 
