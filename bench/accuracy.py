@@ -152,15 +152,8 @@ def evaluate(
         )
         onnx_path, onnx_sha = res.onnx_path, res.sha256
         calibration = (res.manifest.get("extra") or {}).get("calibration")
-    artifact = Artifact(
-        model=model,
-        precision=precision,
-        input_shape=tuple(spec.input_shape),  # type: ignore[arg-type]
-        num_classes=spec.num_classes,
-        onnx_path=onnx_path,
-        weights=Path(weights) if weights is not None else None,
-        sha256=onnx_sha,
-        seed=seed,
+    artifact = Artifact.for_spec(
+        spec, precision, onnx_path=onnx_path, weights=weights, sha256=onnx_sha, seed=seed
     )
     correct1 = correct5 = seen = 0
     k = min(5, spec.num_classes)

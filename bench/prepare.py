@@ -104,16 +104,7 @@ def prepare(
                 seed=seed,
             )
             source = "onnx export/cache"
-    art = Artifact(
-        model=model,
-        precision=precision,
-        input_shape=tuple(spec.input_shape),  # type: ignore[arg-type]
-        num_classes=spec.num_classes,
-        onnx_path=path,
-        weights=Path(weights) if weights is not None else None,
-        sha256=sha,
-        seed=seed,
-    )
+    art = Artifact.for_spec(spec, precision, onnx_path=path, weights=weights, sha256=sha, seed=seed)
     return Prepared(art, time.perf_counter() - t0, source)
 
 

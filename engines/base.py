@@ -13,12 +13,15 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from cnnbench.batch import BatchRange
 from cnnbench.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cnnbench.models.spec import ModelSpec
 
 __all__ = ["PRECISIONS", "Artifact", "BatchRange", "Engine", "EngineOptions"]
 
@@ -42,6 +45,29 @@ class Artifact:
     input_name: str = "input"
     sha256: str | None = None
     seed: int = 0
+
+    @classmethod
+    def for_spec(
+        cls,
+        spec: ModelSpec,
+        precision: str,
+        *,
+        onnx_path: Path | None = None,
+        weights: str | Path | None = None,
+        sha256: str | None = None,
+        seed: int = 0,
+    ) -> Artifact:
+        """The artifact of zoo model ``spec`` at ``precision`` (shape and classes from the spec)."""
+        return cls(
+            model=spec.name,
+            precision=precision,
+            input_shape=spec.input_shape,
+            num_classes=spec.num_classes,
+            onnx_path=onnx_path,
+            weights=Path(weights) if weights is not None else None,
+            sha256=sha256,
+            seed=seed,
+        )
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
