@@ -117,9 +117,9 @@ def evaluate(
     """
     from cnnbench.artifacts import cache_dir, sha256_file
     from cnnbench.batch import BatchRange
+    from cnnbench.engines import canonical, get_engine_class
+    from cnnbench.engines.base import Artifact, EngineOptions
     from cnnbench.models import get_spec
-    from engines import canonical, get_engine_class
-    from engines.base import Artifact, EngineOptions
 
     if batch < 1:
         raise InvalidInputError(f"batch must be >= 1, got {batch}")
@@ -137,7 +137,7 @@ def evaluate(
     onnx_sha: str | None = None
     calibration: dict[str, Any] | None = None
     if eng_name != "torch":
-        from export.precision import ensure_precision
+        from cnnbench.export.precision import ensure_precision
 
         root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
         res = ensure_precision(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.results import KEY_COLUMNS, cell_key, read_rows
+from cnnbench.bench.results import KEY_COLUMNS, cell_key, read_rows
 from cnnbench.errors import InvalidInputError
 
 HIGHER_IS_BETTER = (

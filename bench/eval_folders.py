@@ -47,7 +47,7 @@ def eval_folder(
         ``evaluate``'s result (top1/top5 as fractions) plus ``dataset_path``, ``layout``,
         ``images`` (evaluated) and ``unreadable`` (skipped).
     """
-    from bench.accuracy import evaluate
+    from cnnbench.bench.accuracy import evaluate
     from cnnbench.data.folders import open_dataset
     from cnnbench.models import get_spec
     from cnnbench.progress import note, warn
@@ -72,8 +72,8 @@ def eval_folder(
 
 def accuracy_row(result: dict[str, Any], *, device: str = "cpu") -> dict[str, Any]:
     """One results row (see the module docstring) from an ``evaluate`` result."""
-    from bench.environment import env_fields
-    from bench.prepare import model_facts
+    from cnnbench.bench.environment import env_fields
+    from cnnbench.bench.prepare import model_facts
 
     def pct(v: Any) -> float | None:
         return None if v is None else round(100.0 * float(v), 4)

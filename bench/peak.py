@@ -4,7 +4,7 @@
 GMAC/s = n^3 / time. INT8 uses ``torch._int_mm`` (int8 x int8 -> int32). Measured once per
 (device model, core count, torch version, dtype, threads) and cached as JSON under
 ``cnnbench.artifacts.cache_dir() / "peak"``; a cache entry that does not parse or does not
-match its key is measured again. ``python -m bench.peak --device cpu --precision fp32 --force``
+match its key is measured again. ``python -m cnnbench.bench.peak --device cpu --precision fp32 --force``
 re-measures (e.g. after measuring on a busy machine: the load average is stored with it).
 """
 
@@ -52,7 +52,7 @@ def _device_name(device: str) -> str:
         import torch
 
         return str(torch.cuda.get_device_name(_index(device)))
-    from bench.environment import cpu_model
+    from cnnbench.bench.environment import cpu_model
 
     return f"{cpu_model()} x{_threads()}"
 

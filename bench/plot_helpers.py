@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from bench.plots import Plot
+    from cnnbench.bench.plots import Plot
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels
 
@@ -124,7 +124,7 @@ def save(fig: Figure, out: Path, name: str, title: str, caption: str) -> Plot:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    from bench.plots import Plot
+    from cnnbench.bench.plots import Plot
 
     return Plot(name, title, caption, files)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.plot_helpers import add_caption, log_axis, no_data, place_labels, save
-from bench.report import Row, ZooEntry, num
+from cnnbench.bench.plot_helpers import add_caption, log_axis, no_data, place_labels, save
+from cnnbench.bench.report import Row, ZooEntry, num
 
 if TYPE_CHECKING:
     pass

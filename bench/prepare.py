@@ -4,7 +4,7 @@ onnxruntime, OpenVINO and TensorRT load the verified ONNX file of the precision,
 reused from the cache) by ``export.pipeline.ensure_fp32`` / ``export.precision.ensure_precision``.
 The torch engine builds the zoo model itself; the null engine needs nothing.
 
-``python -m bench.prepare --model M --precision P [--weights W] [--artifacts DIR]`` does the
+``python -m cnnbench.bench.prepare --model M --precision P [--weights W] [--artifacts DIR]`` does the
 same in a separate process and prints one JSON object: sweeps run it once per (model, precision)
 so that each cell's process can skip importing torch.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.artifacts import DEFAULT_ARTIFACTS, atomic_write_json, cache_dir, sha256_bytes
+from cnnbench.engines.base import Artifact
 from cnnbench.errors import CnnbenchError, RuntimeUnavailableError
 from cnnbench.models.spec import ModelSpec
-from engines.base import Artifact
 
 #: Engines that load an ONNX file (all others build from the zoo or need nothing).
 ONNX_ENGINES = frozenset({"onnxruntime", "openvino", "tensorrt"})
@@ -50,11 +50,11 @@ def ensure_onnx(
     """The verified ONNX file of ``model`` at ``precision`` and its sha256 (exported if needed)."""
     try:
         if precision == "fp32":
-            from export.pipeline import ensure_fp32
+            from cnnbench.export.pipeline import ensure_fp32
 
             res = ensure_fp32(model, weights=weights, out_dir=artifacts, seed=seed)
         else:
-            from export.precision import ensure_precision
+            from cnnbench.export.precision import ensure_precision
 
             res = ensure_precision(model, precision, weights=weights, out_dir=artifacts, seed=seed)
     except ImportError as exc:

@@ -102,7 +102,7 @@ def zoo_entries() -> dict[str, ZooEntry]:
 
 def load_results(paths: Sequence[str | Path]) -> list[Row]:
     """All rows of the given results files (CSV or JSON lines), in order."""
-    from bench.results import read_rows
+    from cnnbench.bench.results import read_rows
 
     if not paths:
         raise InvalidInputError("give at least one results file (.csv or .jsonl)")
@@ -263,9 +263,9 @@ def write_report(
     ``zoo`` defaults to :func:`zoo_entries` (every registered model, for the top-1-vs-GMACs
     plot and for params/MACs/published top-1 of cells whose rows lack them).
     """
-    from bench.html import write_index
-    from bench.plots import write_plots
     from cnnbench.artifacts import ensure_dir
+    from cnnbench.bench.html import write_index
+    from cnnbench.bench.plots import write_plots
 
     rows = load_results(paths)
     out = ensure_dir(Path(out_dir))

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.memory import (
+from cnnbench.bench.memory import (
     NvmlSampler,
     device_memory_fields,
     host_peak_rss_mb,
@@ -21,13 +21,13 @@ from bench.memory import (
     torch_cuda_max_allocated_mb,
     torch_cuda_reset_peak,
 )
-from bench.results import cell_key
-from bench.scenarios import canonical_scenario, check_batch, method_fields, run_fixed
-from bench.server import ServerConfig, find_peak, run_server, warm_sizes
-from bench.timing import StopRule, warmup
+from cnnbench.bench.results import cell_key
+from cnnbench.bench.scenarios import canonical_scenario, check_batch, method_fields, run_fixed
+from cnnbench.bench.server import ServerConfig, find_peak, run_server, warm_sizes
+from cnnbench.bench.timing import StopRule, warmup
+from cnnbench.engines.base import PRECISIONS
 from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError
 from cnnbench.models.spec import ModelSpec, Preprocessing
-from engines.base import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class RunSpec:
     model_spec: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        import engines
+        from cnnbench import engines
 
         if self.model_spec is None:
             from cnnbench.models import get_spec
@@ -108,7 +108,7 @@ class RunSpec:
 
 def check_runtime(engine: str, device: str, precision: str) -> None:
     """Raise a one-line error when ``engine`` cannot run ``precision`` on ``device`` here."""
-    import engines
+    from cnnbench import engines
 
     av = engines.probe(engine)
     if not av.available:
@@ -150,13 +150,13 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
 
 def run_cell(spec: RunSpec) -> dict[str, Any]:
     """Measure one cell and return its row (raises on failure; see :func:`run_cell_safe`)."""
-    import engines
-    from bench.environment import env_fields
-    from bench.peak import get_peak
-    from bench.prepare import model_facts, prepare
+    from cnnbench import engines
     from cnnbench.batch import BatchRange
+    from cnnbench.bench.environment import env_fields
+    from cnnbench.bench.peak import get_peak
+    from cnnbench.bench.prepare import model_facts, prepare
     from cnnbench.data.images import random_batches
-    from engines.base import EngineOptions
+    from cnnbench.engines.base import EngineOptions
 
     row = base_row(spec)
     row["host_peak_rss_scope"] = reset_host_peak()

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.results import THROUGHPUT_DEFINITION
-from bench.stats import CI_LEVEL, CI_METHOD, PERCENTILE_METHOD, summarize
-from bench.timing import StopRule, Timing, device_timing_method, measure, measure_cuda
+from cnnbench.bench.results import THROUGHPUT_DEFINITION
+from cnnbench.bench.stats import CI_LEVEL, CI_METHOD, PERCENTILE_METHOD, summarize
+from cnnbench.bench.timing import StopRule, Timing, device_timing_method, measure, measure_cuda
 from cnnbench.errors import InvalidInputError
 from cnnbench.naming import lookup
 

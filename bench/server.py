@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.stats import summarize
-from bench.timing import StopRule
+from cnnbench.bench.stats import summarize
+from cnnbench.bench.timing import StopRule
 
 
 @dataclass(frozen=True)

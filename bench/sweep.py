@@ -21,16 +21,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.results import append_row, cell_key, read_rows, write_rows
-from bench.runner import RunSpec, base_row, run_cell_safe
-from bench.sweep_config import SweepConfig, load_config
+from cnnbench.bench.results import append_row, cell_key, read_rows, write_rows
+from cnnbench.bench.runner import RunSpec, base_row, run_cell_safe
+from cnnbench.bench.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError
 
 __all__ = ["SweepConfig", "load_config", "pending_cells", "run_isolated", "run_sweep"]
 
 
 def _child_cmd(spec: RunSpec, result: Path) -> list[str]:
-    return [sys.executable, "-m", "bench.sweep", "--cell", spec.to_json(), "--result", str(result)]
+    return [
+        sys.executable,
+        "-m",
+        "cnnbench.bench.sweep",
+        "--cell",
+        spec.to_json(),
+        "--result",
+        str(result),
+    ]
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -87,7 +95,7 @@ def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
 
 
 def _error_row(spec: RunSpec, message: str) -> dict[str, Any]:
-    from bench.environment import env_fields
+    from cnnbench.bench.environment import env_fields
 
     row = base_row(spec)
     row["error"] = message
@@ -96,7 +104,7 @@ def _error_row(spec: RunSpec, message: str) -> dict[str, Any]:
 
 
 def _prepare_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench.prepare", "--model", spec.model,
+    cmd = [sys.executable, "-m", "cnnbench.bench.prepare", "--model", spec.model,
            "--precision", spec.precision, "--artifacts", spec.artifacts, "--seed", str(spec.seed)]  # fmt: skip
     if spec.weights:
         cmd += ["--weights", spec.weights]
@@ -163,8 +171,8 @@ def _sweep_cell(
     runtime: dict[tuple[str, str, str], str | None],
 ) -> dict[str, Any]:
     """One cell's row: refused here when its runtime is missing, else run in a process."""
-    from bench.prepare import needs_onnx
-    from bench.runner import check_runtime, error_text
+    from cnnbench.bench.prepare import needs_onnx
+    from cnnbench.bench.runner import check_runtime, error_text
 
     rt = (spec.engine, spec.device, spec.precision)
     if rt not in runtime:

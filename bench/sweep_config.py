@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.runner import RunSpec
-from bench.server import ServerConfig
-from bench.timing import StopRule
+from cnnbench.bench.runner import RunSpec
+from cnnbench.bench.server import ServerConfig
+from cnnbench.bench.timing import StopRule
 from cnnbench.errors import CnnbenchError, InvalidInputError
 
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
@@ -91,7 +91,7 @@ class SweepConfig:
 
 
 def _default_device(engine: str) -> str:
-    import engines
+    from cnnbench import engines
 
     return "cpu" if "cpu" in engines.get_engine_class(engine).devices else "cuda"
 
@@ -111,10 +111,10 @@ def load_config(path: str | Path) -> SweepConfig:
     """Read and validate a sweep YAML file; every problem is one line naming the key."""
     import yaml
 
-    import engines
-    from bench.scenarios import canonical_scenario
+    from cnnbench import engines
+    from cnnbench.bench.scenarios import canonical_scenario
+    from cnnbench.engines.base import PRECISIONS
     from cnnbench.models import get_spec, list_models
-    from engines.base import PRECISIONS
 
     p = Path(path)
     src = str(p)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.stats import ci_half_width_pct_of
+from cnnbench.bench.stats import ci_half_width_pct_of
 
 
 @dataclass(frozen=True)

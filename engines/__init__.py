@@ -10,15 +10,15 @@ from cnnbench.errors import CnnbenchError
 from cnnbench.naming import lookup
 
 if TYPE_CHECKING:
-    from engines.base import Engine, EngineOptions
+    from cnnbench.engines.base import Engine, EngineOptions
 
 # name -> "module:Class"; the module is imported only when the engine is asked for.
 _ENGINES: dict[str, str] = {
-    "torch": "engines.torch_engine:TorchEngine",
-    "onnxruntime": "engines.onnxruntime_engine:OrtEngine",
-    "openvino": "engines.openvino_engine:OpenVinoEngine",
-    "tensorrt": "engines.tensorrt_engine:TensorRTEngine",
-    "null": "engines.null_engine:NullEngine",
+    "torch": "cnnbench.engines.torch_engine:TorchEngine",
+    "onnxruntime": "cnnbench.engines.onnxruntime_engine:OrtEngine",
+    "openvino": "cnnbench.engines.openvino_engine:OpenVinoEngine",
+    "tensorrt": "cnnbench.engines.tensorrt_engine:TensorRTEngine",
+    "null": "cnnbench.engines.null_engine:NullEngine",
 }
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "ov": "openvino", "pytorch": "torch"}
 

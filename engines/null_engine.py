@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.base import PRECISIONS, Artifact, BatchRange, Engine
-from engines.cuda import mib
+from cnnbench.engines.base import PRECISIONS, Artifact, BatchRange, Engine
+from cnnbench.engines.cuda import mib
 
 
 class NullEngine(Engine):

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
+from cnnbench.engines.cuda import device_index, mib
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
-from engines.base import Artifact, BatchRange, Engine, EngineOptions
-from engines.cuda import device_index, mib
 
 _EXTRA_KEYS = ("providers", "io_binding")
 SHORT = {

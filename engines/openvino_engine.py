@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
+from cnnbench.engines.cuda import mib
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
-from engines.base import Artifact, BatchRange, Engine, EngineOptions
-from engines.cuda import mib
 
 _EXTRA_KEYS = ("pin_fp32", "config")
 # OpenVINO element type name -> our precision names
@@ -51,7 +51,7 @@ class OpenVinoEngine(Engine):
         if not isinstance(extra.get("config", {}), dict):
             raise InvalidInputError("openvino option config must be a dict of CPU properties")
         self.pin_fp32 = bool(extra.get("pin_fp32", False))
-        from engines.onnxruntime_engine import physical_cores
+        from cnnbench.engines.onnxruntime_engine import physical_cores
 
         self.threads = self.options.threads or physical_cores()
         self._compiled: Any = None

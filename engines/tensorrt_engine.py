@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
+from cnnbench.engines.cuda import cuda_available, mib
+from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
+from cnnbench.engines.trt_cache import BuildOptions, EngineCache
 from cnnbench.errors import ArtifactError, InvalidInputError
-from engines.base import Artifact, BatchRange, Engine, EngineOptions
-from engines.cuda import cuda_available, mib
-from engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
-from engines.trt_cache import BuildOptions, EngineCache
 
 if TYPE_CHECKING:
     import tensorrt as trt

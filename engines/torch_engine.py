@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
+from cnnbench.engines.cuda import cuda_available, gpu_identity, mib, require_cuda
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
-from engines.base import Artifact, BatchRange, Engine, EngineOptions
-from engines.cuda import cuda_available, gpu_identity, mib, require_cuda
 
 if TYPE_CHECKING:
     import torch

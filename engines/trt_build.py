@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.artifacts import atomic_write_bytes, require_file, sha256_file
 from cnnbench.batch import BatchRange
+from cnnbench.engines.cuda import gpu_identity, require_cuda
+from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
 from cnnbench.progress import note, warn
-from engines.cuda import gpu_identity, require_cuda
-from engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 
 if TYPE_CHECKING:
     import tensorrt as trt

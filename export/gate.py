@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnbench.errors import ArtifactError, CheckFailedError
-from export.graph import first_line
-from export.parity import ParityAccumulator, ParityReport, Tolerances
+from cnnbench.export.graph import first_line
+from cnnbench.export.parity import ParityAccumulator, ParityReport, Tolerances
 
 if TYPE_CHECKING:
     from torch import nn

@@ -77,7 +77,7 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from export.calibration import ort_method
+    from cnnbench.export.calibration import ort_method
 
     try:
         with _quiet_ort():

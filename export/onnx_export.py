@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from cnnbench.batch import BatchRange
 from cnnbench.errors import ArtifactError, InvalidInputError
-from export.graph import first_line, opset_of, quiet
+from cnnbench.export.graph import first_line, opset_of, quiet
 
 if TYPE_CHECKING:
     import onnx

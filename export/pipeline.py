@@ -15,10 +15,9 @@ from typing import Any
 from cnnbench.artifacts import DEFAULT_ARTIFACTS, ensure_dir, sha256_file
 from cnnbench.batch import BatchRange
 from cnnbench.errors import ArtifactError, CnnbenchError
-from cnnbench.progress import Steps, note
-from export import graph
-from export.gate import GateInputs, gate, parity_record
-from export.manifest import (
+from cnnbench.export import graph
+from cnnbench.export.gate import GateInputs, gate, parity_record
+from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
     ExportResult,
@@ -29,9 +28,10 @@ from export.manifest import (
     weights_id,
     write_manifest,
 )
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_module, resolve_opset
-from export.parity import FP32_GATE, ParityReport, Tolerances
-from export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
+from cnnbench.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_module, resolve_opset
+from cnnbench.export.parity import FP32_GATE, ParityReport, Tolerances
+from cnnbench.export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
+from cnnbench.progress import Steps, note
 
 __all__ = [
     "DEFAULT_DYNAMIC_BATCH",

@@ -21,10 +21,8 @@ from typing import Any
 
 from cnnbench.artifacts import DEFAULT_ARTIFACTS, ensure_dir
 from cnnbench.errors import ArtifactError, InvalidInputError
-from cnnbench.naming import lookup
-from cnnbench.progress import Steps, note
-from export.calibration import METHODS, CalibrationSet
-from export.manifest import (
+from cnnbench.export.calibration import METHODS, CalibrationSet
+from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
     ExportResult,
@@ -34,7 +32,9 @@ from export.manifest import (
     verify_artifact,
     write_manifest,
 )
-from export.parity import FP16_GATE, INT8_REPORT, Tolerances
+from cnnbench.export.parity import FP16_GATE, INT8_REPORT, Tolerances
+from cnnbench.naming import lookup
+from cnnbench.progress import Steps, note
 
 __all__ = ["CONVERTIBLE", "convert", "ensure_precision", "request_key"]
 
@@ -111,9 +111,9 @@ def convert(
         ArtifactError: corrupt FP32 file, or a conversion ORT cannot load.
         CheckFailedError: the parity gate or the accuracy gate failed.
     """
+    from cnnbench.export import graph, precision_check
+    from cnnbench.export.calibration import calibration_set
     from cnnbench.models import get_spec
-    from export import graph, precision_check
-    from export.calibration import calibration_set
 
     _check_args(precision, calib_method)
     spec = get_spec(model)
@@ -141,7 +141,7 @@ def convert(
     with graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
         if precision == "fp16":
-            from export.fp16 import convert_fp16
+            from cnnbench.export.fp16 import convert_fp16
 
             with steps.step("convert"):
                 record = convert_fp16(src, staged)
@@ -196,8 +196,8 @@ def _int8(
     fp32_manifest: dict[str, Any],
     steps: Steps,
 ) -> dict[str, Any]:
-    from export import int8
-    from export.calibration import cache_key, calibrate
+    from cnnbench.export import int8
+    from cnnbench.export.calibration import cache_key, calibrate
 
     pre = stage / "preprocessed.onnx"
     with steps.step("pre-process"):
@@ -247,9 +247,9 @@ def ensure_precision(
     ``fp32`` is accepted too (then this is ``ensure_fp32``). The FP32 file comes from
     ``ensure_fp32(model, weights=..., out_dir=..., seed=..., check=..., **fp32_kwargs)``.
     """
+    from cnnbench.export.calibration import calibration_set
+    from cnnbench.export.pipeline import ensure_fp32
     from cnnbench.models import get_spec
-    from export.calibration import calibration_set
-    from export.pipeline import ensure_fp32
 
     if precision == "fp32":
         return ensure_fp32(

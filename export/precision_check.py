@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnbench.errors import ArtifactError, CheckFailedError
-from export.parity import ParityAccumulator, ParityReport, Tolerances
+from cnnbench.export.parity import ParityAccumulator, ParityReport, Tolerances
 
 if TYPE_CHECKING:
+    from cnnbench.export.calibration import CalibrationSet
     from cnnbench.models.spec import ModelSpec
-    from export.calibration import CalibrationSet
 
 RANDOM_SAMPLES = 16
 UNLABELLED_SAMPLES = 64
@@ -44,7 +44,7 @@ def verification_set(
     spec: ModelSpec, calib: CalibrationSet | None, *, seed: int = 0
 ) -> VerificationSet:
     """The inputs a converted file of ``spec`` is verified on (see module doc)."""
-    from export.calibration import default_source
+    from cnnbench.export.calibration import default_source
 
     kind = calib.kind if calib is not None else default_source(spec)
     if kind == "digits":
@@ -64,7 +64,7 @@ def verification_set(
 
 def run_all(session: Any, x: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """Run ``x`` through an ORT session in batches (padding the last one for a fixed-batch file)."""
-    from export.gate import fixed_batch
+    from cnnbench.export.gate import fixed_batch
 
     inp = session.get_inputs()[0]
     b = fixed_batch(session) or batch
@@ -93,8 +93,8 @@ def verify(
     Raises:
         ArtifactError: ONNX Runtime cannot load or run either file.
     """
-    from export.gate import ort_session
-    from export.graph import first_line
+    from cnnbench.export.gate import ort_session
+    from cnnbench.export.graph import first_line
 
     ref_sess = ort_session(fp32_path)
     cand_sess = ort_session(candidate)
@@ -138,7 +138,7 @@ def enforce(
     report: ParityReport, acc: dict[str, Any] | None, max_drop: float | None, *, what: str
 ) -> None:
     """Raise (after printing the table) if the parity gate or the accuracy gate failed."""
-    from export.gate import ParityGateError, print_report
+    from cnnbench.export.gate import ParityGateError, print_report
 
     if not report:
         print_report(report, title=f"parity vs fp32: {what}", stream="stderr")

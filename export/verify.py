@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnbench.errors import ArtifactError, InvalidInputError
+from cnnbench.export import graph
+from cnnbench.export.gate import DEFAULT_BATCH, DEFAULT_SAMPLES, GateInputs
+from cnnbench.export.manifest import MANIFEST_NAME, verify_artifact, weights_id
+from cnnbench.export.parity import FP16_GATE, FP32_GATE, INT8_REPORT, ParityReport, Tolerances
 from cnnbench.progress import Steps, note, warn
-from export import graph
-from export.gate import DEFAULT_BATCH, DEFAULT_SAMPLES, GateInputs
-from export.manifest import MANIFEST_NAME, verify_artifact, weights_id
-from export.parity import FP16_GATE, FP32_GATE, INT8_REPORT, ParityReport, Tolerances
 
 PRESETS = {"fp32": FP32_GATE, "fp16": FP16_GATE, "int8": INT8_REPORT}
 
@@ -33,8 +33,8 @@ def verify_onnx(
     file, verified without ``weights``, raises InvalidInputError (the reference would differ).
     A manifest beside the file whose sha256 disagrees is a warning: the file changed since.
     """
+    from cnnbench.export.gate import fixed_batch, ort_session, run_parity
     from cnnbench.models import get_model, get_spec
-    from export.gate import fixed_batch, ort_session, run_parity
 
     path = Path(onnx_path)
     steps = Steps(f"verify {path.name}", 2)

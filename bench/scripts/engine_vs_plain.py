@@ -28,11 +28,11 @@ import numpy as np
 
 from cnnbench.batch import BatchRange
 from cnnbench.data.images import random_batches
+from cnnbench.engines import create
+from cnnbench.engines.base import Artifact, EngineOptions
+from cnnbench.engines.onnxruntime_engine import physical_cores, session_options
+from cnnbench.engines.openvino_engine import compile_config
 from cnnbench.models import get_spec
-from engines import create
-from engines.base import Artifact, EngineOptions
-from engines.onnxruntime_engine import physical_cores, session_options
-from engines.openvino_engine import compile_config
 
 Call = Callable[[], Any]
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", action="store_true", help="also time plain vs plain (A/A)")
     ap.add_argument("--out", default="artifacts", help="where the FP32 ONNX files live")
     args = ap.parse_args(argv)
-    from export.pipeline import ensure_fp32
+    from cnnbench.export.pipeline import ensure_fp32
 
     threads = args.threads or physical_cores()
     plains = {

@@ -30,7 +30,7 @@ COLUMNS = (
 
 
 def measure(model: str, out_dir: Path, samples: int) -> dict[str, Any]:
-    from export.pipeline import export_fp32, verify_onnx
+    from cnnbench.export.pipeline import export_fp32, verify_onnx
 
     row: dict[str, Any] = {"model": model}
     try:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models.split(",") if args.models else list_models()
     out = args.out or Path(tempfile.mkdtemp(prefix="cnnbench-export-times-"))
 
-    from export.pipeline import export_fp32
+    from cnnbench.export.pipeline import export_fp32
 
     t0 = time.perf_counter()
     export_fp32("lenet5", out_dir=out / "_warmup", samples=1)

@@ -36,7 +36,7 @@ COLUMNS = (
 
 
 def measure(model: str, fp32: Any, precision: str, method: str, samples: int, out: Path) -> dict:
-    from export.precision import convert
+    from cnnbench.export.precision import convert
 
     t0 = time.perf_counter()
     res = convert(
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     import psutil
 
-    from export.pipeline import ensure_fp32
+    from cnnbench.export.pipeline import ensure_fp32
 
     fp32 = ensure_fp32(args.model, out_dir=args.artifacts)
     rows = []

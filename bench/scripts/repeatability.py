@@ -28,10 +28,10 @@ def main() -> None:
     p.add_argument("--artifacts", default="artifacts")
     a = p.parse_args()
 
-    from bench.prepare import ensure_onnx
-    from bench.runner import RunSpec
-    from bench.sweep import run_isolated
-    from bench.timing import StopRule
+    from cnnbench.bench.prepare import ensure_onnx
+    from cnnbench.bench.runner import RunSpec
+    from cnnbench.bench.sweep import run_isolated
+    from cnnbench.bench.timing import StopRule
 
     onnx, sha = ensure_onnx(a.model, "fp32", weights=None, artifacts=Path(a.artifacts))
     stop = StopRule(warmup_count=5, warmup_time=1.0, min_count=50, min_time=a.min_time,

@@ -29,7 +29,7 @@ def main() -> None:
     if out.exists():
         raise SystemExit(f"{out} exists; choose a new --out")
 
-    from bench.sweep import load_config
+    from cnnbench.bench.sweep import load_config
 
     cfg = load_config(a.config)
     art = Path(cfg.artifacts)
@@ -40,7 +40,7 @@ def main() -> None:
                           stdout=subprocess.DEVNULL)  # fmt: skip
     wall = time.perf_counter() - t0
 
-    from bench.results import read_rows
+    from cnnbench.bench.results import read_rows
 
     rows = read_rows(out) if out.exists() else []
     errors = [r for r in rows if r.get("error")]

@@ -42,15 +42,15 @@ def _batches(text: str) -> list[int]:
 
 def _default_device(engine: str) -> str:
     """cpu, unless the engine runs only on a GPU (tensorrt): then cuda."""
-    import engines
+    from cnnbench import engines
 
     devices = engines.get_engine_class(engine).devices
     return "cpu" if "cpu" in devices else "cuda"
 
 
 def _print_rows(rows: list[dict[str, Any]], fmt: str, title: str) -> None:
-    from bench.results import THROUGHPUT_DEFINITION, columns_for
-    from bench.stats import CI_METHOD, PERCENTILE_METHOD
+    from cnnbench.bench.results import THROUGHPUT_DEFINITION, columns_for
+    from cnnbench.bench.stats import CI_METHOD, PERCENTILE_METHOD
 
     if fmt == "json":
         emit_json(rows)
@@ -79,7 +79,7 @@ def _as_options(exc: ValueError) -> InvalidInputError:
 
 
 def _stop_rule(**kw: Any) -> Any:
-    from bench.timing import StopRule
+    from cnnbench.bench.timing import StopRule
 
     given = {k: v for k, v in kw.items() if v is not None}
     try:
@@ -201,10 +201,10 @@ def run(**o: Any) -> None:  # fmt: skip
     order-statistic 95% interval (binomial). Stop rule: min count AND min time, optionally
     the CI target, never past max time.
     """
-    from bench.results import append_row
-    from bench.runner import RunSpec, check_runtime, run_cell_safe
-    from bench.scenarios import SCENARIOS, canonical_scenario
-    from bench.server import ServerConfig
+    from cnnbench.bench.results import append_row
+    from cnnbench.bench.runner import RunSpec, check_runtime, run_cell_safe
+    from cnnbench.bench.scenarios import SCENARIOS, canonical_scenario
+    from cnnbench.bench.server import ServerConfig
     from cnnbench.models import list_models
     from cnnbench.progress import note
 
@@ -220,7 +220,7 @@ def run(**o: Any) -> None:  # fmt: skip
     if o["weights"] and len(models) > 1:
         raise InvalidInputError("--weights applies to one model; give a single --model")
     if o["out"]:
-        from bench.results import format_of
+        from cnnbench.bench.results import format_of
 
         format_of(o["out"])
     stop = _stop_rule(
@@ -268,7 +268,7 @@ def run(**o: Any) -> None:  # fmt: skip
     for spec in specs:
         note(f"run: {spec.key()} ...")
         if o["isolate"]:
-            from bench.sweep import run_isolated
+            from cnnbench.bench.sweep import run_isolated
 
             row = run_isolated(spec, timeout_s=max(600.0, stop.max_time * 4))
         else:
@@ -309,8 +309,8 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str) -> None:
     with its error, and the sweep goes on. Rows are appended (one fsynced write each), so
     Ctrl-C keeps every finished row; --resume skips them next time.
     """
-    from bench.results import format_of
-    from bench.sweep import load_config, pending_cells, run_sweep
+    from cnnbench.bench.results import format_of
+    from cnnbench.bench.sweep import load_config, pending_cells, run_sweep
 
     format_of(out)
     cfg = load_config(config)
@@ -365,8 +365,8 @@ def compare(base: str, new: str, threshold: str, metrics: tuple[str, ...], out: 
     efficiency. ratio = new / base. ci_overlap (latency_ms_p50): whether the two medians'
     95% CIs overlap, i.e. whether the change may be noise.
     """
-    from bench.compare import DEFAULT_METRICS, compare_files, parse_threshold
-    from bench.results import format_of, write_rows
+    from cnnbench.bench.compare import DEFAULT_METRICS, compare_files, parse_threshold
+    from cnnbench.bench.results import format_of, write_rows
 
     thr = parse_threshold(threshold)
     names = (

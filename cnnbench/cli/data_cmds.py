@@ -161,18 +161,18 @@ def eval_cmd(
     needed; INT8 is calibrated on the digits TRAIN split, never on the evaluated test split).
     JSON: top1 and top5 are fractions in [0, 1]; samples is the evaluated split's size.
     """
-    from bench.accuracy import evaluate
+    from cnnbench.bench.accuracy import evaluate
     from cnnbench.models import get_spec
 
     get_spec(model)  # an unknown model fails before anything is loaded
     if labels is not None and data is None:
         raise click.UsageError("--labels needs --data DIR")
     if out is not None:
-        from bench.results import format_of
+        from cnnbench.bench.results import format_of
 
         format_of(out)  # a bad suffix fails before the evaluation, not after
     if data is not None:
-        from bench.eval_folders import eval_folder
+        from cnnbench.bench.eval_folders import eval_folder
         from cnnbench.data.folders import parse_max_bad
 
         run: Any = functools.partial(
@@ -201,8 +201,8 @@ def eval_cmd(
     else:
         emit_table([result], _EVAL_COLUMNS, title=f"accuracy: {model}")
     if out is not None:
-        from bench.eval_folders import accuracy_row
-        from bench.results import append_row
+        from cnnbench.bench.eval_folders import accuracy_row
+        from cnnbench.bench.results import append_row
 
         append_row(out, accuracy_row(result))
         click.echo(str(out), err=fmt != "table")

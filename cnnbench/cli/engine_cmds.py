@@ -19,7 +19,7 @@ def engines_cmd(fmt: str) -> None:
     An unavailable engine shows why, and the extra that installs it
     (e.g. pip install 'cnnbench[openvino]').
     """
-    from engines import probe_all
+    from cnnbench.engines import probe_all
 
     rows = [a.to_dict() for a in probe_all()]
     if fmt == "json":
@@ -91,9 +91,9 @@ def build_cmd(
     The ONNX file of the precision is exported and verified first if it is missing. Engines are
     cached by ONNX sha256, TensorRT version, GPU, profile and options.
     """
+    from cnnbench.engines.trt_build import ensure_engine, require_trt
+    from cnnbench.engines.trt_cache import BuildOptions
     from cnnbench.models import get_spec
-    from engines.trt_build import ensure_engine, require_trt
-    from engines.trt_cache import BuildOptions
 
     get_spec(model)  # unknown names fail here, with suggestions
     if not device.startswith("cuda"):
@@ -107,9 +107,9 @@ def build_cmd(
 
 def _ensure_onnx(model: str, precision: str, weights: str | None, out: Path) -> Path:
     if precision == "fp32":
-        from export.pipeline import ensure_fp32
+        from cnnbench.export.pipeline import ensure_fp32
 
         return Path(ensure_fp32(model, weights=weights, out_dir=out).onnx_path)
-    from export.precision import ensure_precision
+    from cnnbench.export.precision import ensure_precision
 
     return Path(ensure_precision(model, precision, weights=weights, out_dir=out).onnx_path)

@@ -101,7 +101,7 @@ def export_cmd(
     The same model and weights give a byte-identical file.
     """
     from cnnbench.batch import BatchRange
-    from export.parity import FP32_GATE
+    from cnnbench.export.parity import FP32_GATE
 
     if fixed is not None and dyn is not None:
         raise click.UsageError("--batch and --dynamic-batch are mutually exclusive")
@@ -115,7 +115,7 @@ def export_cmd(
         check=not no_check, data_dir=data_dir, seed=seed, samples=samples,
     )  # fmt: skip
     if precision == "fp32":
-        from export.pipeline import export_fp32
+        from cnnbench.export.pipeline import export_fp32
 
         tol = FP32_GATE.replace(**overrides)
         result = export_fp32(model, **common, tolerances=tol)  # type: ignore[arg-type]
@@ -141,13 +141,13 @@ def _convert(
     overrides: dict[str, float],
     conv: dict[str, Any],
 ) -> Any:
-    from export import parity
-    from export.pipeline import ensure_fp32
+    from cnnbench.export import parity
+    from cnnbench.export.pipeline import ensure_fp32
 
     try:
-        from export.precision import convert
+        from cnnbench.export.precision import convert
     except ModuleNotFoundError as exc:
-        if exc.name != "export.precision":
+        if exc.name != "cnnbench.export.precision":
             raise
         raise RuntimeUnavailableError(
             f"--precision {precision} needs export/precision.py, which this install lacks"
@@ -165,8 +165,8 @@ def _convert(
 
 
 def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
-    from export.gate import print_report
-    from export.parity import report_from_dict
+    from cnnbench.export.gate import print_report
+    from cnnbench.export.parity import report_from_dict
 
     parity = manifest.get("parity")
     if isinstance(parity, dict) and "metrics" in parity:
@@ -205,9 +205,9 @@ def verify_cmd(
 
     Prints the parity table; exits 1 if the gate fails, 2 if the file is missing or corrupt.
     """
-    from export.gate import print_report
-    from export.pipeline import verify_onnx
-    from export.verify import PRESETS, recorded_precision
+    from cnnbench.export.gate import print_report
+    from cnnbench.export.pipeline import verify_onnx
+    from cnnbench.export.verify import PRESETS, recorded_precision
 
     if not Path(onnx_file).is_file():
         raise InvalidInputError(f"ONNX file not found: {onnx_file}")

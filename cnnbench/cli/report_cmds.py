@@ -40,7 +40,7 @@ def report(results: tuple[str, ...], out: str, fmt: str) -> None:
     else the spec's published figure; every value says which. The last line printed is the
     path of index.html.
     """
-    from bench.report import write_report
+    from cnnbench.bench.report import write_report
 
     rep = write_report(list(results), out)
     if fmt in ("json", "csv"):

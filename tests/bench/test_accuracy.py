@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bench.accuracy import ArrayDataset, evaluate, open_dataset
+from cnnbench.bench.accuracy import ArrayDataset, evaluate, open_dataset
 from cnnbench.errors import CnnbenchError, UnknownNameError
 from cnnbench.models import get_spec
 

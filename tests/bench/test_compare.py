@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.compare import compare_rows, parse_threshold
-from bench.results import read_rows, write_rows
+from cnnbench.bench.compare import compare_rows, parse_threshold
+from cnnbench.bench.results import read_rows, write_rows
 from cnnbench.cli import cli
 from cnnbench.errors import InvalidInputError
 

@@ -133,8 +133,8 @@ def _eval(*args: str) -> dict:
 def test_eval_gives_100_percent_on_its_own_confident_predictions(
     labelled_folder: tuple[Path, Path, list[int]], tmp_path: Path
 ) -> None:
-    from bench.report import compare_rows
-    from bench.results import read_rows
+    from cnnbench.bench.report import compare_rows
+    from cnnbench.bench.results import read_rows
 
     root, weights, labels = labelled_folder
     out = tmp_path / "results.csv"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import memory, peak
-from bench.environment import capture, env_fields
+from cnnbench.bench import memory, peak
+from cnnbench.bench.environment import capture, env_fields
 
 
 def test_host_peak_covers_an_allocation_after_reset() -> None:

@@ -13,8 +13,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.report import COMPARISON_COLUMNS, ZooEntry, compare_rows, series_rows, write_report
-from bench.results import write_rows
+from cnnbench.bench.report import (
+    COMPARISON_COLUMNS,
+    ZooEntry,
+    compare_rows,
+    series_rows,
+    write_report,
+)
+from cnnbench.bench.results import write_rows
 from cnnbench.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]

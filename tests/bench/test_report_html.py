@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import ZooEntry, write_report
-from bench.results import write_rows
+from cnnbench.bench.report import ZooEntry, write_report
+from cnnbench.bench.results import write_rows
 
 ZOO = {
     "resnet18": ZooEntry("resnet18", "ResNet", 11_689_512, 1_814_000_000, 69.758, "tv", True),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import (
+from cnnbench.bench.results import (
     CONTRACT_COLUMNS,
     append_row,
     cell_key,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.results import CONTRACT_COLUMNS, read_rows
+from cnnbench.bench.results import CONTRACT_COLUMNS, read_rows
 from cnnbench.cli import cli
 
 FAST = ["--warmup-count", "2", "--warmup-time", "0", "--min-count", "50", "--min-time", "0.05"]
@@ -96,7 +96,7 @@ def test_default_model_set_is_the_imagenet_zoo() -> None:
 
 def test_trt_without_tensorrt_is_one_line_exit_2() -> None:
     pytest.importorskip("onnxruntime")
-    from engines import probe
+    from cnnbench.engines import probe
 
     if probe("tensorrt").available:
         pytest.skip("TensorRT present")

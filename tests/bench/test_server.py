@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.server import ServerConfig, find_peak, poisson_arrivals, run_server, warm_sizes
-from bench.timing import StopRule
+from cnnbench.bench.server import ServerConfig, find_peak, poisson_arrivals, run_server, warm_sizes
+from cnnbench.bench.timing import StopRule
 
 
 def test_poisson_schedule_is_seeded_and_has_the_rate() -> None:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import (
+from cnnbench.bench.stats import (
     CI_METHOD,
     PERCENTILE_METHOD,
     ci_half_width_pct_of,

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import bench.sweep as sweep_mod
-from bench.results import append_row, read_rows
-from bench.runner import RunSpec
-from bench.timing import StopRule
+import cnnbench.bench.sweep as sweep_mod
+from cnnbench.bench.results import append_row, read_rows
+from cnnbench.bench.runner import RunSpec
+from cnnbench.bench.timing import StopRule
 from cnnbench.cli import cli
 
 STOP = {"warmup_count": 1, "warmup_time": 0, "min_count": 20, "min_time": 0.02, "max_time": 5}

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from bench.timing import StopRule, measure
+from cnnbench.bench.timing import StopRule, measure
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ class FakeDeviceEngine:
 def test_device_path_reports_compute_apart_from_copies() -> None:
     import numpy as np
 
-    from bench.scenarios import run_fixed
+    from cnnbench.bench.scenarios import run_fixed
 
     eng = FakeDeviceEngine()
     rule = StopRule(warmup_count=2, warmup_time=0, min_count=20, min_time=0)

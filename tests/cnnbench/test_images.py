@@ -25,7 +25,9 @@ def test_preprocess_resizes_shorter_side_then_centre_crops() -> None:
 
 
 def test_grayscale_spec_gives_one_channel() -> None:
-    spec = ModelSpec("g", "G", (1, 32, 32), 10, Preprocessing(32, 32, (0.5,), (0.5,), grayscale=True))
+    spec = ModelSpec(
+        "g", "G", (1, 32, 32), 10, Preprocessing(32, 32, (0.5,), (0.5,), grayscale=True)
+    )
     x = preprocess(Image.new("RGB", (40, 32), (255, 255, 255)), spec)
     assert x.shape == (1, 32, 32)
     np.testing.assert_allclose(x, 1.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.base import Artifact
+from cnnbench.engines.base import Artifact
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def onnx_fp32(artifact_root: Path) -> Callable[[str], Path]:
     """``onnx_fp32(model)`` -> path of its FP32 ONNX file (dynamic batch), exported on first use."""
-    from export.pipeline import ensure_fp32
+    from cnnbench.export.pipeline import ensure_fp32
 
     root = artifact_root
     made: dict[str, Path] = {}

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from engines import create, probe
-from engines.base import BatchRange, EngineOptions
-from export.parity import FP16_GATE, FP32_GATE, Tolerances
-from export.parity import compare as parity
+from cnnbench.engines import create, probe
+from cnnbench.engines.base import BatchRange, EngineOptions
+from cnnbench.export.parity import FP16_GATE, FP32_GATE, Tolerances
+from cnnbench.export.parity import compare as parity
 from tests.engines.conftest import artifact, inputs, reference
 
 MODELS = [

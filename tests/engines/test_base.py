@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnnbench.engines import create
+from cnnbench.engines.base import Artifact, BatchRange, EngineOptions
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
-from engines import create
-from engines.base import Artifact, BatchRange, EngineOptions
 
 
 def _art(precision: str = "fp32", **kw: object) -> Artifact:

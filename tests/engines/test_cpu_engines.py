@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnbench.engines import create
+from cnnbench.engines.base import BatchRange, EngineOptions
 from cnnbench.errors import InvalidInputError
-from engines import create
-from engines.base import BatchRange, EngineOptions
-from export.parity import FP32_GATE
-from export.parity import compare as parity
+from cnnbench.export.parity import FP32_GATE
+from cnnbench.export.parity import compare as parity
 from tests.engines.conftest import artifact, inputs, reference
 
 
@@ -46,7 +46,7 @@ def test_onnxruntime_split_path_equals_infer(onnx_fp32: Callable[[str], Path]) -
 
 def test_openvino_reports_its_effective_precision(onnx_fp32: Callable[[str], Path]) -> None:
     ov = pytest.importorskip("openvino")
-    from engines.openvino_engine import OV_PRECISION
+    from cnnbench.engines.openvino_engine import OV_PRECISION
 
     hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
     expected = OV_PRECISION[hint.get_type_name()]
@@ -113,7 +113,7 @@ def test_torch_cuda(precision: str, graphs: bool) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    from export.parity import FP16_GATE
+    from cnnbench.export.parity import FP16_GATE
 
     x = inputs("resnet18", batch=4)
     opts = EngineOptions(device="cuda", extra={"cuda_graphs": graphs})

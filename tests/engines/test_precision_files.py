@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from engines import create, probe
-from engines.base import BatchRange
-from export.parity import FP16_GATE, Tolerances
-from export.parity import compare as parity
+from cnnbench.engines import create, probe
+from cnnbench.engines.base import BatchRange
+from cnnbench.export.parity import FP16_GATE, Tolerances
+from cnnbench.export.parity import compare as parity
 from tests.engines.conftest import artifact, inputs, reference
 
 # INT8 (Q/DQ, entropy calibration on 32 random images) against torch FP32: a sanity bound.
@@ -18,7 +18,7 @@ INT8_SANITY = Tolerances(min_cosine=0.99, min_top1_agreement=0.75)
 
 @pytest.fixture(scope="module")
 def precision_files(artifact_root: Path) -> dict[str, Path]:
-    from export.precision import ensure_precision
+    from cnnbench.export.precision import ensure_precision
 
     root = artifact_root
     return {

@@ -9,7 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-import engines
+from cnnbench import engines
 from cnnbench.cli import cli
 from cnnbench.errors import UnknownNameError
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from cnnbench.batch import BatchRange
 from cnnbench.cli import cli
+from cnnbench.engines.trt_build import ensure_engine, network_flags, onnx_input, profile_shapes
+from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
-from engines.trt_build import ensure_engine, network_flags, onnx_input, profile_shapes
-from engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 
 TARGET = BuildTarget(
     "ab" * 32, "10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "input", (3, 224, 224)
@@ -187,10 +187,10 @@ def test_build_and_run_lenet5_with_tensorrt(tmp_path: Path) -> None:
         pytest.skip("TensorRT is not installed")
     import numpy as np
 
-    from engines import create
-    from engines.base import Artifact, EngineOptions
-    from export.parity import FP32_GATE, compare
-    from export.pipeline import ensure_fp32
+    from cnnbench.engines import create
+    from cnnbench.engines.base import Artifact, EngineOptions
+    from cnnbench.export.parity import FP32_GATE, compare
+    from cnnbench.export.pipeline import ensure_fp32
 
     try:
         import torch

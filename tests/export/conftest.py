@@ -18,7 +18,7 @@ _MEMO: dict[Any, Any] = {}
 
 def _install(mp: pytest.MonkeyPatch) -> list[str]:
     """Wrap export.pipeline.export_module with the memo; returns a log of 'hit'/'miss'."""
-    import export.pipeline as pl
+    import cnnbench.export.pipeline as pl
 
     real, log = pl.export_module, []
 

@@ -98,7 +98,7 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
 def test_interrupt_prints_interrupted_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import export.pipeline as pl
+    import cnnbench.export.pipeline as pl
 
     def interrupted(*_a: object, **_k: object) -> None:
         raise KeyboardInterrupt
@@ -119,8 +119,8 @@ def test_failed_gate_exit_1_keeps_previous_artifact(
     import onnx
     from onnx import numpy_helper
 
-    from export import graph
-    from export.manifest import verify_artifact
+    from cnnbench.export import graph
+    from cnnbench.export.manifest import verify_artifact
 
     root = tmp_path / "art"
     shutil.copytree(art, root)
@@ -148,7 +148,7 @@ def test_failed_gate_exit_1_keeps_previous_artifact(
 
 
 def test_precision_options_are_wired_to_convert(art: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from export.manifest import ExportResult
+    from cnnbench.export.manifest import ExportResult
 
     seen: dict[str, object] = {}
 
@@ -158,9 +158,9 @@ def test_precision_options_are_wired_to_convert(art: Path, monkeypatch: pytest.M
             fp32.onnx_path.parent.parent / "int8" / "model.onnx", fp32.manifest_path, {}
         )
 
-    fake = types.ModuleType("export.precision")
+    fake = types.ModuleType("cnnbench.export.precision")
     fake.convert = convert  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "export.precision", fake)
+    monkeypatch.setitem(sys.modules, "cnnbench.export.precision", fake)
     res = _run(
         "export", "lenet5", "--out", str(art), "--precision", "int8", "--calib-data", "imgs",
         "--calib-method", "percentile", "--calib-samples", "16", "--seed", "0",

@@ -15,12 +15,12 @@ import pytest
 
 from cnnbench.artifacts import sha256_file
 from cnnbench.errors import ArtifactError
-from export import manifest as mf
+from cnnbench.export import manifest as mf
 
 
 @pytest.fixture(scope="module")
 def lenet(tmp_path_factory: pytest.TempPathFactory, memo_installer: Any) -> mf.ExportResult:
-    from export.pipeline import export_fp32
+    from cnnbench.export.pipeline import export_fp32
 
     with pytest.MonkeyPatch.context() as mp:
         memo_installer(mp)
@@ -77,7 +77,7 @@ def test_onnx_graph_interface(lenet: mf.ExportResult) -> None:
 
 
 def test_reexport_is_byte_identical(lenet: mf.ExportResult, tmp_path: Path) -> None:
-    from export.pipeline import export_fp32
+    from cnnbench.export.pipeline import export_fp32
 
     again = export_fp32("lenet5", out_dir=tmp_path, check=False)
     assert again.sha256 == lenet.sha256
@@ -112,7 +112,7 @@ def test_ensure_fp32_reuses_then_rebuilds(
 ) -> None:
     import shutil
 
-    import export.pipeline as pl
+    import cnnbench.export.pipeline as pl
 
     root = tmp_path / "art"
     shutil.copytree(lenet.onnx_path.parent.parent.parent, root)
@@ -143,8 +143,8 @@ def test_ensure_fp32_reuses_then_rebuilds(
 def test_interrupt_leaves_no_partial_files(
     where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memo_export: list[str]
 ) -> None:
-    import export.pipeline as pl
-    from export import graph
+    import cnnbench.export.pipeline as pl
+    from cnnbench.export import graph
 
     seen: list[Path] = []
 
@@ -168,7 +168,7 @@ def test_interrupt_leaves_no_partial_files(
 
 
 def test_fallback_exporter_and_fixed_batch(tmp_path: Path) -> None:
-    from export.pipeline import BatchRange, export_fp32
+    from cnnbench.export.pipeline import BatchRange, export_fp32
 
     res = export_fp32("lenet5", out_dir=tmp_path, opset=13, batch=BatchRange.fixed(3), samples=1)
     m = res.manifest
@@ -181,8 +181,8 @@ def test_fallback_exporter_and_fixed_batch(tmp_path: Path) -> None:
 def test_external_data_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memo_export: list[str]
 ) -> None:
-    from export import graph
-    from export.pipeline import export_fp32, verify_onnx
+    from cnnbench.export import graph
+    from cnnbench.export.pipeline import export_fp32, verify_onnx
 
     monkeypatch.setattr(graph, "EXTERNAL_DATA_THRESHOLD", 0)  # pretend LeNet-5 is over 2 GB
     res = export_fp32("lenet5", out_dir=tmp_path, samples=1)
@@ -201,8 +201,8 @@ def test_weights_from_state_dict_in_separate_process(tmp_path: Path) -> None:
     file and PyTorch with the same state dict agrees within 1e-5 relative error."""
     import torch
 
+    from cnnbench.export.pipeline import export_fp32
     from cnnbench.models import get_model
-    from export.pipeline import export_fp32
 
     gen = torch.Generator().manual_seed(7)
     state = get_model("resnet18").state_dict()
@@ -270,7 +270,7 @@ def _zoo_models() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", _zoo_models())
 def test_zoo_model_exports_and_passes_fp32_gate(model: str, tmp_path: Path) -> None:
-    from export.pipeline import export_fp32, verify_onnx
+    from cnnbench.export.pipeline import export_fp32, verify_onnx
 
     res = export_fp32(model, out_dir=tmp_path, samples=2)
     assert res.manifest["parity"]["passed"], res.manifest["parity"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnbench.errors import CheckFailedError, InvalidInputError
-from export.int8 import describe_qdq
+from cnnbench.export.int8 import describe_qdq
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _private_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def fp32(art_root: Path, cache: Path):
-    from export.pipeline import ensure_fp32
+    from cnnbench.export.pipeline import ensure_fp32
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNBENCH_CACHE", str(cache))
@@ -41,7 +41,7 @@ def fp32(art_root: Path, cache: Path):
 
 @pytest.fixture(scope="module")
 def lenet_int8(fp32, art_root: Path, cache: Path):
-    from export.precision import convert
+    from cnnbench.export.precision import convert
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNBENCH_CACHE", str(cache))
@@ -138,7 +138,7 @@ def test_int8_runs_on_onnxruntime(lenet_int8, fp32) -> None:
 
 @pytest.mark.parametrize("method", ["max", "percentile"])
 def test_other_calibration_methods(method: str, fp32, tmp_path) -> None:
-    from export.precision import convert
+    from cnnbench.export.precision import convert
 
     res = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_method=method, calib_samples=32)
     assert describe_qdq(res.onnx_path)["ok"]
@@ -146,8 +146,8 @@ def test_other_calibration_methods(method: str, fp32, tmp_path) -> None:
 
 
 def test_calibration_cache_hit_and_corrupt_entry_rebuilt(fp32, tmp_path, capfd) -> None:
-    from export.calibration import cache_path
-    from export.precision import convert
+    from cnnbench.export.calibration import cache_path
+    from cnnbench.export.precision import convert
 
     first = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_samples=40)
     cal = first.manifest["extra"]["calibration"]
@@ -166,8 +166,8 @@ def test_calibration_cache_hit_and_corrupt_entry_rebuilt(fp32, tmp_path, capfd) 
 
 
 def test_cache_key_depends_on_file_data_method_and_samples(fp32) -> None:
+    from cnnbench.export.calibration import cache_key, calibration_set
     from cnnbench.models import get_spec
-    from export.calibration import cache_key, calibration_set
 
     spec = get_spec("lenet5")
     a = calibration_set(spec, "digits", samples=16)
@@ -187,8 +187,8 @@ def test_cache_key_depends_on_file_data_method_and_samples(fp32) -> None:
 
 
 def test_random_calibration_warns_loudly(capfd) -> None:
+    from cnnbench.export.calibration import calibration_set
     from cnnbench.models import get_spec
-    from export.calibration import calibration_set
 
     cal = calibration_set(get_spec("lenet5"), "random", samples=8, seed=3)
     assert cal.samples == 8 and not cal.meaningful
@@ -203,8 +203,8 @@ def _png(path: Path, size: int) -> None:
 
 
 def test_image_folder_and_npy_calibration(tmp_path) -> None:
+    from cnnbench.export.calibration import calibration_set
     from cnnbench.models import get_spec
-    from export.calibration import calibration_set
 
     spec = get_spec("lenet5")
     for i in range(5):
@@ -219,7 +219,7 @@ def test_image_folder_and_npy_calibration(tmp_path) -> None:
 
 @pytest.mark.parametrize("case", ["missing", "empty", "small-images", "wrong-npy", "zero-samples"])
 def test_bad_calibration_data_is_one_line_and_writes_nothing(case: str, fp32, tmp_path) -> None:
-    from export.precision import convert
+    from cnnbench.export.precision import convert
 
     data = tmp_path / "data"
     samples = 8
@@ -242,7 +242,7 @@ def test_bad_calibration_data_is_one_line_and_writes_nothing(case: str, fp32, tm
 
 
 def test_accuracy_gate_failure_publishes_nothing(fp32, tmp_path) -> None:
-    from export.precision import convert
+    from cnnbench.export.precision import convert
 
     with pytest.raises(CheckFailedError, match="accuracy gate failed"):
         # a negative allowance cannot be met unless INT8 beats FP32
@@ -271,8 +271,8 @@ def test_export_cli_bad_calib_data_exits_2(fp32, art_root, tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet18", "googlenet"])
 def test_imagenet_int8_structure(model: str, art_root: Path) -> None:
-    from export.pipeline import ensure_fp32
-    from export.precision import convert
+    from cnnbench.export.pipeline import ensure_fp32
+    from cnnbench.export.precision import convert
 
     fp32 = ensure_fp32(model, out_dir=art_root)
     res = convert(model, fp32, "int8", out_dir=art_root, calib_data="random", calib_samples=8)

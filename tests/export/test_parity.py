@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.parity import (
+from cnnbench.export.parity import (
     FP16_GATE,
     FP32_GATE,
     INT8_REPORT,
