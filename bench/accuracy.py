@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from cnnbench.artifacts import cache_dir, sha256_file
+from cnnbench.batch import BatchRange
+from cnnbench.data import digits
+from cnnbench.engines import canonical, get_engine_class
+from cnnbench.engines.base import Artifact, EngineOptions, unsupported
 from cnnbench.errors import InvalidInputError
+from cnnbench.export.precision import ensure_precision
+from cnnbench.models import get_spec
+from cnnbench.naming import lookup
+from cnnbench.precision import parse_precision
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
@@ -75,10 +84,7 @@ def open_dataset(name: str, spec: ModelSpec) -> LabelledDataset:
         UnknownNameError: an unknown dataset name.
         InvalidInputError: a model the dataset cannot feed.
     """
-    from cnnbench.naming import lookup
-
     lookup("dataset", name, {d: d for d in DATASETS})
-    from cnnbench.data import digits
 
     test = digits.load_split("test", spec)
     return ArrayDataset("digits:test", test.images, test.labels, calib_data="digits")
@@ -115,12 +121,6 @@ def evaluate(
         [0, 1]), correct_top1, correct_top5, ``source: "measured"``, weights, onnx (path and
         sha256 of the file that ran, or None), calibration (INT8), seconds, engine details.
     """
-    from cnnbench.artifacts import cache_dir, sha256_file
-    from cnnbench.batch import BatchRange
-    from cnnbench.engines import canonical, get_engine_class
-    from cnnbench.engines.base import Artifact, EngineOptions
-    from cnnbench.models import get_spec
-
     if batch < 1:
         raise InvalidInputError(f"batch must be >= 1, got {batch}")
     spec = get_spec(model)
@@ -129,20 +129,17 @@ def evaluate(
         raise InvalidInputError(f"dataset {data.name} is empty")
     eng_name = canonical(engine)
     cls = get_engine_class(eng_name)
-    if precision not in cls.precisions:
-        raise InvalidInputError(
-            f"engine {eng_name} does not run {precision}; it runs {', '.join(cls.precisions)}"
-        )
+    prec = parse_precision(precision)
+    if prec not in cls.precisions_on(device):
+        raise unsupported(eng_name, prec, device, cls.precisions_on(device))
     onnx_path: Path | None = None
     onnx_sha: str | None = None
     calibration: dict[str, Any] | None = None
-    if eng_name != "torch":
-        from cnnbench.export.precision import ensure_precision
-
+    if cls.loads_onnx:
         root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
         res = ensure_precision(
             model,
-            precision,
+            prec,
             weights=weights,
             out_dir=root,
             calib_data=calib_data if calib_data is not None else data.calib_data,
@@ -153,7 +150,7 @@ def evaluate(
         onnx_path, onnx_sha = res.onnx_path, res.sha256
         calibration = (res.manifest.get("extra") or {}).get("calibration")
     artifact = Artifact.for_spec(
-        spec, precision, onnx_path=onnx_path, weights=weights, sha256=onnx_sha, seed=seed
+        spec, prec, onnx_path=onnx_path, weights=weights, sha256=onnx_sha, seed=seed
     )
     correct1 = correct5 = seen = 0
     k = min(5, spec.num_classes)
@@ -176,7 +173,7 @@ def evaluate(
     return {
         "model": model,
         "engine": eng_name,
-        "precision": precision,
+        "precision": prec,
         "dataset": data.name,
         "samples": seen,
         "top1": correct1 / seen,

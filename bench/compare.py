@@ -17,6 +17,7 @@ from typing import Any
 
 from cnnbench.bench.results import KEY_COLUMNS, cell_key, read_rows
 from cnnbench.errors import InvalidInputError
+from cnnbench.values import num
 
 HIGHER_IS_BETTER = (
     "throughput_ips",
@@ -68,14 +69,6 @@ def _index(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[
     return good, errors
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def compare_rows(
     base: list[dict[str, Any]],
     new: list[dict[str, Any]],
@@ -91,7 +84,7 @@ def compare_rows(
     for key in [k for k in b_good if k in n_good]:
         b, n = b_good[key], n_good[key]
         for m in metrics:
-            bv, nv = _num(b.get(m)), _num(n.get(m))
+            bv, nv = num(b.get(m)), num(n.get(m))
             row: dict[str, Any] = {c: b.get(c) for c in KEY_COLUMNS}
             row.update(metric=m, base=bv, new=nv, ratio=None, change_pct=None)
             if bv is None or nv is None or bv == 0:
@@ -123,8 +116,8 @@ def compare_rows(
 
 
 def _ci_overlap(b: dict[str, Any], n: dict[str, Any]) -> bool | None:
-    lo1, hi1 = _num(b.get("latency_ms_median_ci_low")), _num(b.get("latency_ms_median_ci_high"))
-    lo2, hi2 = _num(n.get("latency_ms_median_ci_low")), _num(n.get("latency_ms_median_ci_high"))
+    lo1, hi1 = num(b.get("latency_ms_median_ci_low")), num(b.get("latency_ms_median_ci_high"))
+    lo2, hi2 = num(n.get("latency_ms_median_ci_low")), num(n.get("latency_ms_median_ci_high"))
     if None in (lo1, hi1, lo2, hi2):
         return None
     return bool(lo1 <= hi2 and lo2 <= hi1)  # type: ignore[operator]

@@ -16,6 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from cnnbench.host import usable_cpus
+
 LIBRARIES = (
     "cnnbench", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino",
     "tensorrt", "nvidia-ml-py",
@@ -101,18 +105,11 @@ def _text(v: Any) -> str:
 @functools.lru_cache(maxsize=1)
 def capture() -> dict[str, Any]:
     """The environment block (cached per process)."""
-    import psutil
-
-    usable: int | None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
     env: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_physical_cores": psutil.cpu_count(logical=False),
         "cpu_logical_cores": psutil.cpu_count(logical=True),
-        "cpu_usable_cores": usable,
+        "cpu_usable_cores": usable_cpus(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 2),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

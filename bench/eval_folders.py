@@ -18,6 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cnnbench.bench.accuracy import evaluate
+from cnnbench.bench.environment import env_fields
+from cnnbench.bench.prepare import model_facts
+from cnnbench.data.folders import open_dataset
+from cnnbench.models import get_spec
+from cnnbench.progress import note, warn
+
 ACCURACY_SCENARIO = "accuracy"
 
 
@@ -47,11 +54,6 @@ def eval_folder(
         ``evaluate``'s result (top1/top5 as fractions) plus ``dataset_path``, ``layout``,
         ``images`` (evaluated) and ``unreadable`` (skipped).
     """
-    from cnnbench.bench.accuracy import evaluate
-    from cnnbench.data.folders import open_dataset
-    from cnnbench.models import get_spec
-    from cnnbench.progress import note, warn
-
     ds = open_dataset(data, get_spec(model), labels_file=labels)
     ds.workers, ds.max_bad, ds.progress = workers, max_bad, progress
     if evaluate_kwargs.get("weights") is None:
@@ -72,8 +74,6 @@ def eval_folder(
 
 def accuracy_row(result: dict[str, Any], *, device: str = "cpu") -> dict[str, Any]:
     """One results row (see the module docstring) from an ``evaluate`` result."""
-    from cnnbench.bench.environment import env_fields
-    from cnnbench.bench.prepare import model_facts
 
     def pct(v: Any) -> float | None:
         return None if v is None else round(100.0 * float(v), 4)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cnnbench.artifacts import atomic_write_text
 
 if TYPE_CHECKING:
-    from cnnbench.bench.plots import Plot
+    from cnnbench.bench.plot_helpers import Plot
 
 TABLE_COLUMNS = (
     ("model", "model"), ("family", "family"), ("engine", "engine"), ("precision", "precision"),

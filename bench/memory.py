@@ -18,6 +18,10 @@ import resource
 import threading
 from typing import Any
 
+import psutil
+
+from cnnbench.values import mib
+
 _CLEAR_REFS = "/proc/self/clear_refs"
 _STATUS = "/proc/self/status"
 
@@ -55,9 +59,7 @@ def host_rss_mb() -> float:
     """Current RSS of this process in MB."""
     kb = _status_kb("VmRSS")
     if kb is None:
-        import psutil
-
-        return round(psutil.Process().memory_info().rss / 2**20, 3)
+        return mib(psutil.Process().memory_info().rss)
     return round(kb / 1024.0, 3)
 
 
@@ -103,12 +105,12 @@ class NvmlSampler:
     def _sample(self) -> None:
         nv, h = self._nvml, self._handle
         try:
-            used = nv.nvmlDeviceGetMemoryInfo(h).used / 2**20
+            used = mib(nv.nvmlDeviceGetMemoryInfo(h).used)
             self.device_used_peak_mb = max(self.device_used_peak_mb or 0.0, used)
             pid = os.getpid()
             for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
                 if p.pid == pid and p.usedGpuMemory is not None:
-                    mb = p.usedGpuMemory / 2**20
+                    mb = mib(p.usedGpuMemory)
                     self.process_peak_mb = max(self.process_peak_mb or 0.0, mb)
         except Exception as exc:  # a driver hiccup must not kill the measurement
             self.error = f"NVML sampling failed: {exc}"
@@ -140,7 +142,7 @@ def torch_cuda_max_allocated_mb(device_index: int) -> float | None:
         import torch
 
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            return round(torch.cuda.max_memory_allocated(device_index) / 2**20, 3)
+            return mib(torch.cuda.max_memory_allocated(device_index))
     except ImportError:
         pass
     return None

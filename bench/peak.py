@@ -21,6 +21,8 @@ from importlib import metadata
 from typing import Any
 
 from cnnbench.artifacts import atomic_write_json, cache_dir, sha256_bytes
+from cnnbench.bench.environment import cpu_model
+from cnnbench.host import usable_cpus
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 _VERSION = 1
@@ -40,21 +42,13 @@ def _torch_version() -> str:
         return "none"
 
 
-def _threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         import torch
 
         return str(torch.cuda.get_device_name(_index(device)))
-    from cnnbench.bench.environment import cpu_model
 
-    return f"{cpu_model()} x{_threads()}"
+    return f"{cpu_model()} x{usable_cpus()}"
 
 
 def _index(device: str) -> int:

@@ -10,17 +10,31 @@ scales are final.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cnnbench.artifacts import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from cnnbench.bench.plots import Plot
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One saved figure: its files (PNG, SVG), a title and the caption shown under it."""
+
+    name: str
+    title: str
+    caption: str
+    files: list[Path]
+
 
 _ANGLES = (45, -45, 135, -135, 0, 180, 90, -90)
 _STEPS_PT = (2.0, 7.0, 14.0, 24.0, 36.0)
@@ -113,8 +127,6 @@ def place_labels(
 
 
 def save(fig: Figure, out: Path, name: str, title: str, caption: str) -> Plot:
-    from cnnbench.artifacts import atomic_path
-
     files = []
     for ext in ("png", "svg"):
         dest = out / f"{name}.{ext}"
@@ -124,7 +136,6 @@ def save(fig: Figure, out: Path, name: str, title: str, caption: str) -> Plot:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    from cnnbench.bench.plots import Plot
 
     return Plot(name, title, caption, files)
 
@@ -135,8 +146,6 @@ def _meta(ext: str) -> dict[str, Any]:
 
 
 def add_caption(fig: Figure, text: str) -> None:
-    import textwrap
-
     fig.text(0.01, -0.01, "\n".join(textwrap.wrap(text, 130)), ha="left", va="top", fontsize=8)
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnbench.bench.plot_helpers import add_caption, log_axis, no_data, place_labels, save
-from cnnbench.bench.report import Row, ZooEntry, num
+from cnnbench.bench.plot_helpers import Plot, add_caption, log_axis, no_data, place_labels, save
+from cnnbench.bench.report_rows import Row, ZooEntry, num
+from cnnbench.precision import PRECISIONS
+
+__all__ = ["Plot", "write_plots"]
 
 if TYPE_CHECKING:
     pass
@@ -26,18 +28,8 @@ if TYPE_CHECKING:
 PARAMS_TO_AREA = 12.0  # marker area in pt² per million parameters
 MEASURED_MARKER = "D"
 _DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
-_PREC_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
+_PREC_MARKERS = {p.value: p.marker for p in PRECISIONS}
 PUBLISHED_MARKER = "o"
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One saved figure: its files (PNG, SVG), a title and the caption shown under it."""
-
-    name: str
-    title: str
-    caption: str
-    files: list[Path]
 
 
 def write_plots(

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cnnbench
 from cnnbench.artifacts import DEFAULT_ARTIFACTS, atomic_write_json, cache_dir, sha256_bytes
+from cnnbench.engines import get_engine_class
 from cnnbench.engines.base import Artifact
-from cnnbench.errors import CnnbenchError, RuntimeUnavailableError
+from cnnbench.errors import CnnbenchError
+from cnnbench.export.precision import ensure_precision
+from cnnbench.models import get_model, get_spec
 from cnnbench.models.spec import ModelSpec
-
-#: Engines that load an ONNX file (all others build from the zoo or need nothing).
-ONNX_ENGINES = frozenset({"onnxruntime", "openvino", "tensorrt"})
+from cnnbench.precision import ONNX_PRECISIONS, Precision, parse_precision
 
 
 @dataclass(frozen=True)
@@ -36,31 +38,21 @@ class Prepared:
 
 
 def needs_onnx(engine: str) -> bool:
-    return engine in ONNX_ENGINES
+    """Whether engine ``engine`` loads an ONNX file (the others build the zoo model or nothing)."""
+    return get_engine_class(engine).loads_onnx
 
 
 def ensure_onnx(
     model: str,
-    precision: str,
+    precision: Precision,
     *,
     weights: str | Path | None,
     artifacts: Path,
     seed: int = 0,
 ) -> tuple[Path, str | None]:
     """The verified ONNX file of ``model`` at ``precision`` and its sha256 (exported if needed)."""
-    try:
-        if precision == "fp32":
-            from cnnbench.export.pipeline import ensure_fp32
-
-            res = ensure_fp32(model, weights=weights, out_dir=artifacts, seed=seed)
-        else:
-            from cnnbench.export.precision import ensure_precision
-
-            res = ensure_precision(model, precision, weights=weights, out_dir=artifacts, seed=seed)
-    except ImportError as exc:
-        raise RuntimeUnavailableError(
-            f"cannot produce the {precision} ONNX file for {model}: {exc}"
-        ) from None
+    precision = parse_precision(precision, ONNX_PRECISIONS, what="the ONNX export")
+    res = ensure_precision(model, precision, weights=weights, out_dir=artifacts, seed=seed)
     manifest = getattr(res, "manifest", None) or {}
     sha = manifest.get("sha256") or (manifest.get("onnx") or {}).get("sha256")
     return Path(res.onnx_path), sha
@@ -69,7 +61,7 @@ def ensure_onnx(
 def prepare(
     model: str | ModelSpec,
     engine: str,
-    precision: str,
+    precision: Precision,
     *,
     weights: str | Path | None = None,
     artifacts: Path | None = None,
@@ -81,12 +73,8 @@ def prepare(
 
     ``onnx_path`` skips the export step (a sweep prepared the file in another process).
     """
-    if isinstance(model, str):
-        from cnnbench.models import get_spec
-
-        spec = get_spec(model)
-    else:
-        spec = model
+    spec = get_spec(model) if isinstance(model, str) else model
+    precision = parse_precision(precision)
     model = spec.name
     t0 = time.perf_counter()
     source = "none" if engine == "null" else "zoo model"
@@ -109,8 +97,6 @@ def prepare(
 
 
 def _models_source_hash() -> str:
-    import cnnbench
-
     root = Path(cnnbench.__file__).parent
     files = sorted((root / "models").glob("*.py")) + [root / "analysis.py"]
     blob = b"".join(p.name.encode() + p.read_bytes() for p in files if p.is_file())
@@ -131,7 +117,7 @@ def model_facts(model: str) -> dict[str, int | None]:
     except (OSError, ValueError, AttributeError):
         pass
     try:
-        from cnnbench.analysis import analyze
+        from cnnbench.analysis import analyze  # torch-bound: imported where used, as torch is
 
         totals = analyze(model).totals
         facts: dict[str, int | None] = {
@@ -150,8 +136,6 @@ def model_facts(model: str) -> dict[str, int | None]:
 def _facts_fallback(model: str) -> dict[str, int | None]:
     """Parameters and conv/linear MACs by forward hooks on a meta-device model."""
     import torch
-
-    from cnnbench.models import get_model, get_spec
 
     with torch.device("meta"):
         net = get_model(model)

@@ -19,13 +19,34 @@ Column definitions (all on the cell's own device):
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnbench.analysis_cache import zoo_listing
+from cnnbench.artifacts import atomic_write_text, ensure_dir
+from cnnbench.bench.html import write_index
+from cnnbench.bench.plots import write_plots
+from cnnbench.bench.report_rows import Row, ZooEntry, blank, cell_of, is_accuracy_row, num
+from cnnbench.bench.results import read_rows
 from cnnbench.errors import InvalidInputError
+
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "Report",
+    "Row",
+    "ZooEntry",
+    "compare_rows",
+    "blank",
+    "num",
+    "series_rows",
+    "write_report",
+    "zoo_entries",
+]
 
 COMPARISON_COLUMNS = (
     "model", "family", "engine", "precision", "device",
@@ -38,54 +59,9 @@ COMPARISON_COLUMNS = (
     "cells", "errors", "first_error",
 )  # fmt: skip
 
-Row = dict[str, Any]
-
-
-def blank(v: Any) -> bool:
-    """True for None, '' and NaN (how missing values come back from CSV and JSON lines)."""
-    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
-
-
-def num(v: Any) -> float | None:
-    """``v`` as a finite float, or None."""
-    if blank(v) or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def is_accuracy_row(row: Mapping[str, Any]) -> bool:
-    """A row written by ``cnnbench eval`` (measured top-1), not a timing cell."""
-    return row.get("scenario") == "accuracy" or (
-        num(row.get("top1")) is not None and row.get("accuracy_source") == "measured"
-    )
-
-
-def cell_of(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """(model, engine, precision, device) of a row."""
-    return tuple(str(row.get(k) or "") for k in ("model", "engine", "precision", "device"))  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    """What the report needs about one zoo model, independent of any run."""
-
-    name: str
-    family: str
-    params: int | None
-    macs: int | None
-    top1: float | None
-    top1_source: str | None
-    imagenet: bool
-
 
 def zoo_entries() -> dict[str, ZooEntry]:
     """Every registered model with params/MACs (cnnbench.analysis, cached) and published top-1."""
-    from cnnbench.analysis_cache import zoo_listing
-
     return {
         r["name"]: ZooEntry(
             r["name"],
@@ -102,8 +78,6 @@ def zoo_entries() -> dict[str, ZooEntry]:
 
 def load_results(paths: Sequence[str | Path]) -> list[Row]:
     """All rows of the given results files (CSV or JSON lines), in order."""
-    from cnnbench.bench.results import read_rows
-
     if not paths:
         raise InvalidInputError("give at least one results file (.csv or .jsonl)")
     rows: list[Row] = []
@@ -263,10 +237,6 @@ def write_report(
     ``zoo`` defaults to :func:`zoo_entries` (every registered model, for the top-1-vs-GMACs
     plot and for params/MACs/published top-1 of cells whose rows lack them).
     """
-    from cnnbench.artifacts import ensure_dir
-    from cnnbench.bench.html import write_index
-    from cnnbench.bench.plots import write_plots
-
     rows = load_results(paths)
     out = ensure_dir(Path(out_dir))
     zoo = dict(zoo) if zoo is not None else zoo_entries()
@@ -279,11 +249,6 @@ def write_report(
 
 
 def _write_csv(path: Path, rows: list[Row]) -> None:
-    import csv
-    import io
-
-    from cnnbench.artifacts import atomic_write_text
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COMPARISON_COLUMNS), lineterminator="\n")
     w.writeheader()

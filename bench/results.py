@@ -20,6 +20,7 @@ from typing import Any
 
 from cnnbench.artifacts import atomic_write_text, ensure_dir
 from cnnbench.errors import ArtifactError, InvalidInputError
+from cnnbench.values import blank, num
 
 #: The contract in /work/shared/DESIGN.md, in this order first.
 CONTRACT_COLUMNS = (
@@ -39,7 +40,7 @@ EXTRA_COLUMNS = (
     "queries", "wall_s", "gmacs_per_s", "peak_gmacs_per_s", "efficiency", "peak_source",
     "target_qps", "achieved_qps", "max_queue_delay_ms", "latency_bound_ms", "server_peak_qps",
     "mean_batch",
-    "effective_precision", "engine_version", "threads", "engine_info",
+    "artifact_precision", "effective_precision", "engine_version", "threads", "engine_info",
     "host_rss_after_load_mb", "host_peak_rss_scope", "device_mem_source",
     "stop_reason", "warmup_count", "warmup_s", "stop_warmup_count", "stop_warmup_time",
     "stop_min_count", "stop_min_time", "stop_max_time", "stop_ci_target",
@@ -59,19 +60,9 @@ def cell_key(row: Mapping[str, Any]) -> str:
     parts = [str(row.get(k, "")) for k in KEY_COLUMNS]
     if str(row.get("scenario")) == "server":
         qps = row.get("target_qps")
-        parts.append("peak" if _blank(qps) else f"qps={_num(qps):g}")
+        q = num(qps)
+        parts.append("peak" if blank(qps) else f"qps={q if q is not None else math.nan:g}")
     return "|".join(parts)
-
-
-def _blank(v: Any) -> bool:
-    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
-
-
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def columns_for(rows: Iterable[Mapping[str, Any]]) -> list[str]:

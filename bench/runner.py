@@ -12,6 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cnnbench import engines
+from cnnbench.batch import BatchRange
+from cnnbench.bench.environment import env_fields
 from cnnbench.bench.memory import (
     NvmlSampler,
     device_memory_fields,
@@ -21,13 +24,19 @@ from cnnbench.bench.memory import (
     torch_cuda_max_allocated_mb,
     torch_cuda_reset_peak,
 )
+from cnnbench.bench.peak import get_peak
+from cnnbench.bench.prepare import model_facts, prepare
 from cnnbench.bench.results import cell_key
 from cnnbench.bench.scenarios import canonical_scenario, check_batch, method_fields, run_fixed
 from cnnbench.bench.server import ServerConfig, find_peak, run_server, warm_sizes
 from cnnbench.bench.timing import StopRule, warmup
-from cnnbench.engines.base import PRECISIONS
-from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.data.images import random_batches
+from cnnbench.engines.base import Engine, EngineOptions, unsupported
+from cnnbench.engines.cuda import device_index
+from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
+from cnnbench.models import get_spec
 from cnnbench.models.spec import ModelSpec, Preprocessing
+from cnnbench.precision import Precision, parse_precision
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,8 @@ class RunSpec:
 
     model: str
     engine: str
-    precision: str = "fp32"
+    #: the requested precision (the row's ``precision``)
+    precision: Precision = Precision.FP32
     batch: int = 1
     scenario: str = "offline"
     device: str = "cpu"
@@ -52,18 +62,12 @@ class RunSpec:
     model_spec: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        from cnnbench import engines
-
         if self.model_spec is None:
-            from cnnbench.models import get_spec
-
             get_spec(self.model)  # UnknownNameError with suggestions
         object.__setattr__(self, "engine", engines.canonical(self.engine))
         object.__setattr__(self, "scenario", canonical_scenario(self.scenario))
-        if self.precision not in PRECISIONS:
-            raise InvalidInputError(
-                f"unknown precision '{self.precision}': choose from {', '.join(PRECISIONS)}"
-            )
+        # A spec also arrives as JSON in a cell's process: the one parser names a bad value.
+        object.__setattr__(self, "precision", parse_precision(self.precision))
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
             raise InvalidInputError(f"batch must be a positive integer, got {self.batch!r}")
         check_batch(self.scenario, self.batch)
@@ -78,8 +82,6 @@ class RunSpec:
     def spec(self) -> ModelSpec:
         """The model's ModelSpec, from ``model_spec`` when given (no zoo import), else the zoo."""
         if self.model_spec is None:
-            from cnnbench.models import get_spec
-
             return get_spec(self.model)
         d = dict(self.model_spec)
         pre = dict(d.pop("preprocessing"))
@@ -106,10 +108,8 @@ class RunSpec:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def check_runtime(engine: str, device: str, precision: str) -> None:
+def check_runtime(engine: str, device: str, precision: Precision) -> None:
     """Raise a one-line error when ``engine`` cannot run ``precision`` on ``device`` here."""
-    from cnnbench import engines
-
     av = engines.probe(engine)
     if not av.available:
         reason = str(av.reason or "not installed")
@@ -121,10 +121,9 @@ def check_runtime(engine: str, device: str, precision: str) -> None:
             f"engine {av.name} cannot use {device} on this machine (available: "
             f"{', '.join(av.devices)})"
         )
-    if precision not in av.precisions:
-        raise InvalidInputError(
-            f"engine {av.name} cannot run {precision}; choose one of {', '.join(av.precisions)}"
-        )
+    runs = av.precisions_by_device.get(kind, ())
+    if precision not in runs:
+        raise unsupported(av.name, precision, device, runs)
 
 
 def base_row(spec: RunSpec) -> dict[str, Any]:
@@ -150,14 +149,6 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
 
 def run_cell(spec: RunSpec) -> dict[str, Any]:
     """Measure one cell and return its row (raises on failure; see :func:`run_cell_safe`)."""
-    from cnnbench import engines
-    from cnnbench.batch import BatchRange
-    from cnnbench.bench.environment import env_fields
-    from cnnbench.bench.peak import get_peak
-    from cnnbench.bench.prepare import model_facts, prepare
-    from cnnbench.data.images import random_batches
-    from cnnbench.engines.base import EngineOptions
-
     row = base_row(spec)
     row["host_peak_rss_scope"] = reset_host_peak()
     check_runtime(spec.engine, spec.device, spec.precision)
@@ -175,7 +166,7 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
     row.update(model_facts(spec.model))
     x = random_batches(mspec, count=1, batch=spec.batch, seed=spec.seed)[0]
     cuda = spec.device.startswith("cuda")
-    dev_index = int(spec.device.partition(":")[2] or 0) if cuda else 0
+    dev_index = device_index(spec.device) if cuda else 0
     batches = BatchRange(1, spec.batch, spec.batch) if spec.scenario == "server" else None
     eng = engines.get_engine_class(spec.engine)(EngineOptions(spec.device, spec.threads))
     with eng:
@@ -239,15 +230,15 @@ def _measure_server(eng: Any, x: Any, spec: RunSpec, cuda: bool) -> dict[str, An
     return out
 
 
-def _describe(eng: Any) -> dict[str, Any]:
-    info = eng.describe()
-    eff = info.get("effective_precision") or info.get("dtype") or info.get("input_dtype")
-    threads = info.get("threads") or info.get("intra_op_threads") or info.get("num_threads")
+def _describe(eng: Engine) -> dict[str, Any]:
+    """The row's record of what ran; ``precision`` (requested) is already in the row."""
+    art = eng.artifact
     return {
-        "effective_precision": eff,
-        "engine_version": info.get("version"),
-        "threads": threads,
-        "engine_info": json.dumps(info, sort_keys=True, default=str),
+        "artifact_precision": art.precision if art else None,
+        "effective_precision": eng.effective_precision(),
+        "engine_version": eng.version,
+        "threads": eng.threads,
+        "engine_info": json.dumps(eng.describe(), sort_keys=True, default=str),
     }
 
 
@@ -271,8 +262,9 @@ def error_text(exc: BaseException) -> str:
     elif isinstance(exc, MemoryError):
         text = "out of memory (MemoryError)"
     else:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        text = type(exc).__name__
+        if str(exc).strip():
+            text += f": {first_line(exc, 500)}"
     return " ".join(text.split())[:500]
 
 

@@ -18,15 +18,23 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cnnbench.artifacts import atomic_write_text
+from cnnbench.bench.environment import env_fields
+from cnnbench.bench.prepare import needs_onnx
 from cnnbench.bench.results import append_row, cell_key, read_rows, write_rows
-from cnnbench.bench.runner import RunSpec, base_row, run_cell_safe
+from cnnbench.bench.runner import RunSpec, base_row, check_runtime, error_text, run_cell_safe
 from cnnbench.bench.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.progress import note, track
 
-__all__ = ["SweepConfig", "load_config", "pending_cells", "run_isolated", "run_sweep"]
+__all__ = [
+    "CellRunner", "SweepConfig", "load_config", "pending_cells", "run_cells", "run_isolated",
+    "run_sweep",
+]  # fmt: skip
 
 
 def _child_cmd(spec: RunSpec, result: Path) -> list[str]:
@@ -95,8 +103,6 @@ def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
 
 
 def _error_row(spec: RunSpec, message: str) -> dict[str, Any]:
-    from cnnbench.bench.environment import env_fields
-
     row = base_row(spec)
     row["error"] = message
     row.update(env_fields())
@@ -139,71 +145,80 @@ def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[R
 
 
 def run_sweep(cfg: SweepConfig, out: Path, *, resume: bool = False) -> list[dict[str, Any]]:
-    """Run every pending cell of ``cfg``, appending each row to ``out`` as it finishes."""
-    from cnnbench.progress import note, track
-
+    """Run every pending cell of ``cfg``, each in its own process, appending rows to ``out``."""
     specs, skipped = cfg.cells()
     if skipped:
         note(f"sweep: skipping {len(skipped)} combination(s) single-stream runs only at batch 1")
     todo, done = pending_cells(specs, out, resume)
     if done:
         note(f"sweep: {done} of {len(specs)} cells already in {out}; running {len(todo)}")
-    prepared: dict[tuple[str, str], dict[str, Any]] = {}
-    runtime: dict[tuple[str, str, str], str | None] = {}
+    return run_cells(todo, CellRunner(isolated=True, timeout_s=cfg.timeout_s), out=out)
+
+
+def run_cells(
+    specs: list[RunSpec], runner: CellRunner, *, out: Path | None, label: str = "sweep"
+) -> list[dict[str, Any]]:
+    """Run ``specs`` in order with ``runner``; each row is appended to ``out`` as it finishes.
+
+    ``cnnbench run`` and ``cnnbench sweep`` both measure through here: only the cells and
+    whether each gets its own process differ. Ctrl-C keeps every finished row.
+    """
     rows: list[dict[str, Any]] = []
     try:
-        for spec in track(todo, total=len(todo), description="sweep"):
-            row = _sweep_cell(spec, cfg, prepared, runtime)
-            append_row(out, row)
+        for spec in track(specs, total=len(specs), description=label):
+            note(f"{label}: {spec.key()} ...")
+            row = runner(spec)
+            if out is not None:
+                append_row(out, row)
             rows.append(row)
             if row.get("error"):
-                note(f"sweep: {spec.key()}: {row['error']}")
+                note(f"{label}: {spec.key()}: {row['error']}")
     except KeyboardInterrupt:
-        note(f"sweep: interrupted; {len(rows)} finished row(s) of this run are in {out}")
+        where = f" are in {out}" if out is not None else " were measured"
+        note(f"{label}: interrupted; {len(rows)} finished row(s) of this run{where}")
         raise
     return rows
 
 
-def _sweep_cell(
-    spec: RunSpec,
-    cfg: SweepConfig,
-    prepared: dict[tuple[str, str], dict[str, Any]],
-    runtime: dict[tuple[str, str, str], str | None],
-) -> dict[str, Any]:
-    """One cell's row: refused here when its runtime is missing, else run in a process."""
-    from cnnbench.bench.prepare import needs_onnx
-    from cnnbench.bench.runner import check_runtime, error_text
+class CellRunner:
+    """Measures one cell: in a fresh process (``isolated``) or in this one.
 
-    rt = (spec.engine, spec.device, spec.precision)
-    if rt not in runtime:
-        try:
-            check_runtime(*rt)
-            runtime[rt] = None
-        except CnnbenchError as exc:
-            runtime[rt] = error_text(exc)
-    if runtime[rt]:
-        return _error_row(spec, str(runtime[rt]))
-    run = spec
-    if needs_onnx(spec.engine):
-        k = (spec.model, spec.precision)
-        if k not in prepared:
-            prepared[k] = _prepare_isolated(spec, cfg.timeout_s)
-        info = prepared[k]
-        if info.get("error"):
-            return _error_row(spec, f"prepare failed: {info['error']}")
-        run = _with_onnx(spec, info)
-    return run_isolated(run, cfg.timeout_s)
+    A cell whose runtime is missing here becomes an error row without starting anything.
+    Isolated, the ONNX file of each (model, precision) is prepared once, in a process of its
+    own, before the cells that load it; a crash, kill or timeout becomes that cell's error row.
+    """
 
+    def __init__(self, *, isolated: bool, timeout_s: float) -> None:
+        self.isolated = isolated
+        self.timeout_s = timeout_s
+        self._prepared: dict[tuple[str, str], dict[str, Any]] = {}
+        self._runtime: dict[tuple[str, str, str], str | None] = {}
 
-def _with_onnx(spec: RunSpec, info: dict[str, Any]) -> RunSpec:
-    from dataclasses import replace
-
-    return replace(spec, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
+    def __call__(self, spec: RunSpec) -> dict[str, Any]:
+        rt = (spec.engine, spec.device, spec.precision)
+        if rt not in self._runtime:
+            try:
+                check_runtime(*rt)
+                self._runtime[rt] = None
+            except CnnbenchError as exc:
+                self._runtime[rt] = error_text(exc)
+        if self._runtime[rt]:
+            return _error_row(spec, str(self._runtime[rt]))
+        if not self.isolated:
+            return run_cell_safe(spec)
+        run = spec
+        if needs_onnx(spec.engine):
+            k = (spec.model, spec.precision)
+            if k not in self._prepared:
+                self._prepared[k] = _prepare_isolated(spec, self.timeout_s)
+            info = self._prepared[k]
+            if info.get("error"):
+                return _error_row(spec, f"prepare failed: {info['error']}")
+            run = replace(spec, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
+        return run_isolated(run, self.timeout_s)
 
 
 def _cell_main(spec_json: str, result: str) -> int:
-    from cnnbench.artifacts import atomic_write_text
-
     row = run_cell_safe(RunSpec.from_json(spec_json))
     atomic_write_text(result, json.dumps(row, default=_jsonable) + "\n")
     return 0

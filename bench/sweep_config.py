@@ -21,14 +21,22 @@ Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from cnnbench import engines
 from cnnbench.bench.runner import RunSpec
+from cnnbench.bench.scenarios import SCENARIOS, canonical_scenario, check_batch
 from cnnbench.bench.server import ServerConfig
 from cnnbench.bench.timing import StopRule
+from cnnbench.engines import default_device
 from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.models import get_spec, list_models
+from cnnbench.precision import Precision, parse_precision
 
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
 OPTIONAL = ("device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server")
@@ -36,11 +44,12 @@ OPTIONAL = ("device", "threads", "seed", "artifacts", "weights", "timeout_s", "s
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A validated grid. Build it with :func:`load_config`."""
+    """A validated grid of cells: from a YAML file (:func:`load_config`) or from the flags of
+    ``cnnbench run`` (:meth:`from_flags`). Both give the same cells to the same runner."""
 
     models: tuple[str, ...]
     engines: tuple[str, ...]
-    precisions: tuple[str, ...]
+    precisions: tuple[Precision, ...]
     batches: tuple[int, ...]
     scenarios: tuple[str, ...]
     device: str | None = None
@@ -52,48 +61,100 @@ class SweepConfig:
     stop: StopRule = field(default_factory=StopRule)
     server: ServerConfig | None = None
 
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        models: tuple[str, ...],
+        engines: tuple[str, ...],
+        precisions: tuple[Precision, ...],
+        batches: tuple[int, ...] | None,
+        scenario: str,
+        stop: dict[str, Any],
+        server: dict[str, Any],
+        device: str | None = None,
+        threads: int | None = None,
+        weights: str | None = None,
+        artifacts: str = "artifacts",
+        seed: int = 0,
+    ) -> SweepConfig:
+        """The grid ``cnnbench run`` measures; a bad value is one line naming its ``--option``.
+
+        ``stop`` and ``server`` hold the stop-rule and server options as given (None: default);
+        ``batches`` None means the scenario's default batch. Unlike a sweep file, a batch the
+        scenario cannot take (single-stream at batch 8) is an error, not a skipped cell.
+        """
+        scenario = canonical_scenario(scenario)
+        batches = batches or (SCENARIOS[scenario].default_batch,)
+        for b in batches:
+            check_batch(scenario, b)
+        if weights and len(models) > 1:
+            raise InvalidInputError("--weights applies to one model; give a single --model")
+        try:
+            rule = StopRule(**{k: v for k, v in stop.items() if v is not None})
+            sv = _server_config(server, batches, seed) if scenario == "server" else None
+        except ValueError as exc:
+            raise _as_options(exc) from None
+        return cls(
+            models=tuple(models), engines=tuple(engines), precisions=tuple(precisions),
+            batches=tuple(batches), scenarios=(scenario,), device=device, threads=threads,
+            seed=seed, artifacts=artifacts, weights={models[0]: weights} if weights else {},
+            timeout_s=max(600.0, rule.max_time * 4), stop=rule, server=sv,
+        )  # fmt: skip
+
     def cells(self) -> tuple[list[RunSpec], list[str]]:
         """The cells in run order (model-major, so each model's export happens once) and the
         combinations skipped as not applicable."""
-        from dataclasses import asdict
-
-        from cnnbench.models import get_spec
-
         specs: list[RunSpec] = []
         skipped: list[str] = []
         for m in self.models:
             mspec = asdict(get_spec(m))
-            for e in self.engines:
-                for p in self.precisions:
-                    for sc in self.scenarios:
-                        for b in self.batches:
-                            if sc == "single-stream" and b != 1:
-                                skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
-                                continue
-                            specs.append(
-                                RunSpec(
-                                    model=m,
-                                    engine=e,
-                                    precision=p,
-                                    batch=b,
-                                    scenario=sc,
-                                    device=self.device or _default_device(e),
-                                    threads=self.threads,
-                                    stop=self.stop,
-                                    server=self.server if sc == "server" else None,
-                                    weights=self.weights.get(m),
-                                    artifacts=self.artifacts,
-                                    seed=self.seed,
-                                    model_spec=mspec,
-                                )  # fmt: skip
-                            )
+            for e, p, sc, b in itertools.product(
+                self.engines, self.precisions, self.scenarios, self.batches
+            ):
+                if sc == "single-stream" and b != 1:
+                    skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
+                    continue
+                specs.append(
+                    RunSpec(
+                        model=m,
+                        engine=e,
+                        precision=p,
+                        batch=b,
+                        scenario=sc,
+                        device=self.device or default_device(e),
+                        threads=self.threads,
+                        stop=self.stop,
+                        server=self.server if sc == "server" else None,
+                        weights=self.weights.get(m),
+                        artifacts=self.artifacts,
+                        seed=self.seed,
+                        model_spec=mspec,
+                    )  # fmt: skip
+                )
         return specs, skipped
 
 
-def _default_device(engine: str) -> str:
-    from cnnbench import engines
+def _server_config(given: dict[str, Any], batches: tuple[int, ...], seed: int) -> ServerConfig:
+    """The server scenario's settings; the dynamic batcher's maximum is the largest batch."""
+    return ServerConfig(
+        max_batch=max(batches), seed=seed, **{k: v for k, v in given.items() if v is not None}
+    )
 
-    return "cpu" if "cpu" in engines.get_engine_class(engine).devices else "cuda"
+
+# StopRule / ServerConfig field names as ``cnnbench run`` spells them
+_OPTION_FIELDS = (
+    "warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target",
+    "target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time",
+)  # fmt: skip
+
+
+def _as_options(exc: ValueError) -> InvalidInputError:
+    """A config ValueError with its field names spelled as the CLI options."""
+    msg = str(exc)
+    for f in _OPTION_FIELDS:
+        msg = msg.replace(f, "--" + f.replace("_", "-"))
+    return InvalidInputError(msg)
 
 
 def _fail(src: str, msg: str) -> InvalidInputError:
@@ -109,13 +170,6 @@ def _list(src: str, key: str, v: Any) -> list[Any]:
 
 def load_config(path: str | Path) -> SweepConfig:
     """Read and validate a sweep YAML file; every problem is one line naming the key."""
-    import yaml
-
-    from cnnbench import engines
-    from cnnbench.bench.scenarios import canonical_scenario
-    from cnnbench.engines.base import PRECISIONS
-    from cnnbench.models import get_spec, list_models
-
     p = Path(path)
     src = str(p)
     if not p.is_file():
@@ -145,13 +199,10 @@ def load_config(path: str | Path) -> SweepConfig:
         _named(src, "engines", lambda e=e: engines.canonical("null" if e is None else str(e)))
         for e in _list(src, "engines", raw["engines"])
     ]
-    precs = [str(x) for x in _list(src, "precisions", raw["precisions"])]
-    for x in precs:
-        if x not in PRECISIONS:
-            raise _fail(
-                src,
-                f"key 'precisions': unknown precision '{x}' (choose from {', '.join(PRECISIONS)})",
-            )
+    precs = [
+        _named(src, "precisions", lambda x=x: parse_precision(str(x)))
+        for x in _list(src, "precisions", raw["precisions"])
+    ]
     batches = []
     for b in _list(src, "batches", raw["batches"]):
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
@@ -167,7 +218,7 @@ def load_config(path: str | Path) -> SweepConfig:
             kw["stop"] = StopRule(**_mapping(src, "stop", raw["stop"]))
         if "server" in raw:
             sv = _mapping(src, "server", raw["server"])
-            kw["server"] = ServerConfig(max_batch=max(batches), **sv)
+            kw["server"] = _server_config(sv, tuple(batches), 0)
     except TypeError as exc:
         raise _fail(src, f"unknown option in 'stop' or 'server': {exc}") from None
     except ValueError as exc:

@@ -167,11 +167,10 @@ def measure(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> Timing:
 def measure_cuda(engine: Any, batch: np.ndarray, rule: StopRule) -> Timing:
     """End-to-end host time and device-only CUDA-event time per query on a GPU engine.
 
-    Events are recorded on the engine's stream: its ``cuda_stream`` (a raw ``cudaStream_t`` as
-    int, or a ``torch.cuda.Stream``), else its ``_stream`` if that is a ``torch.cuda.Stream``,
-    else torch's current stream for the torch engine. For other engines (whose work may run on
-    a stream we cannot see) and without torch CUDA, the device-only figure is the host time of
-    ``run`` + ``synchronize`` (no copies).
+    Events are recorded on the engine's ``stream`` (the torch engine's current stream,
+    TensorRT's own stream). For engines whose work runs on a stream we cannot see (``stream``
+    is None) and without torch CUDA, the device-only figure is the host time of ``run`` +
+    ``synchronize`` (no copies).
     """
     torch: Any = None
     stream: Any = None
@@ -179,7 +178,7 @@ def measure_cuda(engine: Any, batch: np.ndarray, rule: StopRule) -> Timing:
         import torch
 
         if torch.cuda.is_available():
-            stream = _event_stream(engine, torch)
+            stream = engine.stream
     except ImportError:
         pass
     use_events = stream is not None
@@ -233,27 +232,12 @@ def measure_cuda(engine: Any, batch: np.ndarray, rule: StopRule) -> Timing:
     )
 
 
-def _event_stream(engine: Any, torch: Any) -> Any:
-    """The CUDA stream the engine computes on, or None when it cannot be known."""
-    s = getattr(engine, "cuda_stream", None)
-    if isinstance(s, int):
-        return torch.cuda.ExternalStream(s)
-    if s is not None:
-        return s
-    private = getattr(engine, "_stream", None)
-    if isinstance(private, torch.cuda.Stream):
-        return private
-    if getattr(engine, "name", None) == "torch":
-        return torch.cuda.current_stream()
-    return None
-
-
 def device_timing_method(engine: Any) -> str:
     """How ``measure_cuda`` times device-only work for this engine (for the row)."""
     try:
         import torch
 
-        if torch.cuda.is_available() and _event_stream(engine, torch) is not None:
+        if torch.cuda.is_available() and engine.stream is not None:
             return "CUDA events around run() on the engine's stream"
     except ImportError:
         pass

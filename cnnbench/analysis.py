@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.errors import InvalidInputError
 from cnnbench.layer_trace import LayerStats, NeedsValues, trace
+from cnnbench.meta_fast import SkipMetaInit
+from cnnbench.models import get_model, get_spec
+from cnnbench.weights import load_weights
 
 if TYPE_CHECKING:
     from torch import nn
@@ -98,9 +101,6 @@ def _build(
 ) -> tuple[nn.Module, tuple]:
     import torch
 
-    from cnnbench.meta_fast import SkipMetaInit
-    from cnnbench.models import get_model, get_spec
-
     spec = get_spec(name)
     model = None
     if meta:
@@ -112,8 +112,6 @@ def _build(
     if model is None:
         model = get_model(name)
     if weights is not None:
-        from cnnbench.weights import load_weights
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # loading into meta tensors is a (checked) no-op
             load_weights(model, weights)

@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnbench.artifacts import atomic_write_json, cache_dir
 from cnnbench.errors import CnnbenchError
+from cnnbench.models import get_spec, list_models
 from cnnbench.progress import warn
 
 CACHE_VERSION = 1
@@ -48,8 +49,7 @@ def cache_path(key: str | None = None) -> Path:
 
 def summarize(name: str) -> dict[str, Any]:
     """One listing row: the spec's fields plus params, MACs and activations at its input shape."""
-    from cnnbench.analysis import analyze
-    from cnnbench.models import get_spec
+    from cnnbench.analysis import analyze  # torch-bound: imported where used, as torch is
 
     spec = get_spec(name)
     totals = analyze(name).totals
@@ -76,8 +76,6 @@ def zoo_listing(*, imagenet_only: bool = False, use_cache: bool = True) -> list[
     path = cache_path(key)
     rows = _read(path, key) if use_cache else None
     if rows is None:
-        from cnnbench.models import list_models
-
         rows = [summarize(n) for n in list_models()]
         if use_cache:
             _write(path, key, rows)

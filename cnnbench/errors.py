@@ -38,3 +38,12 @@ class CheckFailedError(CnnbenchError):
     """A verification gate failed (parity, accuracy, regression). Exit code 1, not 2."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message, cut at ``limit`` (for one-line errors);
+    the exception type's name when the message is empty."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cnnbench.errors import InvalidInputError
+from cnnbench.errors import InvalidInputError, first_line
+from cnnbench.meta_fast import leaves
 from cnnbench.receptive_field import RF, OpEvent, RFTracer, apply_window
 
 if TYPE_CHECKING:
@@ -100,8 +101,6 @@ def trace(model: nn.Module, name: str, shape: tuple[int, ...]) -> tuple[list, di
     """
     import torch
 
-    from cnnbench.meta_fast import leaves
-
     axes = len(shape) - 1
     head = LayerStats("input", "Input", "input", shape, activations=math.prod(shape))
     head.rf = RF.input(shape[1:])
@@ -165,11 +164,10 @@ def trace(model: nn.Module, name: str, shape: tuple[int, ...]) -> tuple[list, di
             model(x)
     except NotImplementedError as exc:
         if x.device.type == "meta":
-            raise NeedsValues(str(exc).strip().splitlines()[0][:120] if str(exc) else "") from None
+            raise NeedsValues(first_line(exc, 120) if str(exc).strip() else "") from None
         raise InvalidInputError(f"{name} cannot be analysed: {exc}") from None
     except (RuntimeError, ValueError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InvalidInputError(f"{name} cannot run on input {shape}: {first}") from None
+        raise InvalidInputError(f"{name} cannot run on input {shape}: {first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()

@@ -8,6 +8,16 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 T = TypeVar("T")
 
 
@@ -50,16 +60,6 @@ def track(items: Iterable[T], total: int | None = None, description: str = "") -
     seq = items
     n = total if total is not None else (len(seq) if hasattr(seq, "__len__") else None)  # type: ignore[arg-type]
     if _tty():
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         cols = (
             TextColumn("{task.description}"),
             BarColumn(),

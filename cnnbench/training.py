@@ -24,7 +24,10 @@ from cnnbench.artifacts import (
     atomic_write_json,
     sha256_file,
 )
+from cnnbench.data import digits
 from cnnbench.errors import InvalidInputError
+from cnnbench.models import get_model, get_spec
+from cnnbench.progress import note, track
 
 DATASETS = ("digits",)
 
@@ -118,10 +121,6 @@ def train(config: TrainConfig, out: str | Path | None = None) -> TrainResult:
     """
     import torch
     import torch.nn.functional as F
-
-    from cnnbench.data import digits
-    from cnnbench.models import get_model, get_spec
-    from cnnbench.progress import note, track
 
     spec = get_spec(config.model)
     if tuple(spec.input_shape) != (1, 32, 32):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnbench.artifacts import require_file
-from cnnbench.errors import WeightsError
+from cnnbench.errors import WeightsError, first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,8 +22,7 @@ def read_state_dict(path: str | Path) -> dict:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read weights {p}: {first[:200]}") from None
+        raise WeightsError(f"cannot read weights {p}: {first_line(exc)}") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -1,24 +1,22 @@
-"""Engine registry. Resolution is lazy: importing ``engines`` imports no runtime."""
+"""Engine registry. Importing it imports no runtime: each engine module imports its runtime
+(torch, onnxruntime, openvino, tensorrt) inside the methods that use it."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from cnnbench.engines.base import Engine, EngineOptions
+from cnnbench.engines.null_engine import NullEngine
+from cnnbench.engines.onnxruntime_engine import OrtEngine
+from cnnbench.engines.openvino_engine import OpenVinoEngine
+from cnnbench.engines.tensorrt_engine import TensorRTEngine
+from cnnbench.engines.torch_engine import TorchEngine
 from cnnbench.errors import CnnbenchError
 from cnnbench.naming import lookup
+from cnnbench.precision import Precision
 
-if TYPE_CHECKING:
-    from cnnbench.engines.base import Engine, EngineOptions
-
-# name -> "module:Class"; the module is imported only when the engine is asked for.
-_ENGINES: dict[str, str] = {
-    "torch": "cnnbench.engines.torch_engine:TorchEngine",
-    "onnxruntime": "cnnbench.engines.onnxruntime_engine:OrtEngine",
-    "openvino": "cnnbench.engines.openvino_engine:OpenVinoEngine",
-    "tensorrt": "cnnbench.engines.tensorrt_engine:TensorRTEngine",
-    "null": "cnnbench.engines.null_engine:NullEngine",
+_ENGINES: dict[str, type[Engine]] = {
+    cls.name: cls for cls in (TorchEngine, OrtEngine, OpenVinoEngine, TensorRTEngine, NullEngine)
 }
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "ov": "openvino", "pytorch": "torch"}
 
@@ -36,9 +34,13 @@ def canonical(name: str) -> str:
 
 
 def get_engine_class(name: str) -> type[Engine]:
-    """The Engine subclass for ``name`` (aliases allowed). Imports its module now."""
-    module, _, cls = _ENGINES[canonical(name)].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    """The Engine subclass for ``name`` (aliases allowed)."""
+    return _ENGINES[canonical(name)]
+
+
+def default_device(name: str) -> str:
+    """``cpu``, unless engine ``name`` runs only on a GPU (tensorrt): then ``cuda``."""
+    return "cpu" if "cpu" in get_engine_class(name).devices else "cuda"
 
 
 def create(name: str, options: EngineOptions | None = None) -> Engine:
@@ -54,9 +56,16 @@ class Availability:
     available: bool
     version: str | None
     devices: tuple[str, ...]
-    precisions: tuple[str, ...]
+    #: per device, the precisions the engine runs there (only those the export path produces)
+    precisions_by_device: dict[str, tuple[Precision, ...]]
     reason: str | None = None
     extra: str | None = None
+
+    @property
+    def precisions(self) -> tuple[Precision, ...]:
+        """The precisions it runs on at least one of ``devices``."""
+        have = {p for ps in self.precisions_by_device.values() for p in ps}
+        return tuple(p for p in Precision if p in have)
 
     @property
     def install(self) -> str | None:
@@ -70,6 +79,7 @@ class Availability:
             "version": self.version,
             "devices": list(self.devices),
             "precisions": list(self.precisions),
+            "precisions_by_device": {d: list(ps) for d, ps in self.precisions_by_device.items()},
             "reason": self.reason,
             "install": None if self.available else self.install,
         }
@@ -80,13 +90,13 @@ def probe(name: str) -> Availability:
     cls = get_engine_class(name)
     try:
         version = cls.runtime_version()
-        devices = cls.available_devices()
-        return Availability(
-            cls.name, True, version, tuple(devices), cls.precisions, None, cls.extra
-        )
+        devices = tuple(cls.available_devices())
+        by_device = {d: cls.precisions_on(d) for d in devices}
+        return Availability(cls.name, True, version, devices, by_device, None, cls.extra)
     except (ImportError, OSError, CnnbenchError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        return Availability(cls.name, False, None, cls.devices, cls.precisions, reason, cls.extra)
+        by_device = {d: cls.precisions_on(d) for d in cls.devices}
+        return Availability(cls.name, False, None, cls.devices, by_device, reason, cls.extra)
 
 
 def probe_all() -> list[Availability]:

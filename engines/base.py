@@ -19,13 +19,12 @@ import numpy as np
 
 from cnnbench.batch import BatchRange
 from cnnbench.errors import InvalidInputError
+from cnnbench.precision import PRECISIONS, Precision, precision_field
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
 
-__all__ = ["PRECISIONS", "Artifact", "BatchRange", "Engine", "EngineOptions"]
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+__all__ = ["PRECISIONS", "Artifact", "BatchRange", "Engine", "EngineOptions", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class Artifact:
     """
 
     model: str
-    precision: str
+    precision: Precision  # the artifact precision: what the file (or the torch model) holds
     input_shape: tuple[int, int, int]
     num_classes: int
     onnx_path: Path | None = None
@@ -50,7 +49,7 @@ class Artifact:
     def for_spec(
         cls,
         spec: ModelSpec,
-        precision: str,
+        precision: Precision,
         *,
         onnx_path: Path | None = None,
         weights: str | Path | None = None,
@@ -70,8 +69,7 @@ class Artifact:
         )
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        object.__setattr__(self, "precision", precision_field(self.precision))
 
 
 @dataclass(frozen=True)
@@ -93,8 +91,11 @@ class Engine(abc.ABC):
     """One runtime. Subclasses set the class attributes and implement load/run."""
 
     name: ClassVar[str]
-    #: precisions this engine can run (a subset of PRECISIONS)
-    precisions: ClassVar[tuple[str, ...]]
+    #: precisions this engine can run on some device; an engine that loads ONNX files lists
+    #: only precisions the export path writes a file for (``Precision.has_onnx``)
+    precisions: ClassVar[tuple[Precision, ...]]
+    #: whether ``load`` needs the artifact's ONNX file (else it builds the zoo model, or nothing)
+    loads_onnx: ClassVar[bool] = True
     #: devices this engine can run on, e.g. ("cpu",) or ("cuda",)
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: extra to install when the runtime is missing
@@ -119,12 +120,16 @@ class Engine(abc.ABC):
         """Devices usable here (a subset of ``devices``); raises RuntimeUnavailableError if none."""
         return cls.devices
 
+    @classmethod
+    def precisions_on(cls, device: str) -> tuple[Precision, ...]:
+        """The precisions this engine runs on ``device`` (cpu, cuda or cuda:N)."""
+        return cls.precisions
+
     def _accept(self, artifact: Artifact, batches: BatchRange) -> None:
         """Check that this engine serves ``artifact`` on its device, then remember both."""
-        if artifact.precision not in self.precisions:
-            raise InvalidInputError(
-                f"engine {self.name} cannot run {artifact.precision}; "
-                f"choose one of {', '.join(self.precisions)}"
+        if artifact.precision not in self.precisions_on(self.device):
+            raise unsupported(
+                self.name, artifact.precision, self.device, self.precisions_on(self.device)
             )
         kind = self.device.split(":")[0]
         if kind not in self.devices:
@@ -176,25 +181,34 @@ class Engine(abc.ABC):
         """Engine-reported memory figures in MB, each named for what it is."""
         return {}
 
-    def effective_precision(self) -> str | None:
+    def effective_precision(self) -> Precision | None:
         """The precision that actually computes (e.g. ``bf16`` when a runtime downcasts FP32)."""
         return self.artifact.precision if self.artifact else None
 
-    def describe(self) -> dict[str, Any]:
-        """What actually ran: effective precision, providers, threads, options.
+    @property
+    def threads(self) -> int | None:
+        """The intra-op threads this engine computes with (None on a GPU or when not set)."""
+        return self.options.threads
 
-        Subclasses extend this dict. ``effective_precision`` (also under ``precision``) is what
-        computed, ``artifact_precision`` the file's.
+    @property
+    def stream(self) -> Any:
+        """The ``torch.cuda.Stream`` its device work is queued on, or None (CPU, default stream)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What actually ran: the artifact's and the effective precision, providers, options.
+
+        Subclasses extend this dict. ``artifact_precision`` is the loaded file's (or torch
+        model's), ``effective_precision`` what computed; the requested precision is the cell's.
         """
         art = self.artifact
-        eff = self.effective_precision()
         return {
             "engine": self.name,
             "version": self.version,
             "device": self.device,
             "artifact_precision": art.precision if art else None,
-            "effective_precision": eff,
-            "precision": eff,
+            "effective_precision": self.effective_precision(),
+            "threads": self.threads,
             "batches": str(self.batches) if self.batches else None,
         }
 
@@ -211,3 +225,13 @@ class Engine(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def unsupported(
+    engine: str, precision: Precision, device: str, choices: tuple[Precision, ...]
+) -> InvalidInputError:
+    """The one error for an engine asked for a precision it cannot run on a device."""
+    return InvalidInputError(
+        f"engine {engine} cannot run {precision} on {device.split(':')[0]}; "
+        f"choose --precision {' or '.join(choices)}"
+    )

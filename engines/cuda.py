@@ -54,8 +54,3 @@ def gpu_identity(index: int) -> GpuIdentity:
 
     props = torch.cuda.get_device_properties(index)
     return GpuIdentity(props.name, f"{props.major}.{props.minor}")
-
-
-def mib(nbytes: int | float) -> float:
-    """Bytes -> MB (MiB), rounded to 3 decimals for reports."""
-    return round(float(nbytes) / 2**20, 3)

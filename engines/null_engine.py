@@ -6,15 +6,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cnnbench.engines.base import PRECISIONS, Artifact, BatchRange, Engine
-from cnnbench.engines.cuda import mib
+from cnnbench import __version__
+from cnnbench.engines.base import Artifact, BatchRange, Engine
+from cnnbench.precision import PRECISIONS, Precision
+from cnnbench.values import mib
 
 
 class NullEngine(Engine):
     """Does no inference: ``infer`` returns a view of a preallocated (N, classes) zero array."""
 
     name: ClassVar[str] = "null"
-    precisions: ClassVar[tuple[str, ...]] = PRECISIONS
+    # It computes nothing, so it stands in for the harness of any precision.
+    precisions: ClassVar[tuple[Precision, ...]] = PRECISIONS
+    loads_onnx: ClassVar[bool] = False
     # It never touches a device, so it can stand in for any device's harness overhead.
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
@@ -22,8 +26,6 @@ class NullEngine(Engine):
 
     @classmethod
     def runtime_version(cls) -> str:
-        from cnnbench import __version__
-
         return __version__
 
     def load(self, artifact: Artifact, batches: BatchRange) -> None:

@@ -15,9 +15,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cnnbench.artifacts import cache_dir, ensure_dir
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.cuda import device_index, mib
-from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.engines.cuda import device_index
+from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
+from cnnbench.host import physical_cores
+from cnnbench.precision import ONNX_PRECISIONS, Precision
+from cnnbench.values import mib
 
 _EXTRA_KEYS = ("providers", "io_binding")
 SHORT = {
@@ -31,13 +35,6 @@ _GPU_HINT = (
     "GPU providers need onnxruntime-gpu in a separate environment "
     "(pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
 )
-
-
-def physical_cores() -> int:
-    """Physical CPU cores (psutil), at least 1."""
-    import psutil
-
-    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
 def _ort_errors() -> tuple[type[Exception], ...]:
@@ -73,7 +70,7 @@ class OrtEngine(Engine):
 
     name: ClassVar[str] = "onnxruntime"
     option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, options: EngineOptions | None = None) -> None:
@@ -82,10 +79,14 @@ class OrtEngine(Engine):
         self.on_cuda = self.device.startswith("cuda")
         self.providers = self._requested_providers(extra.get("providers"))
         self.io_binding = self.on_cuda and bool(extra.get("io_binding", True))
-        self.threads = self.options.threads or physical_cores()
+        self._threads = self.options.threads or physical_cores()
         self._sess: Any = None
         self._run: Any = None
         self._buffers: dict[int, tuple[Any, Any, Any]] = {}
+
+    @property
+    def threads(self) -> int | None:
+        return None if self.on_cuda else self._threads
 
     def _requested_providers(self, given: Any) -> list[str]:
         if given is None:
@@ -144,14 +145,13 @@ class OrtEngine(Engine):
         try:
             self._sess = ort.InferenceSession(
                 str(path),
-                sess_options=session_options(self.threads),
+                sess_options=session_options(self._threads),
                 providers=[
                     (p, self._provider_options(p, artifact, batches)) for p in self.providers
                 ],
             )
         except load_errors as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ArtifactError(f"onnxruntime cannot load {path}: {first}") from None
+            raise ArtifactError(f"onnxruntime cannot load {path}: {first_line(exc)}") from None
         active = self._sess.get_providers()
         if self.on_cuda and not set(active) & set(_GPU_PROVIDERS):
             raise RuntimeUnavailableError(
@@ -172,7 +172,6 @@ class OrtEngine(Engine):
             return {"device_id": device_index(self.device)}
         if provider != "TensorrtExecutionProvider":
             return {}
-        from cnnbench.artifacts import cache_dir, ensure_dir
 
         dims = "x".join(str(d) for d in art.input_shape)
         shapes = {
@@ -183,8 +182,8 @@ class OrtEngine(Engine):
             "device_id": device_index(self.device),
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(ensure_dir(cache_dir() / "ort_trt")),
-            "trt_fp16_enable": art.precision == "fp16",
-            "trt_int8_enable": art.precision == "int8",
+            "trt_fp16_enable": art.precision == Precision.FP16,
+            "trt_int8_enable": art.precision == Precision.INT8,
             "trt_profile_min_shapes": shapes["min"],
             "trt_profile_opt_shapes": shapes["opt"],
             "trt_profile_max_shapes": shapes["max"],
@@ -248,12 +247,17 @@ class OrtEngine(Engine):
         info.update(
             providers=self._sess.get_providers() if self._sess else self.providers,
             graph_optimization_level="ORT_ENABLE_ALL",
-            intra_op_threads=self.threads,
+            intra_op_threads=self._threads,
             inter_op_threads=1,
             io_binding=self.io_binding,
             input_dtype=np.dtype(self._in_dtype).name if self._sess else None,
         )
-        if self._sess and self.artifact and self.artifact.precision == "fp16" and not self.on_cuda:
+        if (
+            self._sess
+            and self.artifact
+            and self.artifact.precision == Precision.FP16
+            and not self.on_cuda
+        ):
             # ORT's CPU provider inserts casts around FP16 nodes that lack FP16 kernels.
             info["note"] = "CPU provider computes FP16 nodes without FP16 kernels in FP32"
         return info

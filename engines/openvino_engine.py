@@ -16,12 +16,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.cuda import mib
-from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
+from cnnbench.host import physical_cores
+from cnnbench.precision import ONNX_PRECISIONS, Precision
+from cnnbench.values import mib
 
 _EXTRA_KEYS = ("pin_fp32", "config")
 # OpenVINO element type name -> our precision names
-OV_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
+OV_PRECISION = {
+    "f32": Precision.FP32, "bf16": Precision.BF16, "f16": Precision.FP16,
+    "i8": Precision.INT8, "u8": Precision.INT8,
+}  # fmt: skip
 
 
 def compile_config(threads: int, pin_fp32: bool) -> dict[str, Any]:
@@ -41,7 +46,7 @@ class OpenVinoEngine(Engine):
 
     name: ClassVar[str] = "openvino"
     option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     extra: ClassVar[str | None] = "openvino"
 
@@ -51,9 +56,7 @@ class OpenVinoEngine(Engine):
         if not isinstance(extra.get("config", {}), dict):
             raise InvalidInputError("openvino option config must be a dict of CPU properties")
         self.pin_fp32 = bool(extra.get("pin_fp32", False))
-        from cnnbench.engines.onnxruntime_engine import physical_cores
-
-        self.threads = self.options.threads or physical_cores()
+        self._threads = self.options.threads or physical_cores()
         self._compiled: Any = None
         self._req: Any = None
 
@@ -82,7 +85,7 @@ class OpenVinoEngine(Engine):
             if batches.min == batches.max
             else ov.Dimension(batches.min, batches.max)
         )
-        config = compile_config(self.threads, self.pin_fp32)
+        config = compile_config(self._threads, self.pin_fp32)
         config.update(self.options.extra.get("config", {}))
         try:
             model = core.read_model(str(artifact.onnx_path))
@@ -91,9 +94,8 @@ class OpenVinoEngine(Engine):
             model.reshape({0: ov.PartialShape([batch, *list(first)[1:]])})
             self._compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ArtifactError(
-                f"openvino cannot load {artifact.onnx_path}: {first_line}"
+                f"openvino cannot load {artifact.onnx_path}: {first_line(exc)}"
             ) from None
         self._req = self._compiled.create_infer_request()
         self._out_tensor = self._req.get_output_tensor  # bound method, looked up once
@@ -128,30 +130,38 @@ class OpenVinoEngine(Engine):
     def run(self, staged: Any) -> np.ndarray:
         return self.infer(staged)
 
-    def inference_precision(self) -> str:
+    @property
+    def threads(self) -> int | None:
+        if self._compiled is not None:
+            return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+        return self._threads
+
+    def inference_precision(self) -> Precision | str:
         """The precision the compiled model computes in (``INFERENCE_PRECISION_HINT``)."""
         assert self._compiled is not None, "load() first"
         t = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         name = t.get_type_name() if hasattr(t, "get_type_name") else str(t)
         return OV_PRECISION.get(name, name)
 
-    def effective_precision(self) -> str | None:
+    def effective_precision(self) -> Precision | None:
         if self._compiled is None or self.artifact is None:
             return super().effective_precision()
         # INT8 Q/DQ layers run in int8; everything else computes in the inference precision.
-        return "int8" if self.artifact.precision == "int8" else self.inference_precision()
+        if self.artifact.precision == Precision.INT8:
+            return Precision.INT8
+        eff = self.inference_precision()
+        return eff if isinstance(eff, Precision) else None
 
     def memory(self) -> dict[str, float]:
         return {"model_file_mb": mib(getattr(self, "_file_bytes", 0))}
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(pin_fp32=self.pin_fp32, threads=self.threads)
+        info.update(pin_fp32=self.pin_fp32)
         if self._compiled is not None:
             info["inference_precision"] = self.inference_precision()
             get = self._compiled.get_property
             info.update(
-                threads=int(get("INFERENCE_NUM_THREADS")),
                 streams=int(get("NUM_STREAMS")),
                 performance_hint=str(get("PERFORMANCE_HINT")),
                 execution_devices=list(get("EXECUTION_DEVICES")),

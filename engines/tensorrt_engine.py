@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.cuda import cuda_available, mib
+from cnnbench.engines.cuda import cuda_available
 from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
 from cnnbench.engines.trt_cache import BuildOptions, EngineCache
 from cnnbench.errors import ArtifactError, InvalidInputError
+from cnnbench.precision import ONNX_PRECISIONS, Precision
+from cnnbench.values import mib
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -44,7 +46,8 @@ class TensorRTEngine(Engine):
 
     name: ClassVar[str] = "tensorrt"
     option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16", "int8")
+    # Strongly typed: the precision is the ONNX file's, so only precisions with a file.
+    precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
     extra: ClassVar[str | None] = "trt"
 
@@ -59,6 +62,10 @@ class TensorRTEngine(Engine):
     @classmethod
     def runtime_version(cls) -> str:
         return trt_version()
+
+    @property
+    def stream(self) -> torch.cuda.Stream | None:
+        return self._stream
 
     @classmethod
     def available_devices(cls) -> tuple[str, ...]:

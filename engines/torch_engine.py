@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.cuda import cuda_available, gpu_identity, mib, require_cuda
+from cnnbench.engines.cuda import cuda_available, gpu_identity, require_cuda
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
+from cnnbench.models import get_model
+from cnnbench.precision import Precision
+from cnnbench.values import mib
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +33,8 @@ class TorchEngine(Engine):
 
     name: ClassVar[str] = "torch"
     option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16")
+    precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32, Precision.FP16, Precision.BF16)
+    loads_onnx: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, options: EngineOptions | None = None) -> None:
@@ -73,20 +77,34 @@ class TorchEngine(Engine):
     def available_devices(cls) -> tuple[str, ...]:
         return ("cpu", "cuda") if cuda_available() else ("cpu",)
 
-    def load(self, artifact: Artifact, batches: BatchRange) -> None:
+    @classmethod
+    def precisions_on(cls, device: str) -> tuple[Precision, ...]:
+        # Reduced precisions run on CUDA only; on the CPU the engine computes FP32.
+        return cls.precisions if device.startswith("cuda") else (Precision.FP32,)
+
+    @property
+    def stream(self) -> Any:
+        if not self.on_cuda:
+            return None
         import torch
 
-        from cnnbench.models import get_model
+        return torch.cuda.current_stream(self._index)  # eager work and graph replays queue here
+
+    @property
+    def threads(self) -> int | None:
+        if self.on_cuda:
+            return None
+        import torch
+
+        return int(torch.get_num_threads())
+
+    def load(self, artifact: Artifact, batches: BatchRange) -> None:
+        import torch
 
         self._accept(artifact, batches)
         if self.on_cuda:  # before any work: no GPU is one clear line
             self._index = require_cuda(self.device, "the torch engine on cuda")
-        if not self.on_cuda and artifact.precision != "fp32":
-            raise InvalidInputError(
-                f"torch engine runs {artifact.precision} only on CUDA; use fp32 on the CPU"
-            )
-        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-        self._dtype = dtype[artifact.precision]
+        self._dtype = getattr(torch, artifact.precision.torch_dtype_name)
         if self.options.threads and not self.on_cuda:
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(self.options.threads)
@@ -193,8 +211,6 @@ class TorchEngine(Engine):
             gpu = gpu_identity(self._index)
             info.update(gpu=gpu.name, compute_capability=gpu.compute_capability)
             info["cuda"] = torch.version.cuda
-        else:
-            info["threads"] = torch.get_num_threads()
         return info
 
     def close(self) -> None:

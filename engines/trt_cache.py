@@ -18,26 +18,27 @@ from typing import Any
 
 from cnnbench.artifacts import atomic_write_bytes, atomic_write_json, cache_dir, sha256_bytes
 from cnnbench.batch import BatchRange
+from cnnbench.precision import ONNX_PRECISIONS, Precision, precision_field
 from cnnbench.progress import warn
 
 #: bump when the key's recipe or the sidecar's layout changes
 CACHE_FORMAT = 1
 MAX_OPT_LEVEL = 5
-BUILD_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """How a TensorRT engine is built. The precision comes from the ONNX file (strong typing)."""
 
-    precision: str
+    precision: Precision  # the ONNX file's: networks are strongly typed
     batches: BatchRange
     workspace_mb: int | None = None
     opt_level: int | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in BUILD_PRECISIONS:
-            raise ValueError(f"precision must be one of {BUILD_PRECISIONS}, got {self.precision!r}")
+        object.__setattr__(
+            self, "precision", precision_field(self.precision, ONNX_PRECISIONS, what="TensorRT")
+        )
         if not isinstance(self.batches, BatchRange):
             raise ValueError(f"batches must be a BatchRange, got {self.batches!r}")
         if self.workspace_mb is not None and self.workspace_mb < 1:

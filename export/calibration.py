@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnbench.artifacts import atomic_path, cache_dir
+from cnnbench.data import digits, images
 from cnnbench.errors import InvalidInputError
+from cnnbench.naming import suggest
 from cnnbench.progress import note, track, warn
 
 if TYPE_CHECKING:
@@ -112,8 +115,6 @@ def calibration_set(
         raise InvalidInputError(f"calibration samples must be >= 1, got {samples!r}")
     source = str(calib_data) if calib_data is not None else default_source(spec)
     if source == "digits":
-        from cnnbench.data import digits
-
         split = digits.load_split("train", spec)
         if samples > len(split):
             note(f"digits train split has {len(split)} images; calibrating on all of them")
@@ -121,8 +122,6 @@ def calibration_set(
         batches = [x[i : i + batch] for i in range(0, len(x), batch)]
         kind, where = "digits", f"digits:train[:{len(x)}]"
     elif source == "random":
-        from cnnbench.data import images
-
         warn(RANDOM_WARNING.format(model=spec.name))
         count = -(-samples // batch)
         batches = images.random_batches(spec, count=count, batch=batch, seed=seed)
@@ -151,8 +150,6 @@ def calibration_set(
 
 def _image_batches(path: Path, spec: ModelSpec, samples: int, batch: int) -> list[np.ndarray]:
     from PIL import Image, UnidentifiedImageError
-
-    from cnnbench.data import images
 
     files = images.list_images(path)
     if not files:
@@ -248,8 +245,6 @@ def ort_method(method: str) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
     if method not in METHODS:
-        from cnnbench.naming import suggest
-
         raise InvalidInputError(
             f"unknown calibration method '{method}': {suggest(method, METHODS)}"
         )
@@ -281,7 +276,6 @@ def calibrate(
             return path, True
         warn(f"calibration cache entry {path} is corrupt ({problem}); rebuilding it")
         path.unlink(missing_ok=True)
-    import tempfile
 
     from onnxruntime.quantization import create_calibrator, save_tensors_data
 

@@ -10,11 +10,13 @@ limit (65504), so only weights that cannot be represented at all are clamped.
 
 from __future__ import annotations
 
+import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from cnnbench.artifacts import atomic_path
-from cnnbench.errors import ArtifactError
+from cnnbench.errors import ArtifactError, first_line
 
 CONVERTER = "onnxconverter-common"
 
@@ -48,8 +50,6 @@ FP16_MIN_POSITIVE = 1e-7
 
 def converter_version() -> str:
     """The installed onnxconverter-common version."""
-    from importlib import metadata
-
     return metadata.version("onnxconverter-common")
 
 
@@ -70,15 +70,13 @@ def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
     Raises:
         ArtifactError: ``src`` is not a readable ONNX model, or the result fails onnx.checker.
     """
-    import warnings
-
     import onnx
     from onnxconverter_common import float16
 
     try:
         model = onnx.load(str(src))
     except Exception as exc:  # onnx raises DecodeError, OSError, ValueError...
-        raise ArtifactError(f"cannot read FP32 ONNX file {src}: {_first_line(exc)}") from None
+        raise ArtifactError(f"cannot read FP32 ONNX file {src}: {first_line(exc)}") from None
     block = fp32_ops()
     with warnings.catch_warnings():
         # the converter warns once per clamped constant; we report the count instead
@@ -97,7 +95,7 @@ def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
         converted = onnx.shape_inference.infer_shapes(converted, check_type=True)
         onnx.checker.check_model(converted)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ArtifactError(f"FP16 conversion of {src} is invalid: {_first_line(exc)}") from None
+        raise ArtifactError(f"FP16 conversion of {src} is invalid: {first_line(exc)}") from None
     with atomic_path(dst, suffix=".onnx") as tmp:
         onnx.save(converted, str(tmp))
     return {
@@ -166,8 +164,3 @@ def _inferred(model: Any) -> Any:
         return onnx.shape_inference.infer_shapes(model)
     except Exception:  # inference is best effort for a description
         return model
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

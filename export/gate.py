@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich.console import Console
 
-from cnnbench.errors import ArtifactError, CheckFailedError
-from cnnbench.export.graph import first_line
+from cnnbench.data import images
+from cnnbench.errors import ArtifactError, CheckFailedError, first_line
 from cnnbench.export.parity import ParityAccumulator, ParityReport, Tolerances
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ class GateInputs:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
 
     def batches(self, spec: ModelSpec) -> list[np.ndarray]:
-        from cnnbench.data import images
-
         if self.data_dir is not None:
             return images.load_image_batches(
                 self.data_dir, spec, batch=self.batch, limit=self.samples * self.batch
@@ -148,8 +147,6 @@ def print_report(report: ParityReport, *, title: str, stream: str = "stdout") ->
     """Print the report's table (rich on a terminal, plain text otherwise)."""
     out = sys.stderr if stream == "stderr" else sys.stdout
     if out.isatty():
-        from rich.console import Console
-
         Console(file=out).print(report.table(title=title))
     else:
         print(title, file=out)

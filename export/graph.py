@@ -13,12 +13,13 @@ import io
 import logging
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnbench.errors import ArtifactError
+from cnnbench.errors import ArtifactError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -56,14 +57,6 @@ def quiet() -> Iterator[io.StringIO]:
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first non-empty line of an exception's message (for one-line errors)."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()[:limit]
-    return type(exc).__name__
 
 
 def load(path: str | Path, *, load_external_data: bool = True) -> onnx.ModelProto:
@@ -244,8 +237,6 @@ def staging_dir(dest_dir: Path) -> Iterator[Path]:
 
     Removed on exit, including on KeyboardInterrupt, so nothing partial survives.
     """
-    import tempfile
-
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest_dir))
     try:
         yield stage

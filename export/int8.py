@@ -24,7 +24,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cnnbench.errors import ArtifactError
+from cnnbench.export.calibration import ort_method
 
 QUANTIZER = "onnxruntime.quantization"
 
@@ -76,8 +79,6 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
         The quantizer record for the manifest (name, version, options).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    from cnnbench.export.calibration import ort_method
 
     try:
         with _quiet_ort():
@@ -144,7 +145,6 @@ def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
     ``activation_per_tensor`` (every Q scale is a scalar), ``quantized_ops`` (op type -> count
     of nodes fed by a DQ), ``ok`` (all of the TensorRT conditions hold).
     """
-    import numpy as np
     import onnx
     from onnx import TensorProto, numpy_helper
 

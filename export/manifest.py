@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from cnnbench import __version__
 from cnnbench.artifacts import atomic_write_json, require_file, sha256_file
 from cnnbench.batch import BatchRange
 from cnnbench.errors import ArtifactError
@@ -101,7 +102,6 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     # an editable install's metadata can lag; the package's own version is the truth
-    from cnnbench import __version__
 
     out["cnnbench"] = __version__
     return out

@@ -7,12 +7,13 @@ silently keeps 18, so the produced opset is checked and treated as a failure.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cnnbench.batch import BatchRange
-from cnnbench.errors import ArtifactError, InvalidInputError
-from cnnbench.export.graph import first_line, opset_of, quiet
+from cnnbench.errors import ArtifactError, InvalidInputError, first_line
+from cnnbench.export.graph import opset_of, quiet
 
 if TYPE_CHECKING:
     import onnx
@@ -132,8 +133,6 @@ def _dynamo(module: nn.Module, x: torch.Tensor, opset: int, dynamic: bool) -> on
 
 
 def _torchscript(module: nn.Module, x: torch.Tensor, opset: int, dynamic: bool) -> onnx.ModelProto:
-    import io
-
     import onnx
     import torch
 

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich.table import Table
+
+from cnnbench.precision import Precision, Tolerances
 
 __all__ = [
     "FP16_GATE",
@@ -39,52 +42,10 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Tolerances:
-    """Bounds a candidate must meet; ``None`` disables a criterion (it is still reported).
-
-    Attributes:
-        max_rel_err: upper bound on ``max_abs_err / max |reference|``.
-        min_cosine: lower bound on the smallest per-sample cosine similarity.
-        min_top1_agreement: lower bound on the fraction of samples with the same argmax (0..1).
-        min_top5_agreement: lower bound on the mean top-5 set overlap (0..1).
-    """
-
-    max_rel_err: float | None = None
-    min_cosine: float | None = None
-    min_top1_agreement: float | None = None
-    min_top5_agreement: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_rel_err is not None and not (
-            math.isfinite(self.max_rel_err) and self.max_rel_err >= 0
-        ):
-            raise ValueError(f"max_rel_err must be a finite number >= 0, got {self.max_rel_err}")
-        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
-            raise ValueError(f"min_cosine must be in [-1, 1], got {self.min_cosine}")
-        for name in ("min_top1_agreement", "min_top5_agreement"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
-
-    def replace(self, **changes: float | None) -> Tolerances:
-        """A copy with some bounds changed (unknown names raise TypeError)."""
-        from dataclasses import replace
-
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, float | None]:
-        return {
-            "max_rel_err": self.max_rel_err,
-            "min_cosine": self.min_cosine,
-            "min_top1_agreement": self.min_top1_agreement,
-            "min_top5_agreement": self.min_top5_agreement,
-        }
-
-
-FP32_GATE = Tolerances(max_rel_err=1e-5, min_cosine=0.99999, min_top1_agreement=1.0)
-FP16_GATE = Tolerances(min_cosine=0.999, min_top1_agreement=0.99)
-INT8_REPORT = Tolerances()
+# The presets are the precision table's gates (cnnbench.precision), under their old names.
+FP32_GATE = Precision.FP32.gate
+FP16_GATE = Precision.FP16.gate
+INT8_REPORT = Precision.INT8.gate
 
 # metric name in the report -> (tolerance field, direction, label)
 _CRITERIA: tuple[tuple[str, str, str, str], ...] = (
@@ -180,8 +141,6 @@ def report_from_dict(d: dict[str, Any]) -> ParityReport:
 
 def render_reports(reports: Iterable[ParityReport], title: str | None = None) -> Any:
     """One rich Table for several reports (e.g. one per output)."""
-    from rich.table import Table
-
     table = Table(title=title)
     for col, justify in (("output", "left"), ("metric", "left"), ("value", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]

@@ -31,6 +31,8 @@ from cnnbench.export.manifest import (
 from cnnbench.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_module, resolve_opset
 from cnnbench.export.parity import FP32_GATE, ParityReport, Tolerances
 from cnnbench.export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
+from cnnbench.models import get_model, get_spec
+from cnnbench.precision import Precision
 from cnnbench.progress import Steps, note
 
 __all__ = [
@@ -48,9 +50,9 @@ DEFAULT_DYNAMIC_BATCH = BatchRange(1, 8, 64)
 _CACHE_VERSIONS = ("cnnbench", "torch", "onnx", "onnxscript", "onnxslim")
 
 
-def artifact_dir(out_dir: str | Path, model: str, precision: str = "fp32") -> Path:
-    """``out_dir/<model>/<precision>``."""
-    return Path(out_dir) / model / precision
+def artifact_dir(out_dir: str | Path, model: str, precision: Precision = Precision.FP32) -> Path:
+    """``out_dir/<model>/<precision>``: the folder of the precision's ONNX file."""
+    return Path(out_dir) / model / precision.onnx_dir
 
 
 def _batch_spec(batch: BatchRange | None, dynamic: bool | None) -> tuple[BatchRange, bool]:
@@ -96,8 +98,6 @@ def export_fp32(
         ArtifactError: the exporter, checker or ONNX Runtime failed.
         ParityGateError: the gate failed (its table was printed on stderr).
     """
-    from cnnbench.models import get_model, get_spec
-
     spec = get_spec(model)
     opset = resolve_opset(opset)
     brange, dyn = _batch_spec(batch, dynamic)
@@ -117,7 +117,7 @@ def export_fp32(
     with steps.step("export"):
         exported = export_module(module, spec.input_shape, opset=opset, batch=brange, dynamic=dyn)
     proto, notes = exported.proto, list(exported.notes)
-    meta = {"cnnbench.model": model, "cnnbench.weights": wid, "cnnbench.precision": "fp32"}
+    meta = {"cnnbench.model": model, "cnnbench.weights": wid, "cnnbench.precision": Precision.FP32}
     large = graph.needs_external_data(proto)
     if large:
         # protobuf cannot serialise > 2 GiB in one message: check the saved file instead
@@ -148,7 +148,7 @@ def export_fp32(
         external = {n: sha256_file(stage / n) for n in extra_files}
         manifest = build_manifest(
             model=model,
-            precision="fp32",
+            precision=Precision.FP32,
             opset=opset,
             exporter=exported.exporter,
             onnx_path=staged,
@@ -239,7 +239,7 @@ def _reuse_problem(
     have_dynamic = bool(m.get("dynamic_axes"))
     wants = {
         "model": (m.get("model"), model),
-        "precision": (m.get("precision"), "fp32"),
+        "precision": (m.get("precision"), Precision.FP32),
         "weights": (m.get("weights"), wid),
         "opset": (m.get("opset"), opset),
         "batch axis": (have_dynamic, dynamic),

@@ -21,7 +21,15 @@ from typing import Any
 
 from cnnbench.artifacts import DEFAULT_ARTIFACTS, ensure_dir
 from cnnbench.errors import ArtifactError, InvalidInputError
-from cnnbench.export.calibration import METHODS, CalibrationSet
+from cnnbench.export import graph, int8, precision_check
+from cnnbench.export.calibration import (
+    METHODS,
+    CalibrationSet,
+    cache_key,
+    calibrate,
+    calibration_set,
+)
+from cnnbench.export.fp16 import convert_fp16
 from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -32,25 +40,28 @@ from cnnbench.export.manifest import (
     verify_artifact,
     write_manifest,
 )
-from cnnbench.export.parity import FP16_GATE, INT8_REPORT, Tolerances
+from cnnbench.export.parity import Tolerances
+from cnnbench.export.pipeline import ensure_fp32
+from cnnbench.models import get_spec
 from cnnbench.naming import lookup
+from cnnbench.precision import PRECISIONS, Precision, parse_precision
 from cnnbench.progress import Steps, note
 
 __all__ = ["CONVERTIBLE", "convert", "ensure_precision", "request_key"]
 
-CONVERTIBLE = ("fp16", "int8")
-_DEFAULT_TOL = {"fp16": FP16_GATE, "int8": INT8_REPORT}
+#: the precisions converted from the FP32 export
+CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
 _KEY_VERSIONS = ("cnnbench", "onnx", "onnxruntime", "onnxconverter-common")
 
 
-def _check_args(precision: str, calib_method: str) -> None:
-    lookup("precision", precision, {p: p for p in CONVERTIBLE})
+def _check_args(precision: str, calib_method: str) -> Precision:
     lookup("calibration method", calib_method, {m: m for m in METHODS})
+    return parse_precision(precision, CONVERTIBLE, what="conversion from FP32")
 
 
 def request_key(
     fp32_sha256: str,
-    precision: str,
+    precision: Precision,
     calib: CalibrationSet | None,
     calib_method: str,
     tolerances: Tolerances | None,
@@ -62,7 +73,7 @@ def request_key(
         "fp32": fp32_sha256,
         "precision": precision,
         "versions": {k: versions.get(k) for k in _KEY_VERSIONS},
-        "tolerances": (tolerances or _DEFAULT_TOL[precision]).to_dict(),
+        "tolerances": (tolerances or precision.gate).to_dict(),
         "max_accuracy_drop": max_accuracy_drop,
     }
     if precision == "int8" and calib is not None:
@@ -111,11 +122,7 @@ def convert(
         ArtifactError: corrupt FP32 file, or a conversion ORT cannot load.
         CheckFailedError: the parity gate or the accuracy gate failed.
     """
-    from cnnbench.export import graph, precision_check
-    from cnnbench.export.calibration import calibration_set
-    from cnnbench.models import get_spec
-
-    _check_args(precision, calib_method)
+    prec = _check_args(precision, calib_method)
     spec = get_spec(model)
     if fp32.manifest.get("model") != model or fp32.manifest.get("precision") != "fp32":
         raise InvalidInputError(
@@ -126,23 +133,21 @@ def convert(
     graph.load(src, load_external_data=False)
     fp32_sha = str(fp32_manifest["onnx"]["sha256"])  # what is on disk now, verified
     calib = None
-    if precision == "int8":
+    if prec == "int8":
         calib = _calib or calibration_set(spec, calib_data, samples=calib_samples, seed=seed)
-    tol = tolerances or _DEFAULT_TOL[precision]
+    tol = tolerances or prec.gate
     vset = precision_check.verification_set(spec, calib, seed=seed) if check else None
-    key = request_key(fp32_sha, precision, calib, calib_method, tol, max_accuracy_drop)
+    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop)
 
-    dest = ensure_dir(Path(out_dir) / model / precision)
-    steps = Steps(f"{precision} {model}", (3 if precision == "int8" else 1) + int(check))
+    dest = ensure_dir(Path(out_dir) / model / prec.onnx_dir)
+    steps = Steps(f"{prec} {model}", (3 if prec == "int8" else 1) + int(check))
     extra: dict[str, Any] = {
         "key": key,
         "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},
     }
     with graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
-        if precision == "fp16":
-            from cnnbench.export.fp16 import convert_fp16
-
+        if prec == "fp16":
             with steps.step("convert"):
                 record = convert_fp16(src, staged)
             extra["converter"] = record
@@ -155,17 +160,17 @@ def convert(
                 f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
             )
         # The converters copy the FP32 file's metadata; the file must say what it now is.
-        graph.set_metadata(staged, {"cnnbench.precision": precision})
+        graph.set_metadata(staged, {"cnnbench.precision": prec})
         parity = None
         if vset is not None:
             with steps.step("verify"):
                 report, acc = precision_check.verify(src, staged, vset, tol)
             parity = precision_check.parity_record(report, vset)
             extra["accuracy"] = acc
-            precision_check.enforce(report, acc, max_accuracy_drop, what=f"{model} {precision}")
+            precision_check.enforce(report, acc, max_accuracy_drop, what=f"{model} {prec}")
         manifest = build_manifest(
             model=model,
-            precision=precision,
+            precision=prec,
             opset=graph.opset_of(graph.load(staged, load_external_data=False)),
             exporter=exporter,
             onnx_path=staged,
@@ -196,9 +201,6 @@ def _int8(
     fp32_manifest: dict[str, Any],
     steps: Steps,
 ) -> dict[str, Any]:
-    from cnnbench.export import int8
-    from cnnbench.export.calibration import cache_key, calibrate
-
     pre = stage / "preprocessed.onnx"
     with steps.step("pre-process"):
         int8.preprocess(src, pre)
@@ -247,24 +249,20 @@ def ensure_precision(
     ``fp32`` is accepted too (then this is ``ensure_fp32``). The FP32 file comes from
     ``ensure_fp32(model, weights=..., out_dir=..., seed=..., check=..., **fp32_kwargs)``.
     """
-    from cnnbench.export.calibration import calibration_set
-    from cnnbench.export.pipeline import ensure_fp32
-    from cnnbench.models import get_spec
-
     if precision == "fp32":
         return ensure_fp32(
             model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
         )
-    _check_args(precision, calib_method)
+    prec = _check_args(precision, calib_method)
     calib = None
-    if precision == "int8":  # bad calibration data fails before any export
+    if prec == "int8":  # bad calibration data fails before any export
         calib = calibration_set(get_spec(model), calib_data, samples=calib_samples, seed=seed)
     fp32 = ensure_fp32(
         model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
     )
-    tol = tolerances or _DEFAULT_TOL[precision]
-    key = request_key(fp32.sha256, precision, calib, calib_method, tol, max_accuracy_drop)
-    folder = Path(out_dir) / model / precision
+    tol = tolerances or prec.gate
+    key = request_key(fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop)
+    folder = Path(out_dir) / model / prec.onnx_dir
     reason = _reuse_problem(folder, key, check)
     if reason is None:
         onnx_path, manifest = verify_artifact(folder)

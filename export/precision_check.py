@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnbench.errors import ArtifactError, CheckFailedError
+from cnnbench.data import digits, images
+from cnnbench.errors import ArtifactError, CheckFailedError, first_line
+from cnnbench.export.calibration import default_source
+from cnnbench.export.gate import ParityGateError, fixed_batch, ort_session, print_report
 from cnnbench.export.parity import ParityAccumulator, ParityReport, Tolerances
 
 if TYPE_CHECKING:
@@ -44,18 +47,13 @@ def verification_set(
     spec: ModelSpec, calib: CalibrationSet | None, *, seed: int = 0
 ) -> VerificationSet:
     """The inputs a converted file of ``spec`` is verified on (see module doc)."""
-    from cnnbench.export.calibration import default_source
-
     kind = calib.kind if calib is not None else default_source(spec)
     if kind == "digits":
-        from cnnbench.data import digits
-
         test = digits.load_split("test", spec)
         return VerificationSet("digits:test", test.images, test.labels)
     if calib is not None and kind in ("images", "npy"):
         x = np.concatenate(calib.batches)[:UNLABELLED_SAMPLES]
         return VerificationSet(f"{calib.source}[:{len(x)}]", x)
-    from cnnbench.data import images
 
     count = -(-RANDOM_SAMPLES // 8)
     x = np.concatenate(images.random_batches(spec, count=count, batch=8, seed=seed + 1))
@@ -64,8 +62,6 @@ def verification_set(
 
 def run_all(session: Any, x: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """Run ``x`` through an ORT session in batches (padding the last one for a fixed-batch file)."""
-    from cnnbench.export.gate import fixed_batch
-
     inp = session.get_inputs()[0]
     b = fixed_batch(session) or batch
     outs = []
@@ -93,9 +89,6 @@ def verify(
     Raises:
         ArtifactError: ONNX Runtime cannot load or run either file.
     """
-    from cnnbench.export.gate import ort_session
-    from cnnbench.export.graph import first_line
-
     ref_sess = ort_session(fp32_path)
     cand_sess = ort_session(candidate)
     try:
@@ -138,8 +131,6 @@ def enforce(
     report: ParityReport, acc: dict[str, Any] | None, max_drop: float | None, *, what: str
 ) -> None:
     """Raise (after printing the table) if the parity gate or the accuracy gate failed."""
-    from cnnbench.export.gate import ParityGateError, print_report
-
     if not report:
         print_report(report, title=f"parity vs fp32: {what}", stream="stderr")
         raise ParityGateError(

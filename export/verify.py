@@ -6,12 +6,19 @@ from pathlib import Path
 
 from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.export import graph
-from cnnbench.export.gate import DEFAULT_BATCH, DEFAULT_SAMPLES, GateInputs
+from cnnbench.export.gate import (
+    DEFAULT_BATCH,
+    DEFAULT_SAMPLES,
+    GateInputs,
+    fixed_batch,
+    ort_session,
+    run_parity,
+)
 from cnnbench.export.manifest import MANIFEST_NAME, verify_artifact, weights_id
-from cnnbench.export.parity import FP16_GATE, FP32_GATE, INT8_REPORT, ParityReport, Tolerances
+from cnnbench.export.parity import ParityReport, Tolerances
+from cnnbench.models import get_model, get_spec
+from cnnbench.precision import ONNX_PRECISIONS, Precision
 from cnnbench.progress import Steps, note, warn
-
-PRESETS = {"fp32": FP32_GATE, "fp16": FP16_GATE, "int8": INT8_REPORT}
 
 
 def verify_onnx(
@@ -33,9 +40,6 @@ def verify_onnx(
     file, verified without ``weights``, raises InvalidInputError (the reference would differ).
     A manifest beside the file whose sha256 disagrees is a warning: the file changed since.
     """
-    from cnnbench.export.gate import fixed_batch, ort_session, run_parity
-    from cnnbench.models import get_model, get_spec
-
     path = Path(onnx_path)
     steps = Steps(f"verify {path.name}", 2)
     with steps.step("check"):
@@ -59,19 +63,24 @@ def verify_onnx(
         data_dir=Path(data_dir) if data_dir is not None else None,
     )
     if tolerances is None:
-        tolerances = PRESETS.get(meta.get("cnnbench.precision", "fp32"), FP32_GATE)
-        note(f"gate: {meta.get('cnnbench.precision', 'fp32')} preset")
+        recorded = _known_precision(meta.get("cnnbench.precision"))
+        tolerances = recorded.gate
+        note(f"gate: {recorded} preset")
     with steps.step("parity"):
         return run_parity(module, path, inputs.batches(spec), tolerances, session=session)
 
 
-def recorded_precision(onnx_path: str | Path) -> str:
+def _known_precision(name: str | None) -> Precision:
+    """A recorded precision name as a Precision; FP32 when none (or an unknown one) is recorded."""
+    return Precision(name) if name in ONNX_PRECISIONS else Precision.FP32
+
+
+def recorded_precision(onnx_path: str | Path) -> Precision:
     """The precision recorded for a file: its manifest's (when it matches), else its metadata."""
     path = Path(onnx_path)
     meta = {p.key: p.value for p in graph.load(path, load_external_data=False).metadata_props}
     meta.update(_from_manifest(path, quiet=True))
-    prec = meta.get("cnnbench.precision", "fp32")
-    return prec if prec in PRESETS else "fp32"
+    return _known_precision(meta.get("cnnbench.precision"))
 
 
 def _from_manifest(path: Path, *, quiet: bool = False) -> dict[str, str]:

@@ -32,7 +32,9 @@ from cnnbench.engines import create
 from cnnbench.engines.base import Artifact, EngineOptions
 from cnnbench.engines.onnxruntime_engine import physical_cores, session_options
 from cnnbench.engines.openvino_engine import compile_config
+from cnnbench.export.pipeline import ensure_fp32
 from cnnbench.models import get_spec
+from cnnbench.precision import Precision
 
 Call = Callable[[], Any]
 
@@ -180,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", action="store_true", help="also time plain vs plain (A/A)")
     ap.add_argument("--out", default="artifacts", help="where the FP32 ONNX files live")
     args = ap.parse_args(argv)
-    from cnnbench.export.pipeline import ensure_fp32
 
     threads = args.threads or physical_cores()
     plains = {
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models.split(","):
         spec = get_spec(model)
         path = Path(ensure_fp32(model, out_dir=args.out).onnx_path)
-        art = Artifact(model, "fp32", spec.input_shape, spec.num_classes, onnx_path=path)
+        art = Artifact(model, Precision.FP32, spec.input_shape, spec.num_classes, onnx_path=path)
         for b in (int(v) for v in args.batches.split(",")):
             x = random_batches(spec, count=1, batch=b, seed=0)[0]
             for rt in args.runtimes.split(","):

@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnbench.export.pipeline import export_fp32, verify_onnx
+from cnnbench.models import list_models
+
 COLUMNS = (
     "model", "export_s", "t_export", "t_check", "t_simplify", "t_parity", "verify_s",
     "onnx_mb", "opset", "exporter", "max_rel_err", "passed", "error",
@@ -30,8 +33,6 @@ COLUMNS = (
 
 
 def measure(model: str, out_dir: Path, samples: int) -> dict[str, Any]:
-    from cnnbench.export.pipeline import export_fp32, verify_onnx
-
     row: dict[str, Any] = {"model": model}
     try:
         t0 = time.perf_counter()
@@ -81,8 +82,6 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cnnbench.models import list_models
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated names (default: the whole zoo)")
     ap.add_argument("--out", type=Path, default=None, help="artifact root (default: a temp dir)")
@@ -91,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     models = args.models.split(",") if args.models else list_models()
     out = args.out or Path(tempfile.mkdtemp(prefix="cnnbench-export-times-"))
-
-    from cnnbench.export.pipeline import export_fp32
 
     t0 = time.perf_counter()
     export_fp32("lenet5", out_dir=out / "_warmup", samples=1)

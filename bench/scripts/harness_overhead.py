@@ -20,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.bench.prepare import ensure_onnx
+from cnnbench.bench.runner import RunSpec, run_cell
+from cnnbench.bench.timing import StopRule
+from cnnbench.data.images import random_batches
+from cnnbench.engines.onnxruntime_engine import physical_cores, session_options
+from cnnbench.models import get_spec
+from cnnbench.precision import Precision
+
 
 def null_overhead(seconds: float) -> dict[str, float]:
-    from cnnbench.bench.runner import RunSpec, run_cell
-    from cnnbench.bench.timing import StopRule
-
     stop = StopRule(warmup_count=1000, warmup_time=0.2, min_count=1000, min_time=seconds)
     row = run_cell(RunSpec("lenet5", "null", scenario="single-stream", stop=stop))
     return {
@@ -37,8 +42,6 @@ def null_overhead(seconds: float) -> dict[str, float]:
 
 def plain_loop_median_ms(onnx: Path, x: np.ndarray, seconds: float, threads: int) -> float:
     import onnxruntime as ort
-
-    from cnnbench.engines.onnxruntime_engine import session_options
 
     sess = ort.InferenceSession(
         str(onnx), session_options(threads), providers=["CPUExecutionProvider"]
@@ -61,14 +64,7 @@ def plain_loop_median_ms(onnx: Path, x: np.ndarray, seconds: float, threads: int
 
 
 def ort_ratio(artifacts: Path, seconds: float, rounds: int) -> dict[str, Any]:
-    from cnnbench.bench.prepare import ensure_onnx
-    from cnnbench.bench.runner import RunSpec, run_cell
-    from cnnbench.bench.timing import StopRule
-    from cnnbench.data.images import random_batches
-    from cnnbench.engines.onnxruntime_engine import physical_cores
-    from cnnbench.models import get_spec
-
-    onnx, sha = ensure_onnx("lenet5", "fp32", weights=None, artifacts=artifacts)
+    onnx, sha = ensure_onnx("lenet5", Precision.FP32, weights=None, artifacts=artifacts)
     x = random_batches(get_spec("lenet5"), count=1, batch=1, seed=0)[0]
     threads = physical_cores()
     stop = StopRule(warmup_count=50, warmup_time=0.2, min_count=100, min_time=seconds)

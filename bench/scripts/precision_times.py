@@ -29,6 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from cnnbench.export.pipeline import ensure_fp32
+from cnnbench.export.precision import convert
+
 COLUMNS = (
     "model", "precision", "method", "samples", "t_preprocess", "t_calibrate", "t_convert",
     "t_verify", "calib_plus_convert_s", "total_s", "onnx_mb", "cosine_min", "top1_agreement",
@@ -36,8 +41,6 @@ COLUMNS = (
 
 
 def measure(model: str, fp32: Any, precision: str, method: str, samples: int, out: Path) -> dict:
-    from cnnbench.export.precision import convert
-
     t0 = time.perf_counter()
     res = convert(
         model, fp32, precision, out_dir=out, calib_data="random",
@@ -75,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import onnxruntime
-    import psutil
-
-    from cnnbench.export.pipeline import ensure_fp32
 
     fp32 = ensure_fp32(args.model, out_dir=args.artifacts)
     rows = []

@@ -14,6 +14,12 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
+from cnnbench.bench.prepare import ensure_onnx
+from cnnbench.bench.runner import RunSpec
+from cnnbench.bench.sweep import run_isolated
+from cnnbench.bench.timing import StopRule
+from cnnbench.precision import Precision
+
 
 def main() -> None:
     p = argparse.ArgumentParser(
@@ -28,12 +34,7 @@ def main() -> None:
     p.add_argument("--artifacts", default="artifacts")
     a = p.parse_args()
 
-    from cnnbench.bench.prepare import ensure_onnx
-    from cnnbench.bench.runner import RunSpec
-    from cnnbench.bench.sweep import run_isolated
-    from cnnbench.bench.timing import StopRule
-
-    onnx, sha = ensure_onnx(a.model, "fp32", weights=None, artifacts=Path(a.artifacts))
+    onnx, sha = ensure_onnx(a.model, Precision.FP32, weights=None, artifacts=Path(a.artifacts))
     stop = StopRule(warmup_count=5, warmup_time=1.0, min_count=50, min_time=a.min_time,
                     max_time=max(60.0, a.min_time))  # fmt: skip
     spec = RunSpec(a.model, "onnxruntime", batch=a.batch, scenario=a.scenario, stop=stop,

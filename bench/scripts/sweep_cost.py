@@ -17,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from cnnbench.bench.results import read_rows
+from cnnbench.bench.sweep import load_config
+
 
 def main() -> None:
     p = argparse.ArgumentParser(
@@ -29,8 +32,6 @@ def main() -> None:
     if out.exists():
         raise SystemExit(f"{out} exists; choose a new --out")
 
-    from cnnbench.bench.sweep import load_config
-
     cfg = load_config(a.config)
     art = Path(cfg.artifacts)
     cached = [m for m in cfg.models if (art / m / "fp32" / "model.onnx").is_file()]
@@ -39,8 +40,6 @@ def main() -> None:
     proc = subprocess.run([sys.executable, "-m", "cnnbench", "sweep", a.config, "--out", str(out)],
                           stdout=subprocess.DEVNULL)  # fmt: skip
     wall = time.perf_counter() - t0
-
-    from cnnbench.bench.results import read_rows
 
     rows = read_rows(out) if out.exists() else []
     errors = [r for r in rows if r.get("error")]

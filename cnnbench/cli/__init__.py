@@ -2,7 +2,7 @@
 
 from cnnbench.cli.app import cli
 
-# Each module adds its commands to ``cli``; they import only click at module level.
+# Each module adds its commands to ``cli``; importing them imports no heavy runtime.
 from cnnbench.cli import (  # noqa: E402,F401  isort: skip
     zoo_cmds,
     export_cmds,

@@ -1,20 +1,27 @@
 """The click group and the pieces every command shares.
 
-Nothing heavy is imported here: each command imports its stage module inside its body, so
-``cnnbench --help`` is instant and a missing runtime only breaks the command that needs it.
+The CLI is the top layer: its modules import the stages (export, engines, bench) at the top.
+Those import torch, onnxruntime, openvino, tensorrt and matplotlib only inside the functions
+that use them, so ``cnnbench --help`` imports none of them and a missing runtime only breaks
+the command that needs it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from cnnbench import __version__
 from cnnbench.errors import CnnbenchError
+from cnnbench.precision import PRECISIONS, Precision, parse_precision, parse_precisions
 
 FORMATS = ("table", "json", "csv")
 
@@ -75,6 +82,38 @@ def format_option(default: str = "table") -> Callable[[Callable[..., Any]], Call
     )
 
 
+class PrecisionType(click.ParamType):
+    """``--precision``: parsed here, once, by :func:`cnnbench.precision.parse_precision`.
+
+    ``many`` takes a comma-separated list (a tuple of Precision); ``choices`` is what the
+    command can use, ``what`` names the command in the error.
+    """
+
+    name = "precision"
+
+    def __init__(
+        self,
+        choices: tuple[Precision, ...] = PRECISIONS,
+        *,
+        what: str | None = None,
+        many: bool = False,
+    ) -> None:
+        self.choices, self.what, self.many = choices, what, many
+
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
+        return "[" + "|".join(self.choices) + "]" + ("[,...]" if self.many else "")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (Precision, tuple)):
+            return value
+        try:
+            if self.many:
+                return parse_precisions(value, self.choices, what=self.what)
+            return parse_precision(value, self.choices, what=self.what)
+        except CnnbenchError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 weights_option = click.option(
     "--weights",
     type=click.Path(dir_okay=False),
@@ -94,8 +133,6 @@ def emit_json(obj: Any) -> None:
 
 def emit_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
     """Print dict rows as CSV on stdout."""
-    import csv
-
     cols = list(columns or (rows[0].keys() if rows else []))
     writer = csv.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -106,9 +143,6 @@ def emit_table(
     rows: list[dict[str, Any]], columns: Sequence[str], title: str | None = None
 ) -> None:
     """Print dict rows as a rich table on stdout (right-aligned numbers, thousands separators)."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=title, show_lines=False)
     for c in columns:
         numeric = any(isinstance(r.get(c), (int, float)) for r in rows)
@@ -119,8 +153,6 @@ def emit_table(
 
 
 def _cell(v: Any) -> str:
-    from rich.markup import escape
-
     return escape(_text(v))  # "cnnbench[trt]" must not be read as rich markup
 
 

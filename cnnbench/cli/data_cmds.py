@@ -7,9 +7,23 @@ from typing import Any
 
 import click
 
-from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option, weights_option
+from cnnbench.bench.accuracy import evaluate
+from cnnbench.bench.eval_folders import accuracy_row, eval_folder
+from cnnbench.bench.results import append_row, format_of
+from cnnbench.cli.app import (
+    PrecisionType,
+    cli,
+    emit_csv,
+    emit_json,
+    emit_table,
+    format_option,
+    weights_option,
+)
+from cnnbench.data.folders import parse_max_bad
+from cnnbench.models import get_spec
+from cnnbench.precision import Precision
+from cnnbench.training import TrainConfig, train
 
-_PRECISIONS = ("fp32", "fp16", "int8")
 _CALIB_METHODS = ("entropy", "max", "percentile")
 _EVAL_COLUMNS = ("model", "engine", "precision", "dataset", "samples", "top1", "top5", "source")
 
@@ -49,8 +63,6 @@ def train_cmd(
     The test split is held out: the reported test top-1 is measured on images never trained on.
     Also writes <weights>.train.json (config, accuracy, loss per epoch, sha256).
     """
-    from cnnbench.training import TrainConfig, train
-
     kwargs: dict[str, Any] = dict(model=model, dataset=dataset, seed=seed, threads=threads)
     for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr)):
         if value is not None:
@@ -87,7 +99,7 @@ def train_cmd(
     "--dataset", default="digits", show_default=True,
     help="Labelled evaluation data: digits (the held-out test split, 450 images).",
 )  # fmt: skip
-@click.option("--precision", type=click.Choice(_PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=PrecisionType(what="eval"), default="fp32", show_default=True)
 @click.option(
     "--engine", default="torch", show_default=True,
     help="torch, onnxruntime (ort), openvino (ov), tensorrt (trt).",
@@ -138,7 +150,7 @@ def eval_cmd(
     model: str,
     weights: str | None,
     dataset: str,
-    precision: str,
+    precision: Precision,
     engine: str,
     batch: int,
     artifacts: str | None,
@@ -161,20 +173,12 @@ def eval_cmd(
     needed; INT8 is calibrated on the digits TRAIN split, never on the evaluated test split).
     JSON: top1 and top5 are fractions in [0, 1]; samples is the evaluated split's size.
     """
-    from cnnbench.bench.accuracy import evaluate
-    from cnnbench.models import get_spec
-
     get_spec(model)  # an unknown model fails before anything is loaded
     if labels is not None and data is None:
         raise click.UsageError("--labels needs --data DIR")
     if out is not None:
-        from cnnbench.bench.results import format_of
-
         format_of(out)  # a bad suffix fails before the evaluation, not after
     if data is not None:
-        from cnnbench.bench.eval_folders import eval_folder
-        from cnnbench.data.folders import parse_max_bad
-
         run: Any = functools.partial(
             eval_folder, model, data, labels=labels, workers=workers,
             max_bad=parse_max_bad(max_bad),
@@ -201,8 +205,5 @@ def eval_cmd(
     else:
         emit_table([result], _EVAL_COLUMNS, title=f"accuracy: {model}")
     if out is not None:
-        from cnnbench.bench.eval_folders import accuracy_row
-        from cnnbench.bench.results import append_row
-
         append_row(out, accuracy_row(result))
         click.echo(str(out), err=fmt != "table")

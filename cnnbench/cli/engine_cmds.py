@@ -6,7 +6,23 @@ from pathlib import Path
 
 import click
 
-from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option, weights_option
+from cnnbench.batch import BatchRange
+from cnnbench.cli.app import (
+    PrecisionType,
+    cli,
+    emit_csv,
+    emit_json,
+    emit_table,
+    format_option,
+    weights_option,
+)
+from cnnbench.engines import probe_all
+from cnnbench.engines.tensorrt_engine import TensorRTEngine
+from cnnbench.engines.trt_build import ensure_engine, require_trt
+from cnnbench.engines.trt_cache import BuildOptions
+from cnnbench.export.precision import ensure_precision
+from cnnbench.models import get_spec
+from cnnbench.precision import Precision
 
 _COLUMNS = ("name", "available", "version", "devices", "precisions", "reason", "install")
 
@@ -19,14 +35,17 @@ def engines_cmd(fmt: str) -> None:
     An unavailable engine shows why, and the extra that installs it
     (e.g. pip install 'cnnbench[openvino]').
     """
-    from cnnbench.engines import probe_all
-
     rows = [a.to_dict() for a in probe_all()]
     if fmt == "json":
         emit_json(rows)
         return
     flat = [
-        {**r, "devices": ",".join(r["devices"]), "precisions": ",".join(r["precisions"])}  # type: ignore[arg-type]
+        {
+            **r,
+            "devices": ",".join(r["devices"]),  # type: ignore[arg-type]
+            # per device where they differ (torch: fp32 on cpu, fp16/bf16 too on cuda)
+            "precisions": _precisions_text(r["precisions_by_device"]),  # type: ignore[arg-type]
+        }
         for r in rows
     ]
     if fmt == "csv":
@@ -35,9 +54,14 @@ def engines_cmd(fmt: str) -> None:
     emit_table(flat, _COLUMNS, title="engines")
 
 
-def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> object:
-    from cnnbench.batch import BatchRange
+def _precisions_text(by_device: dict[str, list[str]]) -> str:
+    lists = {",".join(ps) for ps in by_device.values()}
+    if len(lists) <= 1:
+        return next(iter(lists), "")
+    return "; ".join(f"{d}: {','.join(ps)}" for d, ps in by_device.items())
 
+
+def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> object:
     try:
         return BatchRange.parse(value)
     except ValueError as exc:
@@ -48,7 +72,7 @@ def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> obje
 @click.argument("model")
 @click.option(
     "--precision",
-    type=click.Choice(("fp32", "fp16", "int8")),
+    type=PrecisionType(TensorRTEngine.precisions, what="TensorRT"),
     default="fp16",
     show_default=True,
     help="Which verified ONNX file to build from (the network is strongly typed).",
@@ -77,7 +101,7 @@ def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> obje
 @weights_option
 def build_cmd(
     model: str,
-    precision: str,
+    precision: Precision,
     batches: object,
     workspace: int | None,
     opt_level: int | None,
@@ -91,25 +115,13 @@ def build_cmd(
     The ONNX file of the precision is exported and verified first if it is missing. Engines are
     cached by ONNX sha256, TensorRT version, GPU, profile and options.
     """
-    from cnnbench.engines.trt_build import ensure_engine, require_trt
-    from cnnbench.engines.trt_cache import BuildOptions
-    from cnnbench.models import get_spec
-
     get_spec(model)  # unknown names fail here, with suggestions
     if not device.startswith("cuda"):
         raise click.BadParameter("TensorRT runs on cuda or cuda:N", param_hint="--device")
     require_trt(device)  # one line and exit 2 before any export when TensorRT or a GPU is missing
     options = BuildOptions(precision, batches, workspace, opt_level)  # type: ignore[arg-type]
-    onnx_path = _ensure_onnx(model, precision, weights, Path(out))
+    onnx_path = Path(
+        ensure_precision(model, precision, weights=weights, out_dir=Path(out)).onnx_path
+    )
     entry = ensure_engine(onnx_path, options, device=device, rebuild=rebuild)
     click.echo(str(entry.path))
-
-
-def _ensure_onnx(model: str, precision: str, weights: str | None, out: Path) -> Path:
-    if precision == "fp32":
-        from cnnbench.export.pipeline import ensure_fp32
-
-        return Path(ensure_fp32(model, weights=weights, out_dir=out).onnx_path)
-    from cnnbench.export.precision import ensure_precision
-
-    return Path(ensure_precision(model, precision, weights=weights, out_dir=out).onnx_path)

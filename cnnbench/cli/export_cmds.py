@@ -8,10 +8,17 @@ from typing import Any
 
 import click
 
-from cnnbench.cli.app import cli, weights_option
-from cnnbench.errors import CheckFailedError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.batch import BatchRange
+from cnnbench.cli.app import PrecisionType, cli, weights_option
+from cnnbench.errors import CheckFailedError, InvalidInputError
+from cnnbench.export.gate import print_report
+from cnnbench.export.parity import report_from_dict
+from cnnbench.export.pipeline import ensure_fp32, export_fp32, verify_onnx
+from cnnbench.export.precision import convert
+from cnnbench.export.verify import recorded_precision
+from cnnbench.precision import ONNX_PRECISIONS, Precision
 
-_PRECISIONS = ("fp32", "fp16", "int8")
+_PRECISION = PrecisionType(ONNX_PRECISIONS, what="export")
 _TOL_HELP = """\b
 Parity gate (ONNX Runtime CPU vs PyTorch eager FP32, K seeded batches of preprocessed random
 images, or real images with --data). Metrics per output: max abs error, max error relative to
@@ -25,7 +32,6 @@ gate for the requested precision. A failed gate prints the table and exits 1.
 def _batch_range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
-    from cnnbench.batch import BatchRange
 
     try:
         return BatchRange.parse(value)
@@ -68,7 +74,7 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 )  # fmt: skip
 @click.option("--no-check", is_flag=True, help="Skip the parity gate.")
 @_tolerance_options
-@click.option("--precision", type=click.Choice(_PRECISIONS), default="fp32", show_default=True)
+@click.option("--precision", type=_PRECISION, default="fp32", show_default=True)
 @click.option("--calib-data", type=click.Path(file_okay=False), help="INT8 calibration images.")
 @click.option("--calib-method", type=click.Choice(("entropy", "max", "percentile")))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="INT8 calibration images used.")
@@ -87,7 +93,7 @@ def export_cmd(
     top5: float | None,
     data_dir: str | None,
     samples: int,
-    precision: str,
+    precision: Precision,
     calib_data: str | None,
     calib_method: str | None,
     calib_samples: int | None,
@@ -100,12 +106,9 @@ def export_cmd(
     published only after the gate passes; a failure or Ctrl-C leaves the folder as it was.
     The same model and weights give a byte-identical file.
     """
-    from cnnbench.batch import BatchRange
-    from cnnbench.export.parity import FP32_GATE
-
     if fixed is not None and dyn is not None:
         raise click.UsageError("--batch and --dynamic-batch are mutually exclusive")
-    if precision != "int8" and (calib_data or calib_method or calib_samples):
+    if precision != Precision.INT8 and (calib_data or calib_method or calib_samples):
         raise click.UsageError("--calib-data/--calib-method/--calib-samples need --precision int8")
     batch = BatchRange.fixed(fixed) if fixed is not None else dyn
     dynamic = None if fixed is None and dyn is None else fixed is None
@@ -114,10 +117,8 @@ def export_cmd(
         weights=weights, out_dir=out_dir, opset=opset, batch=batch, dynamic=dynamic,
         check=not no_check, data_dir=data_dir, seed=seed, samples=samples,
     )  # fmt: skip
-    if precision == "fp32":
-        from cnnbench.export.pipeline import export_fp32
-
-        tol = FP32_GATE.replace(**overrides)
+    if not precision.from_fp32:
+        tol = precision.gate.replace(**overrides)
         result = export_fp32(model, **common, tolerances=tol)  # type: ignore[arg-type]
     else:
         conv = dict(calib_data=calib_data, calib_method=calib_method, calib_samples=calib_samples)
@@ -136,28 +137,16 @@ def _overrides(
 
 def _convert(
     model: str,
-    precision: str,
+    precision: Precision,
     common: dict[str, Any],
     overrides: dict[str, float],
     conv: dict[str, Any],
 ) -> Any:
-    from cnnbench.export import parity
-    from cnnbench.export.pipeline import ensure_fp32
-
-    try:
-        from cnnbench.export.precision import convert
-    except ModuleNotFoundError as exc:
-        if exc.name != "cnnbench.export.precision":
-            raise
-        raise RuntimeUnavailableError(
-            f"--precision {precision} needs export/precision.py, which this install lacks"
-        ) from None
     # the FP32 file is gated with the FP32 defaults; tolerance flags bound the converted model
     fp32 = ensure_fp32(model, **common)
     kwargs: dict[str, Any] = {k: v for k, v in conv.items() if v is not None}
     if overrides:
-        base = parity.FP16_GATE if precision == "fp16" else parity.INT8_REPORT
-        kwargs["tolerances"] = base.replace(**overrides)
+        kwargs["tolerances"] = precision.gate.replace(**overrides)
     return convert(
         model, fp32, precision, out_dir=common["out_dir"], check=common["check"],
         seed=common["seed"], **kwargs,
@@ -165,9 +154,6 @@ def _convert(
 
 
 def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
-    from cnnbench.export.gate import print_report
-    from cnnbench.export.parity import report_from_dict
-
     parity = manifest.get("parity")
     if isinstance(parity, dict) and "metrics" in parity:
         print_report(report_from_dict(parity), title=title)
@@ -179,7 +165,7 @@ def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
 @weights_option
 @_tolerance_options
 @click.option(
-    "--gate", "preset", type=click.Choice(_PRECISIONS), default=None,
+    "--gate", "preset", type=PrecisionType(ONNX_PRECISIONS, what="--gate"), default=None,
     help="Tolerance preset: fp32 (strict), fp16 (top-1 >= 0.99, cosine >= 0.999), int8 "
     "(report only). Default: the precision recorded in the file, else fp32.",
 )  # fmt: skip
@@ -197,7 +183,7 @@ def verify_cmd(
     top5: float | None,
     data_dir: str | None,
     samples: int,
-    preset: str | None,
+    preset: Precision | None,
     batch: int | None,
     seed: int | None,
 ) -> None:
@@ -205,16 +191,12 @@ def verify_cmd(
 
     Prints the parity table; exits 1 if the gate fails, 2 if the file is missing or corrupt.
     """
-    from cnnbench.export.gate import print_report
-    from cnnbench.export.pipeline import verify_onnx
-    from cnnbench.export.verify import PRESETS, recorded_precision
-
     if not Path(onnx_file).is_file():
         raise InvalidInputError(f"ONNX file not found: {onnx_file}")
     overrides = _overrides(rtol, cosine, top1, top5)
     tol = None
     if preset is not None or overrides:
-        tol = PRESETS[preset or recorded_precision(onnx_file)].replace(**overrides)
+        tol = (preset or recorded_precision(onnx_file)).gate.replace(**overrides)
     report = verify_onnx(
         onnx_file, model, weights=weights, seed=seed, data_dir=data_dir, samples=samples,
         batch=batch, tolerances=tol,

@@ -1,10 +1,16 @@
-"""Commands: report (comparison.csv, plots and index.html from results files)."""
+"""Commands: report (comparison.csv, plots and index.html) and compare (the CI gate)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from cnnbench.bench.compare import DEFAULT_METRICS, compare_files, parse_threshold
+from cnnbench.bench.report import write_report
+from cnnbench.bench.results import format_of, write_rows
 from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.errors import CheckFailedError
 
 _SHOWN = (
     "model", "engine", "precision", "device", "params", "gmacs", "top1", "top1_source",
@@ -40,8 +46,6 @@ def report(results: tuple[str, ...], out: str, fmt: str) -> None:
     else the spec's published figure; every value says which. The last line printed is the
     path of index.html.
     """
-    from cnnbench.bench.report import write_report
-
     rep = write_report(list(results), out)
     if fmt in ("json", "csv"):
         # Keep stdout machine-readable; the path goes to stderr.
@@ -51,3 +55,78 @@ def report(results: tuple[str, ...], out: str, fmt: str) -> None:
     emit_table(rep.rows, _SHOWN, title=f"comparison ({len(rep.rows)} cells)")
     click.echo(f"wrote {rep.comparison_csv} and {2 * len(rep.plots)} plot files")
     click.echo(str(rep.index_html))
+
+
+@cli.command()
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option(
+    "--threshold",
+    default="5%",
+    show_default=True,
+    help="Regression threshold in percent (5%, 5 or 0.05).",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="Metric column(s) to compare; repeat or comma-separate. Default: latency_ms_p50, throughput_ips.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the comparison to FILE.csv or FILE.jsonl.",
+)
+@format_option()
+def compare(base: str, new: str, threshold: str, metrics: tuple[str, ...], out: str | None, fmt: str) -> None:  # fmt: skip
+    """Compare two results files cell by cell; exit 1 on a regression beyond the threshold.
+
+    \b
+    Lower is better for latencies and memory; higher for throughput_ips, gmacs_per_s,
+    efficiency. ratio = new / base. ci_overlap (latency_ms_p50): whether the two medians'
+    95% CIs overlap, i.e. whether the change may be noise.
+    """
+    thr = parse_threshold(threshold)
+    names = (
+        tuple(m.strip() for ms in metrics for m in ms.split(",") if m.strip()) or DEFAULT_METRICS
+    )
+    if out:
+        format_of(out)
+    cmp = compare_files(base, new, metrics=names, threshold_pct=thr)
+    if out:
+        write_rows(out, cmp.rows)
+    if fmt == "json":
+        emit_json(cmp.rows)
+    elif fmt == "csv":
+        emit_csv(cmp.rows)
+    else:
+        cols = [
+            "model",
+            "engine",
+            "precision",
+            "batch",
+            "scenario",
+            "metric",
+            "base",
+            "new",
+            "ratio",
+            "change_pct",
+            "status",
+        ]
+        if any("ci_overlap" in r for r in cmp.rows):
+            cols.append("ci_overlap")
+        emit_table(cmp.rows, cols, f"{base} -> {new} (threshold {thr:g}%)")
+    for k in cmp.missing_in_new:
+        click.echo(f"missing in new: {k}", err=True)
+    for e in cmp.errors:
+        click.echo(e, err=True)
+    if out:
+        click.echo(str(Path(out)))
+    if cmp.regressions:
+        cells = "; ".join(
+            f"{r['model']}/{r['engine']}/{r['precision']}/b{r['batch']}/{r['scenario']} {r['metric']} {r['change_pct']:+.1f}%"
+            for r in cmp.regressions
+        )
+        raise CheckFailedError(f"{len(cmp.regressions)} regression(s) beyond {thr:g}%: {cells}")

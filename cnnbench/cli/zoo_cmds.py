@@ -6,7 +6,9 @@ from typing import Any
 
 import click
 
+from cnnbench.analysis_cache import zoo_listing
 from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option, weights_option
+from cnnbench.models import get_spec
 
 _CONVENTION = """\b
 Counting convention:
@@ -48,8 +50,6 @@ def models_cmd(fmt: str, imagenet: bool, no_cache: bool) -> None:
     (training only) are excluded; params_all (json/csv) includes them. MACs are at the model's
     own input shape. Results are cached (keyed by the zoo's source and the torch version).
     """
-    from cnnbench.analysis_cache import zoo_listing
-
     rows = zoo_listing(imagenet_only=imagenet, use_cache=not no_cache)
     if fmt == "json":
         emit_json(rows)
@@ -78,8 +78,7 @@ def inspect_cmd(model: str, fmt: str, weights: str | None, input_size: int | Non
     MACs = multiply-accumulates of conv and linear layers; FLOPs = 2 x MACs; connections as in
     LeCun 1998; activations = output elements per sample; receptive field in input pixels.
     """
-    from cnnbench.analysis import analyze
-    from cnnbench.models import get_spec
+    from cnnbench.analysis import analyze  # torch-bound: imported where used, as torch is
 
     spec = get_spec(model)
     shape = None

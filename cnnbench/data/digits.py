@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnbench.errors import InvalidInputError
+from cnnbench.models import get_spec
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
@@ -98,8 +99,6 @@ def load_split(split: str = "test", spec: ModelSpec | None = None) -> DigitsSpli
     if split not in SPLITS:
         raise InvalidInputError(f"unknown digits split '{split}': choose train or test")
     if spec is None:
-        from cnnbench.models import get_spec
-
         spec = get_spec("lenet5")
     if tuple(spec.input_shape) != (1, CANVAS, CANVAS):
         raise InvalidInputError(

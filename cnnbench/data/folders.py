@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnbench.data.images import IMAGE_SUFFIXES, list_images
+from cnnbench.data.images import IMAGE_SUFFIXES, list_images, preprocess
 from cnnbench.errors import InvalidInputError
+from cnnbench.progress import track
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
@@ -90,8 +91,6 @@ class ImageDataset:
         chunks = [self.samples[i : i + batch] for i in range(0, len(self.samples), batch)]
         it = self._decoded(chunks, bad_limit(self.max_bad, len(self.samples)))
         if self.progress:
-            from cnnbench.progress import track
-
             it = track(it, total=len(chunks), description=f"eval {self.name}")
         yield from it
 
@@ -136,8 +135,6 @@ class ImageDataset:
 def _load(path: Path, spec: ModelSpec) -> np.ndarray | str:
     """The preprocessed image, or the reason it could not be read (never raises for bad files)."""
     from PIL import Image, UnidentifiedImageError
-
-    from cnnbench.data.images import preprocess
 
     try:
         with Image.open(path) as img:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.models.spec import ModelSpec
 from cnnbench.naming import lookup
+from cnnbench.weights import load_weights
 
 if TYPE_CHECKING:
     from torch import nn
@@ -75,7 +76,5 @@ def get_model(
         torch.manual_seed(seed)
         model = entry.builder(**kwargs)
     if weights is not None:
-        from cnnbench.weights import load_weights
-
         load_weights(model, weights)
     return model.eval() if eval_mode else model

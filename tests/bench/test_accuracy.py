@@ -86,7 +86,7 @@ def test_eval_cli_json(art_root: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--engine", "torch", "--precision", "int8"], "does not run int8"),
+        (["--engine", "torch", "--precision", "int8"], "cannot run int8"),
         (["--dataset", "cifar"], "unknown dataset"),
         (["--engine", "nope"], "unknown engine"),
         (["--precision", "fp8"], "fp8"),

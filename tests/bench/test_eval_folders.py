@@ -156,10 +156,11 @@ def test_wrong_channel_order_breaks_the_100_percent(
     labelled_folder: tuple[Path, Path, list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The check can fail: the same pipeline with BGR channels no longer matches the labels."""
+    import cnnbench.data.folders as folders
     import cnnbench.data.images as images
 
     real = images.preprocess
-    monkeypatch.setattr(images, "preprocess", lambda img, spec: real(img, spec)[::-1].copy())
+    monkeypatch.setattr(folders, "preprocess", lambda img, spec: real(img, spec)[::-1].copy())
     root, weights, _ = labelled_folder
     result = _eval("--data", str(root), "--weights", str(weights), "--batch", "8")
     assert result["top1"] < 1.0

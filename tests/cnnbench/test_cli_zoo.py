@@ -94,7 +94,7 @@ def test_models_cache_is_used_and_corruption_rebuilds(
     monkeypatch.undo()
 
     monkeypatch.setenv("CNNBENCH_CACHE", str(cache / "corrupt"))
-    monkeypatch.setattr("cnnbench.models.list_models", lambda **_: ["lenet5", "resnet18"])
+    monkeypatch.setattr("cnnbench.analysis_cache.list_models", lambda **_: ["lenet5", "resnet18"])
     target = analysis_cache.cache_path()
     target.parent.mkdir(parents=True)
     for junk in ("{not json", json.dumps({"key": "x", "models": []}), '{"key": 1}'):

@@ -44,7 +44,7 @@ def test_null_engine_returns_preallocated_logits() -> None:
 def test_engine_rejects_unsupported_precision_and_device() -> None:
     with pytest.raises(InvalidInputError, match="cannot run int8"):
         create("torch").load(_art("int8"), BatchRange.fixed(1))
-    with pytest.raises(InvalidInputError, match="only on CUDA"):
+    with pytest.raises(InvalidInputError, match="cannot run fp16 on cpu"):
         create("torch").load(_art("fp16"), BatchRange.fixed(1))
     with pytest.raises(InvalidInputError, match="does not run on cuda"):
         create("openvino", EngineOptions(device="cuda")).load(_art(), BatchRange.fixed(1))

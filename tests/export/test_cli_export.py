@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +157,9 @@ def test_precision_options_are_wired_to_convert(art: Path, monkeypatch: pytest.M
             fp32.onnx_path.parent.parent / "int8" / "model.onnx", fp32.manifest_path, {}
         )
 
-    fake = types.ModuleType("cnnbench.export.precision")
-    fake.convert = convert  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cnnbench.export.precision", fake)
+    from cnnbench.cli import export_cmds
+
+    monkeypatch.setattr(export_cmds, "convert", convert)
     res = _run(
         "export", "lenet5", "--out", str(art), "--precision", "int8", "--calib-data", "imgs",
         "--calib-method", "percentile", "--calib-samples", "16", "--seed", "0",

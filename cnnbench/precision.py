@@ -1,0 +1,195 @@
+"""The one precision table: every precision's name, ONNX file, torch dtype, parity gate, marker.
+
+A precision is parsed once, where it enters (a CLI flag, a sweep YAML, a row read back from a
+child process), by :func:`parse_precision`; everything inside receives a :class:`Precision`.
+It is a ``str`` whose value is its name, so rows, JSON, CSV and f-strings carry ``"fp16"``.
+
+Three precisions describe one result and are kept apart wherever they appear:
+
+* **requested**: what the user asked for (a row's ``precision`` column);
+* **artifact**: the precision of the file an engine loaded (``artifact_precision``);
+* **effective**: what actually computed (``effective_precision``; OpenVINO may run an FP32
+  file in bf16).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.naming import lookup
+
+__all__ = [
+    "ONNX_PRECISIONS",
+    "PRECISIONS",
+    "Precision",
+    "Tolerances",
+    "parse_precision",
+    "parse_precisions",
+    "precision_field",
+]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Parity bounds a candidate must meet; ``None`` disables a criterion (still reported).
+
+    Attributes:
+        max_rel_err: upper bound on ``max_abs_err / max |reference|``.
+        min_cosine: lower bound on the smallest per-sample cosine similarity.
+        min_top1_agreement: lower bound on the fraction of samples with the same argmax (0..1).
+        min_top5_agreement: lower bound on the mean top-5 set overlap (0..1).
+    """
+
+    max_rel_err: float | None = None
+    min_cosine: float | None = None
+    min_top1_agreement: float | None = None
+    min_top5_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_rel_err is not None and not (
+            math.isfinite(self.max_rel_err) and self.max_rel_err >= 0
+        ):
+            raise ValueError(f"max_rel_err must be a finite number >= 0, got {self.max_rel_err}")
+        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"min_cosine must be in [-1, 1], got {self.min_cosine}")
+        for name in ("min_top1_agreement", "min_top5_agreement"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+
+    def replace(self, **changes: float | None) -> Tolerances:
+        """A copy with some bounds changed (unknown names raise TypeError)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {
+            "max_rel_err": self.max_rel_err,
+            "min_cosine": self.min_cosine,
+            "min_top1_agreement": self.min_top1_agreement,
+            "min_top5_agreement": self.min_top5_agreement,
+        }
+
+
+@dataclass(frozen=True)
+class _Entry:
+    onnx: bool  # the export path produces an ONNX file for it (artifacts/<model>/<name>/)
+    from_fp32: bool  # that file is converted from the verified FP32 export
+    torch_dtype: str  # attribute of the torch module (the torch engine's and the peak's dtype)
+    gate: Tolerances  # the parity gate against PyTorch FP32 (FP32) or the FP32 file
+    marker: str  # matplotlib marker in the report's plots
+
+
+class Precision(str, Enum):
+    """A numeric precision. Compares and hashes equal to its name (``Precision.FP16 == "fp16"``)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+    __str__ = str.__str__
+    __format__ = str.__format__  # type: ignore[assignment]
+    __hash__ = str.__hash__
+
+    @property
+    def _entry(self) -> _Entry:
+        return _TABLE[self]
+
+    @property
+    def has_onnx(self) -> bool:
+        """Whether ``cnnbench export`` can produce this precision's ONNX file."""
+        return self._entry.onnx
+
+    @property
+    def from_fp32(self) -> bool:
+        """Whether its ONNX file is converted from the FP32 export (FP16, INT8)."""
+        return self._entry.from_fp32
+
+    @property
+    def onnx_dir(self) -> str:
+        """The artifact folder of its ONNX file: ``<artifacts>/<model>/<onnx_dir>/model.onnx``."""
+        if not self.has_onnx:
+            raise ValueError(f"{self.value} has no ONNX file")
+        return self.value
+
+    @property
+    def torch_dtype_name(self) -> str:
+        """``float32``, ``float16``, ``bfloat16`` or ``int8``: ``getattr(torch, name)``."""
+        return self._entry.torch_dtype
+
+    @property
+    def gate(self) -> Tolerances:
+        """The parity-gate preset (``report only`` for INT8)."""
+        return self._entry.gate
+
+    @property
+    def marker(self) -> str:
+        """Its marker in the report's plots."""
+        return self._entry.marker
+
+
+_TABLE: dict[Precision, _Entry] = {
+    Precision.FP32: _Entry(
+        onnx=True, from_fp32=False, torch_dtype="float32", marker="o",
+        gate=Tolerances(max_rel_err=1e-5, min_cosine=0.99999, min_top1_agreement=1.0),
+    ),
+    Precision.FP16: _Entry(
+        onnx=True, from_fp32=True, torch_dtype="float16", marker="s",
+        gate=Tolerances(min_cosine=0.999, min_top1_agreement=0.99),
+    ),
+    # No path writes a bf16 ONNX file: only the torch engine (on CUDA) computes in bf16.
+    Precision.BF16: _Entry(
+        onnx=False, from_fp32=False, torch_dtype="bfloat16", marker="D",
+        gate=Tolerances(min_cosine=0.999, min_top1_agreement=0.99),
+    ),
+    Precision.INT8: _Entry(
+        onnx=True, from_fp32=True, torch_dtype="int8", marker="^", gate=Tolerances(),
+    ),
+}  # fmt: skip
+
+#: every precision, in the table's order
+PRECISIONS: tuple[Precision, ...] = tuple(Precision)
+#: the precisions the export path writes an ONNX file for
+ONNX_PRECISIONS: tuple[Precision, ...] = tuple(p for p in Precision if p.has_onnx)
+
+
+def parse_precision(
+    text: str, choices: tuple[Precision, ...] = PRECISIONS, *, what: str | None = None
+) -> Precision:
+    """``text`` as a Precision among ``choices``, or a one-line error.
+
+    An unknown name raises UnknownNameError with suggestions; a known precision outside
+    ``choices`` raises InvalidInputError saying that ``what`` (e.g. "export") cannot use it.
+    """
+    p = lookup("precision", str(text).strip().lower(), {q.value: q for q in PRECISIONS})
+    if p not in choices:
+        raise InvalidInputError(
+            f"{what or 'this command'} cannot use precision {p}; choose from {', '.join(choices)}"
+        )
+    return p
+
+
+def precision_field(
+    value: str, choices: tuple[Precision, ...] = PRECISIONS, *, what: str | None = None
+) -> Precision:
+    """:func:`parse_precision` for a config dataclass's ``__post_init__``: ValueError naming the
+    field, as every other field of such a config raises."""
+    try:
+        return parse_precision(value, choices, what=what)
+    except CnnbenchError as exc:
+        raise ValueError(f"precision: {exc}") from None
+
+
+def parse_precisions(
+    text: str, choices: tuple[Precision, ...] = PRECISIONS, *, what: str | None = None
+) -> tuple[Precision, ...]:
+    """A comma-separated list of precisions (``fp32,int8``), each parsed as above."""
+    items = [t.strip() for t in str(text).split(",")]
+    if not all(items):
+        raise InvalidInputError(
+            f"precisions must be a name or a comma-separated list, got {text!r}"
+        )
+    return tuple(parse_precision(t, choices, what=what) for t in items)
