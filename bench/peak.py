@@ -23,8 +23,8 @@ from typing import Any
 from cnnbench.artifacts import atomic_write_json, cache_dir, sha256_bytes
 from cnnbench.bench.environment import cpu_model
 from cnnbench.host import usable_cpus
+from cnnbench.precision import Precision, parse_precision
 
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 _VERSION = 1
 
 
@@ -56,14 +56,14 @@ def _index(device: str) -> int:
     return int(idx) if idx else 0
 
 
-def cache_key(device: str, precision: str) -> dict[str, Any]:
+def cache_key(device: str, precision: Precision) -> dict[str, Any]:
     """What a cached peak depends on."""
     return {
         "version": _VERSION,
         "device": "cuda" if device.startswith("cuda") else "cpu",
         "device_name": _device_name(device),
         "torch": _torch_version(),
-        "dtype": _DTYPES[precision],
+        "dtype": precision.torch_dtype_name,
     }
 
 
@@ -83,7 +83,7 @@ def _read(path: Any, key: dict[str, Any]) -> float | None:
     return value
 
 
-def measure_peak(device: str, precision: str, seconds: float = 1.0) -> float:
+def measure_peak(device: str, precision: Precision, seconds: float = 1.0) -> float:
     """Best GMAC/s of ``torch.mm`` over a few sizes on ``device`` in ``precision``'s dtype."""
     import torch
 
@@ -92,14 +92,14 @@ def measure_peak(device: str, precision: str, seconds: float = 1.0) -> float:
     sizes = (2048, 4096, 8192) if cuda else (256, 512, 1024)
     best = 0.0
     for n in sizes:
-        if precision == "int8":
+        if precision == Precision.INT8:
             a = torch.randint(-64, 64, (n, n), dtype=torch.int8, device=dev)
             b = torch.randint(-64, 64, (n, n), dtype=torch.int8, device=dev)
 
             def mm(a: Any = a, b: Any = b) -> Any:
                 return torch._int_mm(a, b)
         else:
-            dtype = getattr(torch, _DTYPES[precision])
+            dtype = getattr(torch, precision.torch_dtype_name)
             a = torch.randn(n, n, device=dev).to(dtype)
             b = torch.randn(n, n, device=dev).to(dtype)
 
@@ -133,14 +133,13 @@ def _rate(mm: Any, n: int, cuda: bool, torch: Any, seconds: float) -> float:
 
 
 def get_peak(
-    device: str, precision: str, *, measure: bool = True, force: bool = False
+    device: str, precision: Precision, *, measure: bool = True, force: bool = False
 ) -> Peak | None:
     """The cached (or freshly measured) peak; None when not cached and ``measure`` is False.
 
     Returns None as well when torch cannot run the microbenchmark on this device/dtype.
     """
-    if precision not in _DTYPES:
-        return None
+    precision = parse_precision(precision)
     try:
         key = cache_key(device, precision)
     except Exception:  # no torch CUDA for a cuda device name: no peak
@@ -173,7 +172,7 @@ def get_peak(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Measure and cache the matmul peak (GMAC/s).")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=sorted(_DTYPES))
+    p.add_argument("--precision", default="fp32", type=parse_precision)
     p.add_argument("--force", action="store_true", help="re-measure even if cached")
     args = p.parse_args(argv)
     peak = get_peak(args.device, args.precision, force=args.force)
