@@ -1,11 +1,20 @@
-"""Compare two results files cell by cell, for a CI job that fails on a regression.
+"""Compare two results files cell by cell, for a CI job that fails on a regression only.
 
 Cells are matched on model, engine, precision, device, batch and scenario (server cells also on
 their target QPS); where a file holds several rows for a cell, its last row without error wins.
-For each metric the ratio new / base and the change in percent are written; a change worse than
-the threshold (higher for latencies and memory, lower for throughput and efficiency) is a
-regression. For ``latency_ms_p50`` the median CIs of both runs are compared as well:
-``ci_overlap`` says whether the 95 % intervals overlap (if they do, the difference may be noise).
+For each metric the ratio new / base and the change in percent are written. Worse means higher
+for latencies and memory, lower for throughput and efficiency. A cell's metric is:
+
+* ``regression`` / ``improvement``: the change is beyond the threshold *and* significant: the
+  95 % bootstrap CI of the ratio (from both rows' stored latency samples, see
+  :mod:`bench.significance`) lies entirely beyond 1 ± threshold. Without samples (older files)
+  the two medians' 95 % CIs must not overlap instead. Metrics that have no samples behind them
+  (memory) are decided by the threshold alone.
+* ``inconclusive``: either row is invalid (``valid`` false: noisy, shared CPU, too few
+  samples), or the change is beyond the threshold but within the noise. Never a regression.
+* ``ok``: within the threshold.
+
+The Mann-Whitney U p-value of the two sample sets is reported beside (``p_value``).
 """
 
 from __future__ import annotations
@@ -15,7 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from cnnbench.bench import samples
 from cnnbench.bench.results import KEY_COLUMNS, cell_key, read_rows
+from cnnbench.bench.significance import METHOD, mann_whitney, ratio_ci
 from cnnbench.errors import InvalidInputError
 from cnnbench.values import num
 
@@ -27,6 +40,12 @@ HIGHER_IS_BETTER = (
     "server_peak_qps",
 )
 DEFAULT_METRICS = ("latency_ms_p50", "throughput_ips")
+#: metric -> the statistic of the latency samples it follows ("mean" for rates: 1 / mean)
+SAMPLE_STAT = {
+    "latency_ms_p50": "50", "latency_ms_p90": "90", "latency_ms_p95": "95",
+    "latency_ms_p99": "99", "latency_ms_mean": "mean", "throughput_ips": "mean",
+    "gmacs_per_s": "mean", "efficiency": "mean",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +55,10 @@ class Comparison:
     missing_in_new: list[str]
     missing_in_base: list[str]
     errors: list[str]
+
+    @property
+    def inconclusive(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] == "inconclusive"]
 
 
 def parse_threshold(text: str | float) -> float:
@@ -75,44 +98,104 @@ def compare_rows(
     *,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     threshold_pct: float = 5.0,
+    base_path: Path | str | None = None,
+    new_path: Path | str | None = None,
 ) -> Comparison:
-    """Match cells and compute ratios; see the module docstring for the rules."""
+    """Match cells and decide each metric; see the module docstring for the rules.
+
+    ``base_path`` / ``new_path`` locate the rows' stored samples (``bench.samples``).
+    """
     b_good, b_err = _index(base)
     n_good, n_err = _index(new)
     out: list[dict[str, Any]] = []
-    regressions: list[dict[str, Any]] = []
     for key in [k for k in b_good if k in n_good]:
         b, n = b_good[key], n_good[key]
+        sb = samples.load(base_path, b) if base_path is not None else None
+        sn = samples.load(new_path, n) if new_path is not None else None
         for m in metrics:
-            bv, nv = num(b.get(m)), num(n.get(m))
-            row: dict[str, Any] = {c: b.get(c) for c in KEY_COLUMNS}
-            row.update(metric=m, base=bv, new=nv, ratio=None, change_pct=None)
-            if bv is None or nv is None or bv == 0:
-                row["status"] = "no value"
-            else:
-                row["ratio"] = nv / bv
-                change = (nv - bv) / abs(bv) * 100.0
-                row["change_pct"] = change
-                worse = -change if higher_is_better(m) else change
-                row["status"] = (
-                    "regression" if worse > threshold_pct
-                    else "improvement" if -worse > threshold_pct
-                    else "ok"
-                )  # fmt: skip
-            if m == "latency_ms_p50":
-                row["ci_overlap"] = _ci_overlap(b, n)
-            out.append(row)
-            if row["status"] == "regression":
-                regressions.append(row)
+            out.append(_decide(b, n, m, threshold_pct, sb, sn))
     errors = [f"{k}: base error: {v}" for k, v in b_err.items()]
     errors += [f"{k}: new error: {v}" for k, v in n_err.items()]
     return Comparison(
         rows=out,
-        regressions=regressions,
+        regressions=[r for r in out if r["status"] == "regression"],
         missing_in_new=[k for k in b_good if k not in n_good and k not in n_err],
         missing_in_base=[k for k in n_good if k not in b_good and k not in b_err],
         errors=errors,
     )
+
+
+def _valid(row: dict[str, Any]) -> bool | None:
+    v = row.get("valid")
+    if v is None or v == "":
+        return None  # a file from before verdicts: not known to be invalid
+    return v is True or str(v).strip().lower() in ("true", "1", "yes")
+
+
+def _decide(
+    b: dict[str, Any],
+    n: dict[str, Any],
+    m: str,
+    threshold_pct: float,
+    sb: np.ndarray | None,
+    sn: np.ndarray | None,
+) -> dict[str, Any]:
+    bv, nv = num(b.get(m)), num(n.get(m))
+    row: dict[str, Any] = {c: b.get(c) for c in KEY_COLUMNS}
+    row.update(metric=m, base=bv, new=nv, ratio=None, change_pct=None)
+    row.update(base_valid=_valid(b), new_valid=_valid(n), test=None, p_value=None)
+    row.update(ratio_ci_low=None, ratio_ci_high=None, note="")
+    if bv is None or nv is None or bv == 0:
+        row["status"] = "no value"
+        return row
+    row["ratio"] = nv / bv
+    change = (nv - bv) / abs(bv) * 100.0
+    row["change_pct"] = change
+    worse = -change if higher_is_better(m) else change
+    significant = _significance(row, b, n, m, threshold_pct, sb, sn, worse > 0)
+    if row["base_valid"] is False or row["new_valid"] is False:
+        side = "base" if row["base_valid"] is False else "new"
+        why = (b if side == "base" else n).get("invalid_reason") or "invalid"
+        row.update(status="inconclusive", note=f"{side} row invalid: {why}")
+    elif abs(worse) <= threshold_pct:
+        row["status"] = "ok"
+    elif significant is False:
+        row.update(status="inconclusive", note="beyond the threshold but within the noise")
+    else:
+        row["status"] = "regression" if worse > 0 else "improvement"
+    return row
+
+
+def _significance(
+    row: dict[str, Any],
+    b: dict[str, Any],
+    n: dict[str, Any],
+    m: str,
+    threshold_pct: float,
+    sb: np.ndarray | None,
+    sn: np.ndarray | None,
+    got_worse: bool,
+) -> bool | None:
+    """Whether the change is significantly beyond the threshold; None when nothing can say."""
+    stat = SAMPLE_STAT.get(m)
+    if stat is None:
+        return None
+    if sb is not None and sn is not None and sb.size and sn.size:
+        point, lo, hi = ratio_ci(sb, sn, stat)
+        if higher_is_better(m):  # a rate: new/base = base mean latency / new mean latency
+            point, lo, hi = 1 / point, 1 / hi, 1 / lo
+        row.update(test=METHOD, p_value=mann_whitney(sb, sn), ratio_ci_low=lo, ratio_ci_high=hi)
+        bound = threshold_pct / 100.0
+        lower_is_better = not higher_is_better(m)
+        if got_worse == lower_is_better:  # the ratio went up
+            return lo > 1 + bound
+        return hi < 1 - bound
+    overlap = _ci_overlap(b, n)
+    row["ci_overlap"] = overlap
+    if overlap is None:
+        return None
+    row["test"] = "median 95% CIs overlap (no stored samples)"
+    return not overlap
 
 
 def _ci_overlap(b: dict[str, Any], n: dict[str, Any]) -> bool | None:
@@ -141,7 +224,9 @@ def compare_files(
     for m in metrics:
         if m not in known:
             raise InvalidInputError(f"unknown metric '{m}': no such column in {base} or {new}")
-    cmp = compare_rows(b, n, metrics=metrics, threshold_pct=threshold_pct)
+    cmp = compare_rows(
+        b, n, metrics=metrics, threshold_pct=threshold_pct, base_path=base, new_path=new
+    )
     if not cmp.rows:
         raise InvalidInputError(f"no cell of {base} is in {new}; nothing to compare")
     return cmp

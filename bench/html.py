@@ -27,6 +27,7 @@ TABLE_COLUMNS = (
     ("best_batch", "at batch"), ("host_peak_rss_mb", "host RSS (MB)"),
     ("device_mem_peak_mb", "device mem (MB)"), ("speedup_latency_b1", "speed-up b1"),
     ("speedup_throughput", "speed-up thr."), ("efficiency", "efficiency"), ("errors", "errors"),
+    ("invalid_rows", "invalid rows"), ("invalid_reason", "why invalid"),
 )  # fmt: skip
 
 _CSS = """

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnbench.bench.plot_helpers import Plot, add_caption, log_axis, no_data, place_labels, save
-from cnnbench.bench.report_rows import Row, ZooEntry, num
+from cnnbench.bench.report_rows import Row, ZooEntry, invalid, num
 from cnnbench.precision import PRECISIONS
 
 __all__ = ["Plot", "write_plots"]
@@ -188,9 +188,11 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
     for r in pts:
         colour, marker = style[_series_label(r["engine"], r["precision"], r["device"])]
         measured = r.get("top1_source") == "measured"
+        shaky = r.get("valid_b1") is False  # an invalid measurement: faded, dashed edge
         ax.scatter(
             r["latency_ms_p50_b1"], r["top1"], s=70, marker=marker, zorder=3,
             facecolors=colour if measured else "none", edgecolors=colour, linewidths=1.8,
+            alpha=0.35 if shaky else 1.0, linestyles="--" if shaky else "-",
         )  # fmt: skip
         xs.append(r["latency_ms_p50_b1"])
         ys.append(r["top1"])
@@ -260,6 +262,8 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
     caption = (
         "Latency: p50 over the batch-1 cell (single-stream where run) on each cell's device." + prov
     )
+    if any(r.get("valid_b1") is False for r in pts):
+        caption += " Faded markers with dashed edges: invalid measurements (see invalid_reason)."
     add_caption(fig, caption)
     return save(fig, out, "top1_vs_latency", title, caption)
 
@@ -293,6 +297,7 @@ def _vs_batch(out: Path, series: Mapping[tuple[str, str, str, str], list[Row]], 
         1, len(panels), figsize=(7 + 3.5 * (len(panels) - 1) + 3, 5.5), squeeze=False
     )
     drawn = 0
+    any_invalid = False
     for ax, (col, ylabel) in zip(axes[0], panels, strict=True):
         for key in keys:
             pts = [(num(r.get("batch")), num(r.get(col))) for r in series[key]]
@@ -305,6 +310,14 @@ def _vs_batch(out: Path, series: Mapping[tuple[str, str, str, str], list[Row]], 
                 ms=5, ls=dash[engine], color=colour[model], lw=1.6,
                 label=f"{model} · {_series_label(engine, precision, device)}",
             )  # fmt: skip
+            shaky = [(num(r.get("batch")), num(r.get(col))) for r in series[key] if invalid(r)]
+            shaky = [(b, v) for b, v in shaky if b and v]
+            if shaky:  # invalid measurements: a grey cross over the point
+                ax.scatter(
+                    [p[0] for p in shaky], [p[1] for p in shaky], marker="x", s=60,
+                    color="0.25", zorder=4, linewidths=1.5,
+                )  # fmt: skip
+                any_invalid = True
             drawn += 1
         ax.set_xlabel("Batch size (images per query, log₂ scale)")
         ax.set_ylabel(ylabel)
@@ -328,6 +341,8 @@ def _vs_batch(out: Path, series: Mapping[tuple[str, str, str, str], list[Row]], 
             ncol=1 if len(handles) <= 24 else 2,
         )
     fig.tight_layout()
+    if any_invalid:
+        caption += " Grey crosses: invalid measurements (see invalid_reason in the results)."
     add_caption(fig, caption)
     name = f"{kind}_vs_batch"
     return save(fig, out, name, title, caption)

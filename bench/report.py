@@ -31,7 +31,15 @@ from cnnbench.analysis_cache import zoo_listing
 from cnnbench.artifacts import atomic_write_text, ensure_dir
 from cnnbench.bench.html import write_index
 from cnnbench.bench.plots import write_plots
-from cnnbench.bench.report_rows import Row, ZooEntry, blank, cell_of, is_accuracy_row, num
+from cnnbench.bench.report_rows import (
+    Row,
+    ZooEntry,
+    blank,
+    cell_of,
+    invalid,
+    is_accuracy_row,
+    num,
+)
 from cnnbench.bench.results import read_rows
 from cnnbench.errors import InvalidInputError
 
@@ -57,6 +65,7 @@ COMPARISON_COLUMNS = (
     "host_peak_rss_mb", "device_mem_peak_mb",
     "speedup_latency_b1", "speedup_throughput", "efficiency",
     "cells", "errors", "first_error",
+    "valid_b1", "valid_best", "invalid_rows", "invalid_reason",
 )  # fmt: skip
 
 
@@ -161,6 +170,7 @@ def compare_rows(rows: list[Row], zoo: Mapping[str, ZooEntry] | None = None) -> 
         params = params if params is not None else (z.params if z else None)
         macs = macs if macs is not None else (z.macs if z else None)
         errors = [r for r in group if not _ok(r)]
+        bad = [r for r in good if invalid(r)]
         out.append(
             {
                 "model": model,
@@ -181,6 +191,11 @@ def compare_rows(rows: list[Row], zoo: Mapping[str, ZooEntry] | None = None) -> 
                 "cells": len(perf),
                 "errors": len(errors),
                 "first_error": str(errors[0].get("error")) if errors else "",
+                # the verdicts behind the figures: invalid rows are shown apart, not dropped
+                "valid_b1": not invalid(b1) if b1 else None,
+                "valid_best": not invalid(best) if best else None,
+                "invalid_rows": len(bad),
+                "invalid_reason": str(bad[0].get("invalid_reason") or "") if bad else "",
             }
         )
     _add_speedups(out)

@@ -12,7 +12,14 @@ from typing import Any
 
 from cnnbench.values import blank, num
 
-__all__ = ["Row", "ZooEntry", "blank", "cell_of", "is_accuracy_row", "num"]
+__all__ = ["Row", "ZooEntry", "blank", "cell_of", "invalid", "is_accuracy_row", "num"]
+
+
+def invalid(row: Mapping[str, Any]) -> bool:
+    """A measured row whose verdict is invalid (rows from before verdicts count as valid)."""
+    v = row.get("valid")
+    return v is not None and v != "" and str(v).strip().lower() in ("false", "0", "no")
+
 
 Row = dict[str, Any]
 

@@ -30,6 +30,7 @@ from cnnbench.bench.results import cell_key
 from cnnbench.bench.scenarios import canonical_scenario, check_batch, method_fields, run_fixed
 from cnnbench.bench.server import ServerConfig, find_peak, run_server, warm_sizes
 from cnnbench.bench.timing import StopRule, warmup
+from cnnbench.bench.validity import CpuWindow, verdict
 from cnnbench.data.images import random_batches
 from cnnbench.engines.base import Engine, EngineOptions, unsupported
 from cnnbench.engines.cuda import device_index
@@ -60,6 +61,9 @@ class RunSpec:
     onnx_sha256: str | None = None
     #: the model's ModelSpec as a dict (a sweep passes it so a cell need not import the zoo)
     model_spec: dict[str, Any] | None = None
+    #: params and MACs, and the matmul peak cached, by the process that launched the cell: the
+    #: measured process then runs no analysis and no peak microbenchmark of its own
+    facts: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.model_spec is None:
@@ -135,6 +139,9 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
         "batch": spec.batch,
         "scenario": spec.scenario,
         "error": None,
+        # until a measurement says otherwise (bench.validity.verdict)
+        "valid": False,
+        "invalid_reason": "no measurement",
         "seed": spec.seed,
         "weights": spec.weights,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -163,7 +170,7 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
         artifact=str(prep.artifact.onnx_path) if prep.artifact.onnx_path else prep.source,
         artifact_sha256=prep.artifact.sha256,
     )
-    row.update(model_facts(spec.model))
+    row.update(spec.facts if spec.facts is not None else model_facts(spec.model))
     x = random_batches(mspec, count=1, batch=spec.batch, seed=spec.seed)[0]
     cuda = spec.device.startswith("cuda")
     dev_index = device_index(spec.device) if cuda else 0
@@ -177,11 +184,12 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
         if cuda:
             torch_cuda_reset_peak(dev_index)
         sampler = NvmlSampler(dev_index) if cuda else None
-        with sampler or contextlib.nullcontext():
+        with sampler or contextlib.nullcontext(), CpuWindow() as window:
             if spec.scenario == "server":
                 row.update(_measure_server(eng, x, spec, cuda))
             else:
                 row.update(run_fixed(eng, x, spec.scenario, spec.stop))
+        row.update(window.fields())
         if cuda:
             row.update(
                 device_memory_fields(sampler, torch_cuda_max_allocated_mb(dev_index), eng.memory())
@@ -192,11 +200,15 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
         row.update(_describe(eng))
     row["host_peak_rss_mb"] = host_peak_rss_mb()
     # The null engine computes nothing: no efficiency to speak of.
-    peak = get_peak(spec.device, spec.precision) if spec.engine != "null" else None
+    if spec.engine == "null":
+        peak = None
+    else:  # measured here only when no launcher cached it (in-process runs)
+        peak = get_peak(spec.device, spec.precision, measure=spec.facts is None)
     row.update(_efficiency(row if spec.engine != "null" else {}, peak))
     row.update(env_fields())
     if hasattr(os, "getloadavg"):
         row["env_loadavg_1m"] = round(os.getloadavg()[0], 2)
+    row.update(verdict(row))
     return row
 
 

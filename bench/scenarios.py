@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnbench.bench.results import THROUGHPUT_DEFINITION
+from cnnbench.bench.samples import SAMPLES_KEY
 from cnnbench.bench.stats import CI_LEVEL, CI_METHOD, PERCENTILE_METHOD, summarize
 from cnnbench.bench.timing import StopRule, Timing, device_timing_method, measure, measure_cuda
 from cnnbench.errors import InvalidInputError
@@ -85,6 +86,7 @@ def timing_fields(timing: Timing, batch: int) -> dict[str, Any]:
     stats = summarize(timing.samples_ns)
     wall_s = timing.wall_ns / 1e9
     fields: dict[str, Any] = stats.to_dict()
+    fields[SAMPLES_KEY] = timing.samples_ns  # stored beside the results, not in the row
     fields.update(
         ci_half_width_pct=stats.ci_half_width_pct,
         queries=timing.count,

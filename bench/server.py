@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.bench.samples import SAMPLES_KEY
 from cnnbench.bench.stats import summarize
 from cnnbench.bench.timing import StopRule
 
@@ -145,8 +146,10 @@ def run_server(
         sizes.append(k)
         i += k
     wall = clock() - start
-    stats = summarize(np.asarray(lat, dtype=np.int64))
+    samples = np.asarray(lat, dtype=np.int64)
+    stats = summarize(samples)
     fields: dict[str, Any] = stats.to_dict()
+    fields[SAMPLES_KEY] = samples  # the query latencies, stored beside the results
     fields.update(
         ci_half_width_pct=stats.ci_half_width_pct,
         queries=i,

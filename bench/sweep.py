@@ -18,18 +18,24 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cnnbench.artifacts import atomic_write_text
+from cnnbench.bench import samples
 from cnnbench.bench.environment import env_fields
-from cnnbench.bench.prepare import needs_onnx
+from cnnbench.bench.peak import get_peak
+from cnnbench.bench.prepare import model_facts, needs_onnx
 from cnnbench.bench.results import append_row, cell_key, read_rows, write_rows
 from cnnbench.bench.runner import RunSpec, base_row, check_runtime, error_text, run_cell_safe
+from cnnbench.bench.samples import SAMPLES_KEY
 from cnnbench.bench.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError
-from cnnbench.progress import note, track
+from cnnbench.progress import note, track, warn
 
 __all__ = [
     "CellRunner", "SweepConfig", "load_config", "pending_cells", "run_cells", "run_isolated",
@@ -77,11 +83,47 @@ def _tail(path: Path) -> str:
     return " ".join(lines[-1].split())[:300] if lines else ""
 
 
+class _Forward:
+    """Copies the lines a cell process writes to its log onto our stderr as they come (its live
+    progress and warnings), while the log keeps them for the error row's tail."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._done = path, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Forward:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        pos, pending = 0, b""
+        while True:
+            finished = self._done.wait(0.25)
+            try:
+                with open(self.path, "rb") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+            except OSError:
+                chunk = b""
+            pos += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                sys.stderr.write(line.decode(errors="replace") + "\n")
+            sys.stderr.flush()
+            if finished:
+                return
+
+
 def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
     """Run one cell in a fresh process; a crash, kill or timeout becomes an error row."""
     with tempfile.TemporaryDirectory(prefix="cnnbench-cell-") as tmp:
         result, errlog = Path(tmp) / "row.json", Path(tmp) / "stderr.txt"
-        with open(errlog, "wb") as err:
+        with open(errlog, "wb") as err, _Forward(errlog):
             proc = subprocess.Popen(
                 _child_cmd(spec, result),
                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
@@ -94,12 +136,21 @@ def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
             except BaseException:
                 _kill(proc)  # Ctrl-C: stop the child too, then let the sweep end
                 raise
-        if result.is_file():
-            try:
-                return dict(json.loads(result.read_text(encoding="utf-8")))
-            except ValueError:
-                pass
+        row = _read_row(result)
+        if row is not None:
+            return row
         return _error_row(spec, _died(code, _tail(errlog)))
+
+
+def _read_row(result: Path) -> dict[str, Any] | None:
+    """The row a cell process wrote (with its samples), or None when it wrote none."""
+    try:
+        row = dict(json.loads(result.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+    if result.with_suffix(".npy").is_file():
+        row[SAMPLES_KEY] = np.load(result.with_suffix(".npy"), allow_pickle=False)
+    return row
 
 
 def _error_row(spec: RunSpec, message: str) -> dict[str, Any]:
@@ -169,10 +220,15 @@ def run_cells(
             note(f"{label}: {spec.key()} ...")
             row = runner(spec)
             if out is not None:
+                samples.store(out, row)  # first the samples, then the row that points to them
                 append_row(out, row)
+            else:
+                row.pop(samples.SAMPLES_KEY, None)
             rows.append(row)
             if row.get("error"):
                 note(f"{label}: {spec.key()}: {row['error']}")
+            elif not row.get("valid"):
+                warn(f"{spec.key()}: invalid: {row.get('invalid_reason')}")
     except KeyboardInterrupt:
         where = f" are in {out}" if out is not None else " were measured"
         note(f"{label}: interrupted; {len(rows)} finished row(s) of this run{where}")
@@ -193,6 +249,7 @@ class CellRunner:
         self.timeout_s = timeout_s
         self._prepared: dict[tuple[str, str], dict[str, Any]] = {}
         self._runtime: dict[tuple[str, str, str], str | None] = {}
+        self._facts: dict[str, dict[str, Any]] = {}
 
     def __call__(self, spec: RunSpec) -> dict[str, Any]:
         rt = (spec.engine, spec.device, spec.precision)
@@ -206,7 +263,12 @@ class CellRunner:
             return _error_row(spec, str(self._runtime[rt]))
         if not self.isolated:
             return run_cell_safe(spec)
-        run = spec
+        # What the measured process should not do itself: analysis, peak microbenchmark, export.
+        if spec.model not in self._facts:
+            self._facts[spec.model] = model_facts(spec.model)
+        if spec.engine != "null":
+            get_peak(spec.device, spec.precision)
+        run = replace(spec, facts=self._facts[spec.model])
         if needs_onnx(spec.engine):
             k = (spec.model, spec.precision)
             if k not in self._prepared:
@@ -214,12 +276,15 @@ class CellRunner:
             info = self._prepared[k]
             if info.get("error"):
                 return _error_row(spec, f"prepare failed: {info['error']}")
-            run = replace(spec, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
+            run = replace(run, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
         return run_isolated(run, self.timeout_s)
 
 
 def _cell_main(spec_json: str, result: str) -> int:
     row = run_cell_safe(RunSpec.from_json(spec_json))
+    samples = row.pop(SAMPLES_KEY, None)
+    if samples is not None:  # before the row: a row on disk means its samples are there too
+        np.save(Path(result).with_suffix(".npy"), np.asarray(samples, dtype=np.int64))
     atomic_write_text(result, json.dumps(row, default=_jsonable) + "\n")
     return 0
 

@@ -18,6 +18,17 @@ from typing import Any
 import numpy as np
 
 from cnnbench.bench.stats import ci_half_width_pct_of
+from cnnbench.progress import note
+
+#: seconds between two progress lines during a measurement
+PROGRESS_EVERY_S = 2.0
+
+
+def _progress(samples: list[int], elapsed_ns: int) -> None:
+    n = len(samples)
+    # The CI costs a sort; past 100k samples (microsecond calls) the count alone is shown.
+    ci = f", median CI ±{ci_half_width_pct_of(samples):.1f}%" if 1 < n <= 100_000 else ""
+    note(f"  measuring: {n} samples in {elapsed_ns / 1e9:.0f}s{ci}")
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,8 @@ class StopRule:
     at ``max_time``). Measurement stops once ``min_count`` samples AND ``min_time`` seconds are
     both reached and, if ``ci_target`` (percent) is set, the median's 95 % CI half-width is at
     most ``ci_target`` % of the median; in any case it stops after ``max_time`` seconds (with at
-    least one sample).
+    least one sample). The row is valid only if the target was met (:mod:`bench.validity`);
+    ``ci_target=None`` measures without one.
     """
 
     warmup_count: int = 5
@@ -36,7 +48,7 @@ class StopRule:
     min_count: int = 20
     min_time: float = 2.0
     max_time: float = 60.0
-    ci_target: float | None = None
+    ci_target: float | None = 2.0
 
     def __post_init__(self) -> None:
         for name in ("warmup_count", "min_count"):
@@ -110,10 +122,16 @@ def _loop(body: Callable[[], int], rule: StopRule) -> tuple[list[int], int, str]
     min_count, min_ns, max_ns = rule.min_count, int(rule.min_time * 1e9), int(rule.max_time * 1e9)
     target = rule.ci_target
     next_ci = min_count
+    every = int(PROGRESS_EVERY_S * 1e9)
     start = clock()
+    next_note = start + every
     while True:
         append(body())
-        elapsed = clock() - start
+        now = clock()
+        if now >= next_note:
+            next_note = now + every
+            _progress(samples, now - start)
+        elapsed = now - start
         if elapsed >= max_ns:
             return samples, elapsed, "max-time"
         if len(samples) >= min_count and elapsed >= min_ns:
@@ -139,13 +157,18 @@ def measure(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> Timing:
     append = samples.append
     min_count, target = rule.min_count, rule.ci_target
     next_ci = min_count
+    every = int(PROGRESS_EVERY_S * 1e9)
     start = clock()
     min_end, max_end = start + int(rule.min_time * 1e9), start + int(rule.max_time * 1e9)
+    next_note = start + every
     while True:
         t0 = clock()
         call(arg)
         t1 = clock()
         append(t1 - t0)
+        if t1 >= next_note:  # a live line on stderr: samples so far and the CI half-width
+            next_note = t1 + every
+            _progress(samples, t1 - start)
         if t1 < min_end:
             continue
         if t1 >= max_end:

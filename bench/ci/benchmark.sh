@@ -7,7 +7,8 @@
 #      regression beyond the threshold
 #
 # Usage: bench/ci/benchmark.sh [--config FILE] [--out DIR] [--engine E[,E]] [--device D]
-#                              [--precision P[,P]] [--baseline CSV] [--threshold PCT]
+#                              [--precision P[,P]] [--baseline CSV] [--threshold PCT] [--strict]
+# --strict: an inconclusive cell (an invalid row, or a change within the noise) fails too.
 # --engine / --device / --precision replace those keys of the config (the GPU job runs the same
 # config with --engine trt --device cuda). Without --baseline, bench/baselines/ci_cpu.csv is
 # used when it exists (CNNBENCH_CI_DEFAULT_BASELINE overrides that path); a --baseline that
@@ -20,6 +21,7 @@ engine=""
 device=""
 precision=""
 baseline=""
+strict=""
 threshold="${CNNBENCH_CI_THRESHOLD:-25%}"
 default_baseline="${CNNBENCH_CI_DEFAULT_BASELINE:-bench/baselines/ci_cpu.csv}"
 py="${PYTHON:-python3}"
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --precision) precision="$2"; shift 2 ;;
     --baseline) baseline="$2"; shift 2 ;;
     --threshold) threshold="$2"; shift 2 ;;
+    --strict) strict="--fail-on-inconclusive"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "benchmark.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -91,7 +94,7 @@ fi
 
 if [ -n "$baseline" ] && [ -s "$results" ]; then
   echo "== compare $baseline -> $results (threshold $threshold)"
-  cnnbench compare "$baseline" "$results" --threshold "$threshold" --out "$out/compare.csv" \
+  cnnbench compare "$baseline" "$results" --threshold "$threshold" --out "$out/compare.csv" $strict \
     || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 elif [ -n "$baseline" ]; then
   echo "== compare skipped: no results to compare with $baseline"

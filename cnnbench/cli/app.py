@@ -140,16 +140,25 @@ def emit_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -
 
 
 def emit_table(
-    rows: list[dict[str, Any]], columns: Sequence[str], title: str | None = None
+    rows: list[dict[str, Any]],
+    columns: Sequence[str],
+    title: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> None:
-    """Print dict rows as a rich table on stdout (right-aligned numbers, thousands separators)."""
+    """Print dict rows as a rich table on stdout (right-aligned numbers, thousands separators).
+
+    ``labels`` gives short headers (``p50 ms``); headers and cells wrap rather than being cut.
+    The table fits the terminal; off a terminal (logs, pipes) it is 160 characters wide.
+    """
     table = Table(title=title, show_lines=False)
     for c in columns:
         numeric = any(isinstance(r.get(c), (int, float)) for r in rows)
-        table.add_column(c, justify="right" if numeric else "left")
+        label = (labels or {}).get(c, c)
+        table.add_column(label, justify="right" if numeric else "left", overflow="fold")
     for r in rows:
         table.add_row(*(_cell(r.get(c)) for c in columns))
-    Console(width=max(160, Console().width)).print(table)
+    console = Console()
+    Console(width=console.width if console.is_terminal else 160).print(table)
 
 
 def _cell(v: Any) -> str:

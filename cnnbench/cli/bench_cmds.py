@@ -1,8 +1,8 @@
 """Commands: run (cells from flags) and sweep (cells from a YAML grid), one cell path for both.
 
 ``run`` builds a :class:`SweepConfig` from its flags (:meth:`SweepConfig.from_flags`) and
-measures its cells with the same :func:`run_cells` and :class:`CellRunner` as ``sweep``;
-only where a cell runs differs (this process by default, a fresh one with ``--isolate``).
+measures its cells with the same :func:`run_cells` and :class:`CellRunner` as ``sweep``: each
+cell in a fresh process, after its preparation; ``--in-process`` measures in this one.
 """
 
 from __future__ import annotations
@@ -33,9 +33,18 @@ from cnnbench.models import list_models
 
 TABLE_COLUMNS = (
     "model", "engine", "precision", "device", "batch", "scenario", "latency_ms_p50",
-    "latency_ms_p90", "latency_ms_p99", "throughput_ips", "samples", "gmacs_per_s",
-    "efficiency", "host_peak_rss_mb", "device_mem_peak_mb", "error",
+    "latency_ms_p90", "latency_ms_p99", "throughput_ips", "samples", "ci_half_width_pct",
+    "efficiency", "host_peak_rss_mb", "device_mem_peak_mb", "valid", "error",
 )  # fmt: skip
+#: short headers that carry their units, so no header is cut to ``latency_…``
+LABELS = {
+    "precision": "prec", "scenario": "scen.", "latency_ms_p50": "p50 ms",
+    "latency_ms_p90": "p90 ms", "latency_ms_p99": "p99 ms", "latency_ms_mean": "mean ms",
+    "throughput_ips": "img/s", "samples": "n", "ci_half_width_pct": "CI ±%",
+    "gmacs_per_s": "GMAC/s", "efficiency": "eff.", "host_peak_rss_mb": "RSS MB",
+    "device_mem_peak_mb": "dev MB", "effective_precision": "eff. prec",
+    "foreign_cpu_cores": "foreign cores", "invalid_reason": "why invalid",
+}  # fmt: skip
 _STOP = ("warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target")
 _SERVER = ("target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time")
 
@@ -62,14 +71,29 @@ def _batches(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _print_rows(rows: list[dict[str, Any]], fmt: str, title: str) -> None:
+def _print_rows(
+    rows: list[dict[str, Any]], fmt: str, title: str, columns: str | None = None
+) -> None:
     if fmt == "json":
         emit_json(rows)
         return
     if fmt == "csv":
         emit_csv(rows, columns_for(rows))
         return
-    emit_table(rows, [c for c in TABLE_COLUMNS if any(r.get(c) is not None for r in rows)], title)
+    if columns:
+        cols = [c.strip() for c in columns.split(",") if c.strip()]
+        known = {k for r in rows for k in r}
+        unknown = [c for c in cols if c not in known]
+        if unknown:
+            raise InvalidInputError(
+                f"--columns: no column '{unknown[0]}' in the rows; see --format csv for all"
+            )
+    else:
+        cols = [c for c in TABLE_COLUMNS if any(r.get(c) is not None for r in rows)]
+    emit_table(rows, cols, title, labels=LABELS)
+    for r in rows:
+        if not r.get("error") and not r.get("valid"):
+            click.echo(f"invalid: {r.get('cell')}: {r.get('invalid_reason')}")
     click.echo(f"throughput: {THROUGHPUT_DEFINITION}")
     click.echo(f"percentiles: {PERCENTILE_METHOD}; median CI: 95% {CI_METHOD}")
     click.echo("efficiency: achieved GMAC/s / measured matmul peak GMAC/s (same device, dtype)")
@@ -103,7 +127,7 @@ _stop_options = _options(
         "--ci-target",
         type=float,
         default=None,
-        help="Also run until the median's 95% CI half-width is <= this percent.",
+        help="Run until the median's 95% CI half-width is <= this percent (default 2); the row is invalid if max time comes first.",
     ),
 )
 
@@ -136,6 +160,13 @@ _server_options = _options(
         show_default=True,
         help="Server: time budget of --find-peak (s).",
     ),
+)
+
+
+_columns_option = click.option(
+    "--columns",
+    default=None,
+    help="Table columns, comma-separated result columns (default: the usual figures).",
 )
 
 
@@ -203,19 +234,29 @@ _server_options = _options(
     help="Where exported ONNX files are cached.",
 )
 @_server_options
-@click.option("--isolate", is_flag=True, help="Run each cell in its own process (as sweep does).")
+@click.option(
+    "--in-process",
+    is_flag=True,
+    help="Measure in this process, after preparing there (for debugging: memory and timing "
+    "then include export and earlier cells).",
+)
+@click.option("--isolate", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
 @seed_option
 @format_option()
+@_columns_option
 def run(**o: Any) -> None:  # fmt: skip
     """Measure latency, throughput and memory of models on an engine.
 
     \b
-    Builds what the engine needs first (ONNX export, precision conversion; cached).
+    Builds what the engine needs first (ONNX export, precision conversion; cached), then
+    measures each cell in a fresh process, so its memory and timing are the cell's alone.
     Throughput: images/s = batch x completed queries / wall time of the measured window.
     Percentiles: numpy 'linear' (Hyndman-Fan type 7); median CI: distribution-free
-    order-statistic 95% interval (binomial). Stop rule: min count AND min time, optionally
-    the CI target, never past max time.
+    order-statistic 95% interval (binomial). Stop rule: min count AND min time, then until
+    the median's CI half-width is <= --ci-target (default 2%), never past max time.
+    Every row has a verdict: valid, or invalid_reason (noisy median, foreign CPU load,
+    hypervisor steal, few samples for p99, unstable clock); raw samples go to FILE.samples.
     """
     models = (
         _names(o["model"], "model")
@@ -240,10 +281,12 @@ def run(**o: Any) -> None:  # fmt: skip
     # A runtime missing here is the user's to fix: one line and exit 2 before anything runs.
     for key in dict.fromkeys((s.engine, s.device, s.precision) for s in specs):
         check_runtime(*key)
-    runner = CellRunner(isolated=o["isolate"], timeout_s=cfg.timeout_s)
+    if o["in_process"] and o["isolate"]:
+        raise click.UsageError("--in-process and --isolate are opposites; give one")
+    runner = CellRunner(isolated=not o["in_process"], timeout_s=cfg.timeout_s)
     out = Path(o["out"]) if o["out"] else None
     rows = run_cells(specs, runner, out=out, label="run")
-    _print_rows(rows, o["fmt"], "cnnbench run")
+    _print_rows(rows, o["fmt"], "cnnbench run", o["columns"])
     if out is not None:
         click.echo(str(out))
     failed = [r for r in rows if r.get("error")]
@@ -268,7 +311,8 @@ def run(**o: Any) -> None:  # fmt: skip
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
 @format_option()
-def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str) -> None:  # fmt: skip
+@_columns_option
+def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns: str | None) -> None:  # fmt: skip
     """Run a grid of models x engines x precisions x batches x scenarios from CONFIG.yaml.
 
     \b
@@ -289,7 +333,7 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str) -> None:
         return
     rows = run_sweep(cfg, Path(out), resume=resume)
     if rows:
-        _print_rows(rows, fmt, f"cnnbench sweep {config}")
+        _print_rows(rows, fmt, f"cnnbench sweep {config}", columns)
     click.echo(str(Path(out)))
     failed = [r for r in rows if r.get("error")]
     if failed:

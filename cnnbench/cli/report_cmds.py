@@ -79,14 +79,30 @@ def report(results: tuple[str, ...], out: str, fmt: str) -> None:
     default=None,
     help="Write the comparison to FILE.csv or FILE.jsonl.",
 )
+@click.option(
+    "--fail-on-inconclusive",
+    is_flag=True,
+    help="Exit 1 on an inconclusive cell too (an invalid row, or a change within the noise).",
+)
 @format_option()
-def compare(base: str, new: str, threshold: str, metrics: tuple[str, ...], out: str | None, fmt: str) -> None:  # fmt: skip
-    """Compare two results files cell by cell; exit 1 on a regression beyond the threshold.
+def compare(
+    base: str,
+    new: str,
+    threshold: str,
+    metrics: tuple[str, ...],
+    out: str | None,
+    fail_on_inconclusive: bool,
+    fmt: str,
+) -> None:
+    """Compare two results files cell by cell; exit 1 only on a real regression.
 
     \b
     Lower is better for latencies and memory; higher for throughput_ips, gmacs_per_s,
-    efficiency. ratio = new / base. ci_overlap (latency_ms_p50): whether the two medians'
-    95% CIs overlap, i.e. whether the change may be noise.
+    efficiency. ratio = new / base. A change beyond the threshold is a regression only when
+    it is significant: the 95% bootstrap CI of the ratio, from both rows' stored latency
+    samples, lies beyond 1 + threshold (without samples: the medians' CIs do not overlap).
+    A cell with an invalid row on either side, or a change within the noise, is
+    inconclusive: exit 0 unless --fail-on-inconclusive. p_value: Mann-Whitney U.
     """
     thr = parse_threshold(threshold)
     names = (
@@ -102,26 +118,22 @@ def compare(base: str, new: str, threshold: str, metrics: tuple[str, ...], out: 
     elif fmt == "csv":
         emit_csv(cmp.rows)
     else:
-        cols = [
-            "model",
-            "engine",
-            "precision",
-            "batch",
-            "scenario",
-            "metric",
-            "base",
-            "new",
-            "ratio",
-            "change_pct",
-            "status",
-        ]
-        if any("ci_overlap" in r for r in cmp.rows):
-            cols.append("ci_overlap")
-        emit_table(cmp.rows, cols, f"{base} -> {new} (threshold {thr:g}%)")
+        cols = ["model", "engine", "precision", "batch", "scenario", "metric", "base", "new",
+                "change_pct", "ratio_ci_low", "ratio_ci_high", "p_value", "status", "note"]  # fmt: skip
+        labels = {"change_pct": "change %", "ratio_ci_low": "ratio CI low",
+                  "ratio_ci_high": "ratio CI high", "p_value": "p (MWU)", "scenario": "scen.",
+                  "precision": "prec"}  # fmt: skip
+        emit_table(cmp.rows, cols, f"{base} -> {new} (threshold {thr:g}%)", labels=labels)
     for k in cmp.missing_in_new:
         click.echo(f"missing in new: {k}", err=True)
     for e in cmp.errors:
         click.echo(e, err=True)
+    counts = {s: sum(r["status"] == s for r in cmp.rows) for s in ("regression", "inconclusive")}
+    click.echo(
+        f"{counts['regression']} regression(s), {counts['inconclusive']} inconclusive, "
+        f"{len(cmp.rows)} compared",
+        err=True,
+    )
     if out:
         click.echo(str(Path(out)))
     if cmp.regressions:
@@ -130,3 +142,9 @@ def compare(base: str, new: str, threshold: str, metrics: tuple[str, ...], out: 
             for r in cmp.regressions
         )
         raise CheckFailedError(f"{len(cmp.regressions)} regression(s) beyond {thr:g}%: {cells}")
+    if fail_on_inconclusive and cmp.inconclusive:
+        r = cmp.inconclusive[0]
+        raise CheckFailedError(
+            f"{len(cmp.inconclusive)} inconclusive cell(s) (--fail-on-inconclusive): "
+            f"{r['model']}/{r['engine']}/b{r['batch']}/{r['scenario']} {r['metric']}: {r['note']}"
+        )

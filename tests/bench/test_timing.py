@@ -37,7 +37,9 @@ class Counter:
 
 def test_warmup_and_min_count_and_min_time_are_all_met() -> None:
     c = Counter()
-    rule = StopRule(warmup_count=7, warmup_time=0.0, min_count=50, min_time=0.05, max_time=5)
+    rule = StopRule(
+        warmup_count=7, warmup_time=0.0, min_count=50, min_time=0.05, max_time=5, ci_target=None
+    )
     t = measure(c, None, rule)
     assert t.warmup_count == 7
     assert t.count >= 50
