@@ -45,7 +45,7 @@ class StopRule:
 
     warmup_count: int = 5
     warmup_time: float = 0.2
-    min_count: int = 20
+    min_count: int = 100  # p99 needs 100 samples (bench.validity)
     min_time: float = 2.0
     max_time: float = 60.0
     ci_target: float | None = 2.0

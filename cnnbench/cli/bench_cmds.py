@@ -7,7 +7,6 @@ cell in a fresh process, after its preparation; ``--in-process`` measures in thi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,13 @@ from cnnbench.cli.app import (
     format_option,
     seed_option,
 )
+from cnnbench.cli.bench_options import (
+    SERVER_FIELDS,
+    STOP_FIELDS,
+    columns_option,
+    server_options,
+    stop_options,
+)
 from cnnbench.engines import canonical
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.models import list_models
@@ -45,8 +51,6 @@ LABELS = {
     "device_mem_peak_mb": "dev MB", "effective_precision": "eff. prec",
     "foreign_cpu_cores": "foreign cores", "invalid_reason": "why invalid",
 }  # fmt: skip
-_STOP = ("warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target")
-_SERVER = ("target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time")
 
 
 def _names(text: str | None, what: str) -> tuple[str, ...]:
@@ -99,77 +103,6 @@ def _print_rows(
     click.echo("efficiency: achieved GMAC/s / measured matmul peak GMAC/s (same device, dtype)")
 
 
-def _options(*opts: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def wrap(f: Any) -> Any:
-        for opt in reversed(opts):
-            f = opt(f)
-        return f
-
-    return wrap
-
-
-_stop_options = _options(
-    click.option("--warmup-count", type=int, default=None, help="Warm-up calls (default 5)."),
-    click.option(
-        "--warmup-time",
-        type=float,
-        default=None,
-        help="Warm-up seconds (default 0.2); both are met.",
-    ),
-    click.option("--min-count", type=int, default=None, help="Minimum timed queries (default 20)."),
-    click.option(
-        "--min-time", type=float, default=None, help="Minimum measured seconds (default 2)."
-    ),
-    click.option(
-        "--max-time", type=float, default=None, help="Maximum measured seconds (default 60)."
-    ),
-    click.option(
-        "--ci-target",
-        type=float,
-        default=None,
-        help="Run until the median's 95% CI half-width is <= this percent (default 2); the row is invalid if max time comes first.",
-    ),
-)
-
-_server_options = _options(
-    click.option(
-        "--target-qps", type=float, default=None, help="Server: Poisson arrival rate (queries/s)."
-    ),
-    click.option(
-        "--max-queue-delay-ms",
-        type=float,
-        default=2.0,
-        show_default=True,
-        help="Server: dynamic batcher's max wait.",
-    ),
-    click.option(
-        "--latency-bound-ms",
-        type=float,
-        default=None,
-        help="Server: p99 bound (required with --find-peak).",
-    ),
-    click.option(
-        "--find-peak",
-        is_flag=True,
-        help="Server: search the highest QPS whose p99 meets the bound.",
-    ),
-    click.option(
-        "--peak-time",
-        type=float,
-        default=60.0,
-        show_default=True,
-        help="Server: time budget of --find-peak (s).",
-    ),
-)
-
-
-_columns_option = click.option(
-    "--columns",
-    default=None,
-    help="Table columns, comma-separated result columns (default: the usual figures).",
-)
-
-
 @cli.command()
 @click.option(
     "--model",
@@ -218,7 +151,7 @@ _columns_option = click.option(
     default=None,
     help="Append rows to FILE.csv or FILE.jsonl.",
 )
-@_stop_options
+@stop_options
 @click.option("--threads", type=int, default=None, help="Intra-op threads for CPU engines.")
 @click.option(
     "--weights",
@@ -233,7 +166,7 @@ _columns_option = click.option(
     show_default=True,
     help="Where exported ONNX files are cached.",
 )
-@_server_options
+@server_options
 @click.option(
     "--in-process",
     is_flag=True,
@@ -244,7 +177,7 @@ _columns_option = click.option(
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
 @seed_option
 @format_option()
-@_columns_option
+@columns_option
 def run(**o: Any) -> None:  # fmt: skip
     """Measure latency, throughput and memory of models on an engine.
 
@@ -268,7 +201,7 @@ def run(**o: Any) -> None:  # fmt: skip
     cfg = SweepConfig.from_flags(
         models=models, engines=tuple(canonical(e) for e in _names(o["engine"], "engine")),
         precisions=o["precisions"], batches=_batches(o["batch"]) if o["batch"] is not None else None,
-        scenario=o["scenario"], stop={k: o[k] for k in _STOP}, server={k: o[k] for k in _SERVER},
+        scenario=o["scenario"], stop={k: o[k] for k in STOP_FIELDS}, server={k: o[k] for k in SERVER_FIELDS},
         device=o["device"], threads=o["threads"], weights=o["weights"], artifacts=o["artifacts"],
         seed=o["seed"],
     )  # fmt: skip
@@ -311,7 +244,7 @@ def run(**o: Any) -> None:  # fmt: skip
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
 @format_option()
-@_columns_option
+@columns_option
 def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns: str | None) -> None:  # fmt: skip
     """Run a grid of models x engines x precisions x batches x scenarios from CONFIG.yaml.
 

@@ -1,0 +1,88 @@
+"""The options ``run`` and ``sweep`` share: the stop rule, the server scenario, table columns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+#: the stop rule's and the server config's fields, as ``run`` passes them on
+STOP_FIELDS = ("warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target")
+SERVER_FIELDS = ("target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time")
+
+
+def options(*opts: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrap(f: Any) -> Any:
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return wrap
+
+
+stop_options = options(
+    click.option("--warmup-count", type=int, default=None, help="Warm-up calls (default 5)."),
+    click.option(
+        "--warmup-time",
+        type=float,
+        default=None,
+        help="Warm-up seconds (default 0.2); both are met.",
+    ),
+    click.option(
+        "--min-count",
+        type=int,
+        default=None,
+        help="Minimum timed queries (default 100: what p99 needs).",
+    ),
+    click.option(
+        "--min-time", type=float, default=None, help="Minimum measured seconds (default 2)."
+    ),
+    click.option(
+        "--max-time", type=float, default=None, help="Maximum measured seconds (default 60)."
+    ),
+    click.option(
+        "--ci-target",
+        type=float,
+        default=None,
+        help="Run until the median's 95% CI half-width is <= this percent (default 2); the row is invalid if max time comes first.",
+    ),
+)
+
+server_options = options(
+    click.option(
+        "--target-qps", type=float, default=None, help="Server: Poisson arrival rate (queries/s)."
+    ),
+    click.option(
+        "--max-queue-delay-ms",
+        type=float,
+        default=2.0,
+        show_default=True,
+        help="Server: dynamic batcher's max wait.",
+    ),
+    click.option(
+        "--latency-bound-ms",
+        type=float,
+        default=None,
+        help="Server: p99 bound (required with --find-peak).",
+    ),
+    click.option(
+        "--find-peak",
+        is_flag=True,
+        help="Server: search the highest QPS whose p99 meets the bound.",
+    ),
+    click.option(
+        "--peak-time",
+        type=float,
+        default=60.0,
+        show_default=True,
+        help="Server: time budget of --find-peak (s).",
+    ),
+)
+
+
+columns_option = click.option(
+    "--columns",
+    default=None,
+    help="Table columns, comma-separated result columns (default: the usual figures).",
+)
