@@ -27,18 +27,13 @@ from typing import Any
 import numpy as np
 
 from cnnbench.bench import samples
-from cnnbench.bench.results import KEY_COLUMNS, cell_key, read_rows
+from cnnbench.bench.compare_repeats import decide_repeats
+from cnnbench.bench.results import HIGHER_IS_BETTER, KEY_COLUMNS, cell_key, read_rows
 from cnnbench.bench.significance import METHOD, mann_whitney, ratio_ci
+from cnnbench.bench.validity import row_valid
 from cnnbench.errors import InvalidInputError
 from cnnbench.values import num
 
-HIGHER_IS_BETTER = (
-    "throughput_ips",
-    "gmacs_per_s",
-    "efficiency",
-    "achieved_qps",
-    "server_peak_qps",
-)
 DEFAULT_METRICS = ("latency_ms_p50", "throughput_ips")
 #: metric -> the statistic of the latency samples it follows ("mean" for rates: 1 / mean)
 SAMPLE_STAT = {
@@ -79,17 +74,20 @@ def higher_is_better(metric: str) -> bool:
     return metric in HIGHER_IS_BETTER
 
 
-def _index(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    good: dict[str, dict[str, Any]] = {}
+def _index(
+    rows: list[dict[str, Any]],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """Rows without error per cell: the last one of each repeat (a rerun replaces a row)."""
+    per_repeat: dict[str, dict[str, dict[str, Any]]] = {}
     errors: dict[str, str] = {}
     for r in rows:
-        key = cell_key(r)
+        key = cell_key(r, repeat=False)
         if r.get("error"):
             errors[key] = str(r["error"])
         else:
-            good[key] = r
+            per_repeat.setdefault(key, {})[cell_key(r)] = r
             errors.pop(key, None)
-    return good, errors
+    return {k: list(v.values()) for k, v in per_repeat.items()}, errors
 
 
 def compare_rows(
@@ -109,7 +107,11 @@ def compare_rows(
     n_good, n_err = _index(new)
     out: list[dict[str, Any]] = []
     for key in [k for k in b_good if k in n_good]:
-        b, n = b_good[key], n_good[key]
+        bs, ns = b_good[key], n_good[key]
+        if len(bs) >= 2 and len(ns) >= 2:  # repeats on both sides: run-to-run noise is seen
+            out.extend(decide_repeats(bs, ns, m, threshold_pct) for m in metrics)
+            continue
+        b, n = bs[-1], ns[-1]
         sb = samples.load(base_path, b) if base_path is not None else None
         sn = samples.load(new_path, n) if new_path is not None else None
         for m in metrics:
@@ -125,13 +127,6 @@ def compare_rows(
     )
 
 
-def _valid(row: dict[str, Any]) -> bool | None:
-    v = row.get("valid")
-    if v is None or v == "":
-        return None  # a file from before verdicts: not known to be invalid
-    return v is True or str(v).strip().lower() in ("true", "1", "yes")
-
-
 def _decide(
     b: dict[str, Any],
     n: dict[str, Any],
@@ -143,7 +138,7 @@ def _decide(
     bv, nv = num(b.get(m)), num(n.get(m))
     row: dict[str, Any] = {c: b.get(c) for c in KEY_COLUMNS}
     row.update(metric=m, base=bv, new=nv, ratio=None, change_pct=None)
-    row.update(base_valid=_valid(b), new_valid=_valid(n), test=None, p_value=None)
+    row.update(base_valid=row_valid(b), new_valid=row_valid(n), test=None, p_value=None)
     row.update(ratio_ci_low=None, ratio_ci_high=None, note="")
     if bv is None or nv is None or bv == 0:
         row["status"] = "no value"

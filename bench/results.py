@@ -49,20 +49,31 @@ EXTRA_COLUMNS = (
     "timestamp", "cell",
 )  # fmt: skip
 
+#: Metrics where higher is better (the others, latencies and memory, are better lower)
+HIGHER_IS_BETTER = (
+    "throughput_ips", "gmacs_per_s", "efficiency", "achieved_qps", "server_peak_qps",
+)  # fmt: skip
+
 #: Columns that identify a cell: two rows with the same key measured the same thing.
 KEY_COLUMNS = ("model", "engine", "precision", "device", "batch", "scenario")
 
 THROUGHPUT_DEFINITION = "images/s = batch x completed queries / wall time of the measured window"
 
 
-def cell_key(row: Mapping[str, Any]) -> str:
-    """A stable string key of a row's cell (server cells include their target QPS)."""
+def cell_key(row: Mapping[str, Any], *, repeat: bool = True) -> str:
+    """A stable string key of a row's cell (server cells include their target QPS).
+
+    Repeated measurements of a cell (``repeat`` 1, 2, ...) get ``#r1``, ``#r2``, ... so a
+    resumed sweep knows each; ``repeat=False`` gives the cell's key alone (to match cells).
+    """
     parts = [str(row.get(k, "")) for k in KEY_COLUMNS]
     if str(row.get("scenario")) == "server":
         qps = row.get("target_qps")
         q = num(qps)
         parts.append("peak" if blank(qps) else f"qps={q if q is not None else math.nan:g}")
-    return "|".join(parts)
+    key = "|".join(parts)
+    r = num(row.get("repeat"))
+    return f"{key}#r{int(r)}" if repeat and r else key
 
 
 def columns_for(rows: Iterable[Mapping[str, Any]]) -> list[str]:

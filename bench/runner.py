@@ -64,6 +64,8 @@ class RunSpec:
     #: params and MACs, and the matmul peak cached, by the process that launched the cell: the
     #: measured process then runs no analysis and no peak microbenchmark of its own
     facts: dict[str, Any] | None = None
+    #: which measurement of the cell this is (0, 1, ... with ``repeats``), each in its process
+    repeat: int = 0
 
     def __post_init__(self) -> None:
         if self.model_spec is None:
@@ -98,6 +100,7 @@ class RunSpec:
         row["scenario"] = self.scenario
         if self.server is not None and self.scenario == "server":
             row["target_qps"] = None if self.server.find_peak else self.server.target_qps
+        row["repeat"] = self.repeat
         return cell_key(row)
 
     def to_json(self) -> str:
@@ -146,6 +149,7 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
         "weights": spec.weights,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cell": spec.key(),
+        "repeat": spec.repeat,
     }
     if spec.server is not None and spec.scenario == "server":
         row["target_qps"] = None if spec.server.find_peak else spec.server.target_qps

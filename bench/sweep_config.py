@@ -13,6 +13,7 @@ Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios``
     artifacts: artifacts
     weights: {resnet18: r18.pt} # optional per-model state dicts
     timeout_s: 600              # per cell; a cell past it becomes an error row
+    repeats: 1                  # measure each cell N times, each in its own process
     stop: {warmup_count: 1, warmup_time: 0, min_count: 3, min_time: 0.5, max_time: 5}
     server: {target_qps: 100, max_queue_delay_ms: 2, latency_bound_ms: 50, find_peak: false}
 
@@ -22,7 +23,7 @@ Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios``
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ from cnnbench.models import get_spec, list_models
 from cnnbench.precision import Precision, parse_precision
 
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
-OPTIONAL = ("device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server")
+OPTIONAL = (
+    "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,12 @@ class SweepConfig:
     timeout_s: float = 600.0
     stop: StopRule = field(default_factory=StopRule)
     server: ServerConfig | None = None
+    #: measurements of each cell, each in its own process (compare then sees run-to-run noise)
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise InvalidInputError(f"repeats must be a positive integer, got {self.repeats!r}")
 
     @classmethod
     def from_flags(
@@ -77,6 +86,7 @@ class SweepConfig:
         weights: str | None = None,
         artifacts: str = "artifacts",
         seed: int = 0,
+        repeats: int = 1,
     ) -> SweepConfig:
         """The grid ``cnnbench run`` measures; a bad value is one line naming its ``--option``.
 
@@ -99,12 +109,13 @@ class SweepConfig:
             models=tuple(models), engines=tuple(engines), precisions=tuple(precisions),
             batches=tuple(batches), scenarios=(scenario,), device=device, threads=threads,
             seed=seed, artifacts=artifacts, weights={models[0]: weights} if weights else {},
-            timeout_s=max(600.0, rule.max_time * 4), stop=rule, server=sv,
+            timeout_s=max(600.0, rule.max_time * 4), stop=rule, server=sv, repeats=repeats,
         )  # fmt: skip
 
     def cells(self) -> tuple[list[RunSpec], list[str]]:
         """The cells in run order (model-major, so each model's export happens once) and the
-        combinations skipped as not applicable."""
+        combinations skipped as not applicable. With ``repeats``, the whole grid runs again
+        after the first pass (interleaved, so a drift of the machine spreads over all cells)."""
         specs: list[RunSpec] = []
         skipped: list[str] = []
         for m in self.models:
@@ -132,6 +143,8 @@ class SweepConfig:
                         model_spec=mspec,
                     )  # fmt: skip
                 )
+        if self.repeats > 1:
+            specs = [replace(s, repeat=r) for r in range(self.repeats) for s in specs]
         return specs, skipped
 
 
@@ -228,7 +241,7 @@ def load_config(path: str | Path) -> SweepConfig:
     for k in ("device", "artifacts"):
         if raw.get(k) is not None:
             kw[k] = str(raw[k])
-    for k in ("threads", "seed"):
+    for k in ("threads", "seed", "repeats"):
         if raw.get(k) is not None:
             if isinstance(raw[k], bool) or not isinstance(raw[k], int):
                 raise _fail(src, f"key '{k}' must be an integer, got {raw[k]!r}")

@@ -133,6 +133,15 @@ class CpuWindow:
         return dict(self._result)
 
 
+def row_valid(row: Mapping[str, Any]) -> bool | None:
+    """A row's verdict as read back from a file: True, False, or None (a row from before
+    verdicts, not known to be invalid)."""
+    v = row.get("valid")
+    if v is None or v == "":
+        return None
+    return v is True or str(v).strip().lower() in ("true", "1", "yes")
+
+
 def verdict(row: Mapping[str, Any]) -> dict[str, Any]:
     """``valid`` and ``invalid_reason`` for a measured row (see the module docstring)."""
     reasons: list[str] = []

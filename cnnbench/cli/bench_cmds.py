@@ -174,6 +174,13 @@ def _print_rows(
     "then include export and earlier cells).",
 )
 @click.option("--isolate", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Measure each cell N times, each in its own process: compare then sees run-to-run noise.",
+)
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
 @seed_option
 @format_option()
@@ -203,7 +210,7 @@ def run(**o: Any) -> None:  # fmt: skip
         precisions=o["precisions"], batches=_batches(o["batch"]) if o["batch"] is not None else None,
         scenario=o["scenario"], stop={k: o[k] for k in STOP_FIELDS}, server={k: o[k] for k in SERVER_FIELDS},
         device=o["device"], threads=o["threads"], weights=o["weights"], artifacts=o["artifacts"],
-        seed=o["seed"],
+        seed=o["seed"], repeats=o["repeats"],
     )  # fmt: skip
     specs, _ = cfg.cells()
     if o["dry_run"]:
