@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnbench.artifacts import atomic_write_text, ensure_dir
+from cnnbench.artifacts import atomic_write_bytes, atomic_write_text, ensure_dir, probe_writable
 from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.values import blank, num
 
@@ -133,7 +133,7 @@ def _cut_torn_tail(path: Path) -> None:
     """Drop a last line without its newline (a write interrupted by a kill)."""
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        atomic_write_text(path, data[: data.rfind(b"\n") + 1].decode("utf-8"))
+        atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
 
 
 def append_row(path: Path | str, row: Mapping[str, Any]) -> None:
@@ -174,8 +174,45 @@ def write_rows(path: Path | str, rows: Sequence[Mapping[str, Any]]) -> Path:
 def _csv_header(path: Path) -> list[str] | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with open(path, newline="", encoding="utf-8") as fh:
-        return next(csv.reader(fh), None)
+    return next(csv.reader(io.StringIO(_read_text(path))), None)
+
+
+def _read_text(path: Path) -> str:
+    """A results file's text: UTF-8, with or without the byte-order mark spreadsheets write."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ArtifactError(
+            f"{path} is not UTF-8 text; a results file is UTF-8 CSV or JSON lines (re-save it "
+            "as UTF-8)"
+        ) from None
+
+
+def check_output(path: Path | str) -> Path:
+    """Validate a results file to write, before any work: its suffix, that its folder can be
+    written (probed, leaving nothing behind), and that an existing file is a results file of
+    ours (rows are added to it). One-line InvalidInputError otherwise."""
+    path = Path(path)
+    format_of(path)
+    if path.exists():
+        if not path.is_file():
+            raise InvalidInputError(f"--out {path} exists and is not a file; choose a file name")
+        try:
+            rows = read_rows(path)
+        except ArtifactError as exc:
+            raise InvalidInputError(f"--out {path} is not a cnnbench results file: {exc}") from None
+        if rows and not all(c in rows[0] for c in ("model", "engine", "precision")):
+            raise InvalidInputError(
+                f"--out {path} exists and is not a cnnbench results file (no model/engine/"
+                "precision columns); choose another file"
+            )
+    probe_writable(path.parent, what="results")
+    return path
+
 
 
 def read_rows(path: Path | str) -> list[dict[str, Any]]:
@@ -187,7 +224,7 @@ def read_rows(path: Path | str) -> list[dict[str, Any]]:
     fmt = format_of(path)
     if not path.is_file():
         raise ArtifactError(f"results file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     rows: list[dict[str, Any]] = []

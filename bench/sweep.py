@@ -34,7 +34,7 @@ from cnnbench.bench.results import append_row, cell_key, read_rows, write_rows
 from cnnbench.bench.runner import RunSpec, base_row, check_runtime, error_text, run_cell_safe
 from cnnbench.bench.samples import SAMPLES_KEY
 from cnnbench.bench.sweep_config import SweepConfig, load_config
-from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
 from cnnbench.progress import note, track, warn
 
 __all__ = [
@@ -215,15 +215,19 @@ def run_cells(
     whether each gets its own process differ. Ctrl-C keeps every finished row.
     """
     rows: list[dict[str, Any]] = []
+    failed_write: str | None = None
     try:
         for spec in track(specs, total=len(specs), description=label):
             note(f"{label}: {spec.key()} ...")
             row = runner(spec)
-            if out is not None:
-                samples.store(out, row)  # first the samples, then the row that points to them
-                append_row(out, row)
-            else:
-                row.pop(samples.SAMPLES_KEY, None)
+            if out is not None and failed_write is None:
+                try:
+                    samples.store(out, row)  # first the samples, then the row pointing to them
+                    append_row(out, row)
+                except (OSError, CnnbenchError) as exc:  # keep measuring; print every row
+                    failed_write = f"cannot write {out}: {first_line(exc)}"
+                    warn(f"{failed_write}; the rows are printed instead")
+            row.pop(samples.SAMPLES_KEY, None)
             rows.append(row)
             if row.get("error"):
                 note(f"{label}: {spec.key()}: {row['error']}")
@@ -233,6 +237,8 @@ def run_cells(
         where = f" are in {out}" if out is not None else " were measured"
         note(f"{label}: interrupted; {len(rows)} finished row(s) of this run{where}")
         raise
+    if failed_write is not None:
+        raise ResultsWriteError(f"{failed_write}; {len(rows)} row(s) printed above", rows)
     return rows
 
 

@@ -42,6 +42,43 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def probe_writable(folder: Path, what: str = "files") -> None:
+    """Raise a one-line error unless a file can be created in ``folder`` (created if missing,
+    then removed again, so the probe leaves no folder behind)."""
+    made: list[Path] = []
+    try:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for p in reversed(missing):
+            p.mkdir()
+            made.append(p)
+        fd, probe = tempfile.mkstemp(prefix=".cnnbench-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write {what} under {folder}: {exc.strerror or exc}; choose a writable --out"
+        ) from None
+    finally:
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+
+
+@contextlib.contextmanager
+def new_dir(path: Path) -> Iterator[Path]:
+    """Create ``path`` (and missing parents) for a step; if the step fails, remove the folders
+    it created that are still empty, so a failure never leaves an empty folder behind."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    ensure_dir(path)
+    try:
+        yield path
+    except BaseException:
+        for p in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside ``dest``; on success rename it over ``dest``, else delete it.

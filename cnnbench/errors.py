@@ -34,6 +34,22 @@ class RuntimeUnavailableError(CnnbenchError):
     """An optional runtime (TensorRT, OpenVINO, CUDA, ...) is not installed or has no device."""
 
 
+class ResourceError(CnnbenchError):
+    """The machine ran out of something (memory, disk) in a step that was attempted: exit 1."""
+
+    exit_code = 1
+
+
+class ResultsWriteError(CnnbenchError):
+    """Measured rows could not be written; ``rows`` holds them, to be printed all the same."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, rows: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 class CheckFailedError(CnnbenchError):
     """A verification gate failed (parity, accuracy, regression). Exit code 1, not 2."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -36,7 +37,14 @@ def warn(message: str) -> None:
 
 
 class Steps:
-    """Named, timed steps: ``with steps.step("export"): ...``; durations land in ``timings``."""
+    """Named, timed steps: ``with steps.step("export"): ...``; durations land in ``timings``.
+
+    A step announces itself once it has run for ``SLOW_S`` (so a long one shows it is under
+    way) and says when it is done; a step that fails quickly prints nothing, leaving the
+    error's one line alone on stderr.
+    """
+
+    SLOW_S = 0.5
 
     def __init__(self, label: str, total: int) -> None:
         self.label = label
@@ -47,12 +55,18 @@ class Steps:
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         self.index += 1
-        note(f"[{self.label} {self.index}/{self.total}] {name} ...")
+        head = f"[{self.label} {self.index}/{self.total}] {name}"
+        timer = threading.Timer(self.SLOW_S, note, args=(f"{head} ...",))
+        timer.daemon = True
+        timer.start()
         t0 = time.perf_counter()
-        yield
+        try:
+            yield
+        finally:
+            timer.cancel()
         dt = time.perf_counter() - t0
         self.timings[name] = round(dt, 4)
-        note(f"[{self.label} {self.index}/{self.total}] {name} done in {dt:.2f}s")
+        note(f"{head} done in {dt:.2f}s")
 
 
 def track(items: Iterable[T], total: int | None = None, description: str = "") -> Iterator[T]:

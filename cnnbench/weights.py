@@ -19,10 +19,24 @@ def read_state_dict(path: str | Path) -> dict:
     import torch
 
     p = require_file(path, "weights file")
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is not one
+        raise WeightsError(
+            f"cannot read weights {p}: not a torch checkpoint (truncated or another format); "
+            "pass a state dict saved with torch.save"
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise WeightsError(f"cannot read weights {p}: {first_line(exc)}") from None
+    except pickle.UnpicklingError:
+        # torch's own text goes on to suggest weights_only=False, which we never do
+        raise WeightsError(
+            f"{p} is not a plain state dict: it holds pickled objects that a weights-only load "
+            "refuses (cnnbench never unpickles code); save model.state_dict() with torch.save"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise WeightsError(
+            f"cannot read weights {p} (truncated or not a torch checkpoint: "
+            f"{first_line(exc, 120)}); pass a state dict saved with torch.save"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -34,6 +48,13 @@ def read_state_dict(path: str | Path) -> dict:
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load ``path`` into ``model`` strictly; a mismatch names the first missing/unexpected keys."""
     state = read_state_dict(path)
+    check_match(model, state, path)
+    model.load_state_dict(state, strict=True)
+
+
+def check_match(model: nn.Module, state: dict, path: str | Path) -> None:
+    """Raise WeightsError unless ``state`` has exactly ``model``'s keys and shapes (the model
+    may live on the meta device: only shapes are read)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -50,4 +71,3 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
                 f"weights {path} do not match the model: {k!r} has shape "
                 f"{tuple(state[k].shape)}, expected {tuple(v.shape)}"
             )
-    model.load_state_dict(state, strict=True)

@@ -155,17 +155,24 @@ def _image_batches(path: Path, spec: ModelSpec, samples: int, batch: int) -> lis
     if not files:
         raise InvalidInputError(f"calibration folder {path} holds no images (.jpg, .png, ...)")
     need = spec.preprocessing.crop / 2
+    bad: list[Path] = []
     for f in files[:samples]:
         try:
             with Image.open(f) as img:
                 w, h = img.size
         except (OSError, UnidentifiedImageError):
-            continue  # unreadable files are skipped by load_image_batches too
+            bad.append(f)  # skipped by load_image_batches too; said below, never silently
+            continue
         if min(w, h) < need:
             raise InvalidInputError(
                 f"calibration image {f} is {w}x{h}; {spec.name} needs images of at least "
                 f"{int(need)} px on the shorter side (its input is {spec.preprocessing.crop})"
             )
+    if bad:
+        warn(
+            f"calibration: skipping {len(bad)} unreadable image(s) of {len(files[:samples])} in "
+            f"{path} (first: {bad[0].name})"
+        )
     return images.load_image_batches(path, spec, batch=batch, limit=samples)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnbench.errors import ArtifactError, first_line
+from cnnbench.errors import ArtifactError, ResourceError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -201,9 +201,17 @@ def save(model: onnx.ModelProto, path: Path) -> list[str]:
     Protos over 2 GiB keep their tensors in ``<name>.data`` beside the file.
     """
     import onnx
+    from google.protobuf.message import EncodeError
 
     if not needs_external_data(model):
-        path.write_bytes(model.SerializeToString())
+        try:
+            data = model.SerializeToString()
+        except (EncodeError, MemoryError):  # protobuf's answer to a failed allocation
+            raise ResourceError(
+                f"out of memory while serialising the ONNX file ({model.ByteSize() >> 20} MB); "
+                "free memory or raise the process's limit (ulimit -v), then export again"
+            ) from None
+        path.write_bytes(data)
         _fsync(path)
         return []
     data_name = path.name + ".data"

@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from cnnbench.artifacts import DEFAULT_ARTIFACTS, ensure_dir, sha256_file
+from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir, probe_writable, sha256_file
 from cnnbench.batch import BatchRange
 from cnnbench.errors import ArtifactError, CnnbenchError
 from cnnbench.export import graph
@@ -101,7 +101,8 @@ def export_fp32(
     spec = get_spec(model)
     opset = resolve_opset(opset)
     brange, dyn = _batch_spec(batch, dynamic)
-    dest = ensure_dir(artifact_dir(out_dir, model))
+    dest = artifact_dir(out_dir, model)  # created only when there is a file to put in it
+    probe_writable(dest, what="artifacts")  # an unwritable --out fails before the export
     wid = weights_id(weights, seed)
     inputs = GateInputs(
         samples=samples,
@@ -134,7 +135,7 @@ def export_fp32(
             graph.make_deterministic(proto, meta)
             graph.check(proto, what="simplified model")
 
-    with graph.staging_dir(dest) as stage:
+    with new_dir(dest), graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
         extra_files = graph.save(proto, staged)
         del proto

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnbench.artifacts import DEFAULT_ARTIFACTS, ensure_dir
+from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir
 from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.export import graph, int8, precision_check
 from cnnbench.export.calibration import (
@@ -49,6 +49,8 @@ from cnnbench.progress import Steps, note
 
 __all__ = ["CONVERTIBLE", "convert", "ensure_precision", "request_key"]
 
+#: calibration inputs used when none is said
+DEFAULT_CALIB_SAMPLES = 256
 #: the precisions converted from the FP32 export
 CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
 _KEY_VERSIONS = ("cnnbench", "onnx", "onnxruntime", "onnxconverter-common")
@@ -93,7 +95,7 @@ def convert(
     out_dir: str | Path = DEFAULT_ARTIFACTS,
     calib_data: str | Path | None = None,
     calib_method: str = "entropy",
-    calib_samples: int = 256,
+    calib_samples: int = DEFAULT_CALIB_SAMPLES,
     seed: int = 0,
     check: bool = True,
     tolerances: Tolerances | None = None,
@@ -139,13 +141,13 @@ def convert(
     vset = precision_check.verification_set(spec, calib, seed=seed) if check else None
     key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop)
 
-    dest = ensure_dir(Path(out_dir) / model / prec.onnx_dir)
+    dest = Path(out_dir) / model / prec.onnx_dir
     steps = Steps(f"{prec} {model}", (3 if prec == "int8" else 1) + int(check))
     extra: dict[str, Any] = {
         "key": key,
         "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},
     }
-    with graph.staging_dir(dest) as stage:
+    with new_dir(dest), graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
         if prec == "fp16":
             with steps.step("convert"):
@@ -237,7 +239,7 @@ def ensure_precision(
     out_dir: str | Path = DEFAULT_ARTIFACTS,
     calib_data: str | Path | None = None,
     calib_method: str = "entropy",
-    calib_samples: int = 256,
+    calib_samples: int = DEFAULT_CALIB_SAMPLES,
     seed: int = 0,
     check: bool = True,
     tolerances: Tolerances | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.export import graph
@@ -42,20 +43,21 @@ def verify_onnx(
     """
     path = Path(onnx_path)
     steps = Steps(f"verify {path.name}", 2)
-    with steps.step("check"):
-        proto = graph.load(path)
-        meta = {p.key: p.value for p in proto.metadata_props}
-        external = any(t.data_location == 1 for t in proto.graph.initializer)  # EXTERNAL
-        graph.check(path if external or graph.needs_external_data(proto) else proto, what=str(path))
-        del proto
-        meta.update(_from_manifest(path))
+    proto = graph.load(path)  # a corrupt or truncated file fails here, in one line
+    meta = {p.key: p.value for p in proto.metadata_props}
+    meta.update(_from_manifest(path))
     model = model or meta.get("cnnbench.model")
     if not model:
         raise InvalidInputError(f"{path} does not say which model it holds; pass --model NAME")
-    seed = _resolve_weights(path, meta.get("cnnbench.weights"), weights, seed)
     spec = get_spec(model)
-    module = get_model(model, weights=weights, seed=seed)
+    _check_holds(path, proto, model, meta.get("cnnbench.model"), spec.input_shape)
+    seed = _resolve_weights(path, meta.get("cnnbench.weights"), weights, seed)
+    with steps.step("check"):
+        external = any(t.data_location == 1 for t in proto.graph.initializer)  # EXTERNAL
+        graph.check(path if external or graph.needs_external_data(proto) else proto, what=str(path))
+        del proto
     session = ort_session(path)
+    module = get_model(model, weights=weights, seed=seed)
     inputs = GateInputs(
         samples=samples,
         batch=fixed_batch(session) or batch or DEFAULT_BATCH,
@@ -73,6 +75,25 @@ def verify_onnx(
 def _known_precision(name: str | None) -> Precision:
     """A recorded precision name as a Precision; FP32 when none (or an unknown one) is recorded."""
     return Precision(name) if name in ONNX_PRECISIONS else Precision.FP32
+
+
+def _check_holds(
+    path: Path, proto: Any, model: str, recorded: str | None, shape: tuple[int, ...]
+) -> None:
+    """A file checked against another model's reference fails here, in one line that says
+    what the file holds (a mismatched input would otherwise fail deep in ONNX Runtime)."""
+    inits = {i.name for i in proto.graph.initializer}
+    first = next(i for i in proto.graph.input if i.name not in inits)
+    dims = tuple(
+        d.dim_value if d.HasField("dim_value") else "?" for d in first.type.tensor_type.shape.dim
+    )[1:]
+    fixed = all(isinstance(d, int) for d in dims)
+    if recorded and recorded != model or (fixed and dims != tuple(shape)):
+        held = f"{recorded or 'a model'} (input {'x'.join(map(str, dims))})"
+        raise InvalidInputError(
+            f"{path} holds {held}, not {model} (input {'x'.join(map(str, shape))}); "
+            f"pass --model {recorded or 'NAME'}"
+        )
 
 
 def recorded_precision(onnx_path: str | Path) -> Precision:

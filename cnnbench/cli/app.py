@@ -44,11 +44,28 @@ class CnnbenchGroup(click.Group):
             _fail("interrupted; finished results were kept, partial files removed", 130)
         except CnnbenchError as exc:
             _fail(str(exc), exc.exit_code)
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                raise
+            _fail(
+                "out of memory; free memory, raise the process's limit (ulimit -v) or use a "
+                "smaller model or batch",
+                1,
+            )
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except BrokenPipeError:
             sys.exit(0)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or protobuf's EncodeError, which is how a failed allocation surfaces when
+    an ONNX graph is measured or serialised under a memory limit."""
+    kind = type(exc)
+    return isinstance(exc, MemoryError) or (
+        kind.__name__ == "EncodeError" and kind.__module__.startswith("google.protobuf")
+    )
 
 
 def _fail(message: str, code: int) -> None:
@@ -67,6 +84,12 @@ def cli() -> None:
       cnnbench inspect resnet50             per-layer params, MACs, receptive fields
       cnnbench export googlenet             ONNX + parity gate + manifest
       cnnbench run --engine ort --batch 8   latency / throughput / memory
+
+    \b
+    Exit codes: 0 success; 2 a mistake or bad input (unknown name, bad value, missing,
+    corrupt or unwritable file, absent runtime), found before any work where it can be;
+    1 a failed check (parity gate, regression) or a run attempted that could not finish
+    (a failed cell, out of memory, results that could not be written). Errors are one line.
     """
 
 

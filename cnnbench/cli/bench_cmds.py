@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cnnbench.bench.results import THROUGHPUT_DEFINITION, columns_for, format_of
+from cnnbench.bench.results import THROUGHPUT_DEFINITION, check_output, columns_for
 from cnnbench.bench.runner import check_runtime
 from cnnbench.bench.stats import CI_METHOD, PERCENTILE_METHOD
 from cnnbench.bench.sweep import CellRunner, load_config, pending_cells, run_cells, run_sweep
@@ -34,8 +34,8 @@ from cnnbench.cli.bench_options import (
     stop_options,
 )
 from cnnbench.engines import canonical
-from cnnbench.errors import CheckFailedError, InvalidInputError
-from cnnbench.models import list_models
+from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteError
+from cnnbench.models import check_weights, list_models
 
 TABLE_COLUMNS = (
     "model", "engine", "precision", "device", "batch", "scenario", "latency_ms_p50",
@@ -73,6 +73,12 @@ def _batches(text: str) -> tuple[int, ...]:
             raise InvalidInputError(f"--batch must be >= 1, got {n}")
         out.append(n)
     return tuple(out)
+
+
+def _check_inputs(cfg: SweepConfig) -> None:
+    """Inputs that would fail every cell fail here, once, before the first: the weights."""
+    for model, path in cfg.weights.items():
+        check_weights(model, path)
 
 
 def _print_rows(
@@ -204,7 +210,7 @@ def run(**o: Any) -> None:  # fmt: skip
         else tuple(list_models(imagenet_only=True))
     )
     if o["out"]:
-        format_of(o["out"])
+        check_output(o["out"])  # before any work: a bad --out never costs a measurement
     cfg = SweepConfig.from_flags(
         models=models, engines=tuple(canonical(e) for e in _names(o["engine"], "engine")),
         precisions=o["precisions"], batches=_batches(o["batch"]) if o["batch"] is not None else None,
@@ -213,19 +219,26 @@ def run(**o: Any) -> None:  # fmt: skip
         seed=o["seed"], repeats=o["repeats"],
     )  # fmt: skip
     specs, _ = cfg.cells()
+    _check_inputs(cfg)
     if o["dry_run"]:
         for s in specs:
             click.echo(s.key())
         click.echo(f"{len(specs)} cell(s)")
-        return
-    # A runtime missing here is the user's to fix: one line and exit 2 before anything runs.
+    # A runtime missing here is the user's to fix: one line and exit 2 before anything runs
+    # (after a dry run's listing, which then says that these cells cannot run here).
     for key in dict.fromkeys((s.engine, s.device, s.precision) for s in specs):
         check_runtime(*key)
+    if o["dry_run"]:
+        return
     if o["in_process"] and o["isolate"]:
         raise click.UsageError("--in-process and --isolate are opposites; give one")
     runner = CellRunner(isolated=not o["in_process"], timeout_s=cfg.timeout_s)
     out = Path(o["out"]) if o["out"] else None
-    rows = run_cells(specs, runner, out=out, label="run")
+    try:
+        rows = run_cells(specs, runner, out=out, label="run")
+    except ResultsWriteError as exc:  # measured but not written: print the rows all the same
+        _print_rows(exc.rows, o["fmt"], "cnnbench run (not written)", o["columns"])
+        raise
     _print_rows(rows, o["fmt"], "cnnbench run", o["columns"])
     if out is not None:
         click.echo(str(out))
@@ -260,8 +273,9 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
     with its error, and the sweep goes on. Rows are appended (one fsynced write each), so
     Ctrl-C keeps every finished row; --resume skips them next time.
     """
-    format_of(out)
+    check_output(out)
     cfg = load_config(config)
+    _check_inputs(cfg)
     if dry_run:
         specs, skipped = cfg.cells()
         todo, done = pending_cells(specs, Path(out), resume) if Path(out).exists() else (specs, 0)
@@ -271,7 +285,11 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
             f"{len(todo)} cell(s) to run, {done} done, {len(skipped)} skipped (single-stream runs batch 1 only)"
         )
         return
-    rows = run_sweep(cfg, Path(out), resume=resume)
+    try:
+        rows = run_sweep(cfg, Path(out), resume=resume)
+    except ResultsWriteError as exc:
+        _print_rows(exc.rows, fmt, f"cnnbench sweep {config} (not written)", columns)
+        raise
     if rows:
         _print_rows(rows, fmt, f"cnnbench sweep {config}", columns)
     click.echo(str(Path(out)))

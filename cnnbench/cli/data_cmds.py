@@ -9,7 +9,7 @@ import click
 
 from cnnbench.bench.accuracy import evaluate
 from cnnbench.bench.eval_folders import accuracy_row, eval_folder
-from cnnbench.bench.results import append_row, format_of
+from cnnbench.bench.results import append_row, check_output
 from cnnbench.cli.app import (
     PrecisionType,
     cli,
@@ -177,7 +177,7 @@ def eval_cmd(
     if labels is not None and data is None:
         raise click.UsageError("--labels needs --data DIR")
     if out is not None:
-        format_of(out)  # a bad suffix fails before the evaluation, not after
+        check_output(out)  # a bad --out fails before the evaluation, not after
     if data is not None:
         run: Any = functools.partial(
             eval_folder, model, data, labels=labels, workers=workers,

@@ -11,11 +11,13 @@ import click
 from cnnbench.batch import BatchRange
 from cnnbench.cli.app import PrecisionType, cli, weights_option
 from cnnbench.errors import CheckFailedError, InvalidInputError
+from cnnbench.export.calibration import calibration_set
 from cnnbench.export.gate import print_report
 from cnnbench.export.parity import report_from_dict
 from cnnbench.export.pipeline import ensure_fp32, export_fp32, verify_onnx
-from cnnbench.export.precision import convert
+from cnnbench.export.precision import DEFAULT_CALIB_SAMPLES, convert
 from cnnbench.export.verify import recorded_precision
+from cnnbench.models import get_spec
 from cnnbench.precision import ONNX_PRECISIONS, Precision
 
 _PRECISION = PrecisionType(ONNX_PRECISIONS, what="export")
@@ -75,7 +77,12 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--no-check", is_flag=True, help="Skip the parity gate.")
 @_tolerance_options
 @click.option("--precision", type=_PRECISION, default="fp32", show_default=True)
-@click.option("--calib-data", type=click.Path(file_okay=False), help="INT8 calibration images.")
+@click.option(
+    "--calib-data",
+    type=click.Path(),
+    help="INT8 calibration: an image folder, a .npy array of preprocessed inputs (N,C,H,W), "
+    "'digits' or 'random'.",
+)
 @click.option("--calib-method", type=click.Choice(("entropy", "max", "percentile")))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="INT8 calibration images used.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight-init + input seed.")
@@ -142,9 +149,14 @@ def _convert(
     overrides: dict[str, float],
     conv: dict[str, Any],
 ) -> Any:
+    kwargs: dict[str, Any] = {k: v for k, v in conv.items() if v is not None}
+    if precision == Precision.INT8:  # bad calibration data fails now, before the FP32 export
+        samples = conv["calib_samples"] or DEFAULT_CALIB_SAMPLES
+        kwargs["_calib"] = calibration_set(
+            get_spec(model), conv["calib_data"], samples=samples, seed=common["seed"]
+        )
     # the FP32 file is gated with the FP32 defaults; tolerance flags bound the converted model
     fp32 = ensure_fp32(model, **common)
-    kwargs: dict[str, Any] = {k: v for k, v in conv.items() if v is not None}
     if overrides:
         kwargs["tolerances"] = precision.gate.replace(**overrides)
     return convert(

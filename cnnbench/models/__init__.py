@@ -1,6 +1,20 @@
 """The model zoo: ``list_models``, ``get_model``, ``get_spec``."""
 
-from cnnbench.models.registry import get_model, get_spec, list_models, register_model
+from cnnbench.models.registry import (
+    check_weights,
+    get_model,
+    get_spec,
+    list_models,
+    register_model,
+)
 from cnnbench.models.spec import ModelSpec, Preprocessing
 
-__all__ = ["ModelSpec", "Preprocessing", "get_model", "get_spec", "list_models", "register_model"]
+__all__ = [
+    "ModelSpec",
+    "Preprocessing",
+    "check_weights",
+    "get_model",
+    "get_spec",
+    "list_models",
+    "register_model",
+]

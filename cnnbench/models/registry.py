@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.models.spec import ModelSpec
 from cnnbench.naming import lookup
-from cnnbench.weights import load_weights
+from cnnbench.weights import check_match, load_weights, read_state_dict
 
 if TYPE_CHECKING:
     from torch import nn
@@ -53,6 +53,17 @@ def get_spec(name: str) -> ModelSpec:
     """The ModelSpec of ``name``; unknown names raise UnknownNameError with suggestions."""
     _ensure_loaded()
     return lookup("model", name, _REGISTRY).spec
+
+
+def check_weights(name: str, path: str | Path) -> None:
+    """Fail now, with one line, if ``path`` is not a state dict that loads into model ``name``
+    (built on the meta device: no memory, no init), so a sweep fails before its first cell."""
+    import torch
+
+    state = read_state_dict(path)
+    with torch.device("meta"):
+        model = get_model(name)
+    check_match(model, state, path)
 
 
 def get_model(

@@ -91,7 +91,8 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
     res = _run("export", "lenet5", "--out", str(blocker / "sub"))
     assert res.exit_code == 2
     (line,) = _error_lines(res)
-    assert "cannot create directory" in line and "--out" in line
+    assert "cannot write artifacts under" in line and "--out" in line
+    assert sorted(tmp_path.iterdir()) == [blocker]  # and nothing was left behind
 
 
 def test_interrupt_prints_interrupted_and_leaves_nothing(
@@ -159,7 +160,9 @@ def test_precision_options_are_wired_to_convert(art: Path, monkeypatch: pytest.M
 
     from cnnbench.cli import export_cmds
 
+    calib = object()  # the calibration set, checked before the FP32 export and handed on
     monkeypatch.setattr(export_cmds, "convert", convert)
+    monkeypatch.setattr(export_cmds, "calibration_set", lambda spec, data, **kw: calib)
     res = _run(
         "export", "lenet5", "--out", str(art), "--precision", "int8", "--calib-data", "imgs",
         "--calib-method", "percentile", "--calib-samples", "16", "--seed", "0",
@@ -171,6 +174,7 @@ def test_precision_options_are_wired_to_convert(art: Path, monkeypatch: pytest.M
         "imgs", "percentile", 16,
     )  # fmt: skip
     assert seen["out_dir"] == str(art) and seen["check"] is True and seen["seed"] == 0
+    assert seen["_calib"] is calib
     assert res.stdout.strip().splitlines()[-1].endswith("int8/model.onnx")
 
 
