@@ -165,16 +165,21 @@ def _prepare_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
            "--precision", spec.precision, "--artifacts", spec.artifacts, "--seed", str(spec.seed)]  # fmt: skip
     if spec.weights:
         cmd += ["--weights", spec.weights]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"error": f"prepare timed out after {timeout_s:g}s"}
-    lines = out.stdout.strip().splitlines()
-    try:
-        return dict(json.loads(lines[-1]))
-    except (IndexError, ValueError):
-        tail = " ".join((out.stderr.strip().splitlines() or [""])[-1].split())[:300]
-        return {"error": _died(out.returncode, tail)}
+    with tempfile.TemporaryDirectory(prefix="cnnbench-prepare-") as tmp:
+        errlog = Path(tmp) / "stderr.txt"
+        # its progress and warnings (a cache entry rebuilt, random calibration) reach the user
+        with open(errlog, "wb") as err, _Forward(errlog):
+            try:
+                out = subprocess.run(
+                    cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout_s
+                )
+            except subprocess.TimeoutExpired:
+                return {"error": f"prepare timed out after {timeout_s:g}s"}
+        lines = out.stdout.strip().splitlines()
+        try:
+            return dict(json.loads(lines[-1]))
+        except (IndexError, ValueError):
+            return {"error": _died(out.returncode, _tail(errlog))}
 
 
 def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[RunSpec], int]:

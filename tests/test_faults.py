@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,3 +183,130 @@ def test_fault(case: Case, tmp_path: Path, onnx_file: Path) -> None:
     assert not (root / "PWNED").exists()
     if case.check is not None:
         case.check(root)
+
+
+# ---- faults that act on a running command: signals, resume, a corrupted cache, two writers ----
+
+SWEEP = """models: [lenet5]
+engines: ['null']
+precisions: [fp32]
+batches: [1, 2, 3, 4]
+scenarios: [offline]
+timeout_s: 120
+stop: {warmup_count: 1, warmup_time: 0, min_count: 100, min_time: 1.0, max_time: 2}
+"""
+
+
+def _cli(root: Path, tmp: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "CNNBENCH_CACHE": str(tmp / "cache"), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnbench", *args], cwd=root, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "the condition never came"
+        time.sleep(0.05)
+
+
+def _rows(path: Path) -> list[dict[str, object]]:
+    from cnnbench.bench.results import read_rows
+
+    return read_rows(path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "kill -9"])
+def test_a_stopped_sweep_keeps_its_rows_and_resumes(sig: signal.Signals, tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    (root / "s.yaml").write_text(SWEEP)
+    out = root / "r.csv"
+    proc = _cli(root, tmp_path, "sweep", "s.yaml", "--out", "r.csv")
+    _wait_for(lambda: out.is_file() and len(_rows(out)) >= 1)
+    os.killpg(proc.pid, sig)  # the sweep and the cell it is measuring
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    if sig == signal.SIGINT:
+        lines = [ln for ln in err.splitlines() if ln.startswith("cnnbench: error")]
+        assert lines == [
+            "cnnbench: error: interrupted; finished results were kept, partial files removed"
+        ]
+        assert "Traceback" not in err
+    kept = [r["cell"] for r in _rows(out)]
+    assert kept and all(r["error"] is None for r in _rows(out))
+    again = _cli(root, tmp_path, "sweep", "s.yaml", "--out", "r.csv", "--resume")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    cells = [r["cell"] for r in _rows(out)]
+    assert sorted(cells) == sorted(set(cells)) and len(cells) == 4 and cells[: len(kept)] == kept
+
+
+def test_ctrl_c_during_an_export_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C mid-export: exit 130 (or death by SIGINT, where a library holds the signal past
+    our handler), one line, and no file or folder left; if the signal came too late, the export
+    finished and its folder is whole."""
+    root = tmp_path / "work"
+    root.mkdir()
+    proc = _cli(root, tmp_path, "export", "resnet18", "--out", "art")
+    time.sleep(2.0)  # the exporter at work
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    if proc.returncode == 0:
+        assert set(files) >= {"art/resnet18/fp32/model.onnx", "art/resnet18/fp32/manifest.json"}
+        return
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert err.strip().splitlines()[-1].startswith("cnnbench: error: interrupted")
+    assert files == []
+
+
+def test_a_corrupted_cache_entry_is_rebuilt(tmp_path: Path, onnx_file: Path) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    args = ["run", "-m", "lenet5", "-e", "onnxruntime", "-b", "1", "--artifacts", "art", *QUICK]
+    assert _cli(root, tmp_path, *args).wait(timeout=300) == 0
+    model = root / "art" / "lenet5" / "fp32" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: the manifest's sha256 no longer matches
+    model.write_bytes(bytes(data))
+    proc = _cli(root, tmp_path, *args, "--out", "r.jsonl")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "cached artifact unusable" in err
+    assert _rows(root / "r.jsonl")[0]["error"] is None
+
+
+def test_two_writers_to_one_results_file_lose_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    args = ["run", "-m", "lenet5", "-e", "null", "-b", "1,2,3", "--out", "r.csv", *QUICK]
+    procs = [_cli(root, tmp_path, *args) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    rows = _rows(root / "r.csv")
+    assert len(rows) == 6 and all(r["error"] is None for r in rows)
+
+
+def test_rows_are_printed_when_the_results_file_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from cnnbench.bench import sweep as sweep_mod
+    from cnnbench.cli import cli
+
+    def disk_full(path: object, row: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sweep_mod, "append_row", disk_full)
+    args = ["run", "-m", "lenet5", "-e", "null", "-b", "1,2", "--out", str(tmp_path / "r.csv"),
+            "--format", "json", *QUICK]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1
+    assert "cannot write" in res.stderr and "No space left on device" in res.stderr
+    assert res.stdout.count('"model": "lenet5"') == 2  # both measured rows, printed all the same

@@ -38,8 +38,8 @@ class CnnbenchGroup(click.Group):
         except click.UsageError as exc:
             cmd = exc.ctx.command_path if exc.ctx else "cnnbench"
             _fail(f"{exc.format_message()} (see '{cmd} --help')", 2)
-        except click.exceptions.Abort:
-            _fail("interrupted", 130)
+        except click.exceptions.Abort:  # click's form of a KeyboardInterrupt
+            _fail("interrupted; finished results were kept, partial files removed", 130)
         except KeyboardInterrupt:
             _fail("interrupted; finished results were kept, partial files removed", 130)
         except CnnbenchError as exc:
