@@ -214,7 +214,6 @@ def check_output(path: Path | str) -> Path:
     return path
 
 
-
 def read_rows(path: Path | str) -> list[dict[str, Any]]:
     """Read a results file; numbers come back as int/float, empty cells as None.
 

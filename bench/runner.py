@@ -281,7 +281,13 @@ def error_text(exc: BaseException) -> str:
         text = type(exc).__name__
         if str(exc).strip():
             text += f": {first_line(exc, 500)}"
+        if any(s in text for s in _ALLOC_FAILED):  # a runtime's own words for it
+            text = f"out of memory (the engine could not allocate a buffer): {text}"
     return " ".join(text.split())[:500]
+
+
+#: how runtimes report a failed allocation (ONNX Runtime's arena, C++ new)
+_ALLOC_FAILED = ("Failed to allocate memory", "bad_alloc", "out of memory")
 
 
 def run_cell_safe(spec: RunSpec) -> dict[str, Any]:

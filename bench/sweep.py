@@ -92,12 +92,15 @@ class _Forward:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> _Forward:
-        self._thread.start()
+        # no thread to be had (a memory limit): the log still keeps it all
+        with contextlib.suppress(RuntimeError):
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
 
     def _run(self) -> None:
         pos, pending = 0, b""

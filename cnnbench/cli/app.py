@@ -9,6 +9,7 @@ the command that needs it.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -63,8 +64,11 @@ def _out_of_memory(exc: BaseException) -> bool:
     """MemoryError, or protobuf's EncodeError, which is how a failed allocation surfaces when
     an ONNX graph is measured or serialised under a memory limit."""
     kind = type(exc)
-    return isinstance(exc, MemoryError) or (
-        kind.__name__ == "EncodeError" and kind.__module__.startswith("google.protobuf")
+    return (
+        isinstance(exc, MemoryError)
+        or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM)
+        or (isinstance(exc, RuntimeError) and "can't start new thread" in str(exc))
+        or (kind.__name__ == "EncodeError" and kind.__module__.startswith("google.protobuf"))
     )
 
 
