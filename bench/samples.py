@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.artifacts import ensure_dir
 from cnnbench.errors import ArtifactError
 
 #: the key under which a cell's row carries its samples until they are stored
@@ -42,6 +43,7 @@ def store(results: Path | str, row: dict[str, Any]) -> None:
     np.save(buf, arr, allow_pickle=False)
     data = gzip.compress(buf.getvalue(), compresslevel=1, mtime=0)
     path = sidecar(results)
+    ensure_dir(path.parent)  # the results' folder may not exist yet: --out new/dir/r.csv
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         offset = os.lseek(fd, 0, os.SEEK_END)

@@ -108,6 +108,7 @@ CASES = [
     Case("out is not our results file", [*RUN, "--out", "other.csv"], 2, "not a cnnbench results file", check=_untouched("other.csv")),
     Case("out is not UTF-8", [*RUN, "--out", "latin1.csv"], 2, "is not UTF-8"),
     Case("run appends to our results file", [*RUN, "--out", "results.csv"], 0, "", adds=("results.csv", "results.csv.samples")),
+    Case("run writes into a new folder", [*RUN, "--out", "new/dir/r.csv"], 0, "", adds=("new",), check=lambda root: None if (root / "new/dir/r.csv.samples").is_file() else pytest.fail("no samples")),
     Case("report of a non-UTF-8 file", ["report", "latin1.csv", "--out", "rep"], 2, "is not UTF-8"),
     Case("compare a non-UTF-8 file", ["compare", "latin1.csv", "results.csv"], 2, "is not UTF-8"),
     Case("sweep --resume a non-UTF-8 file", ["sweep", "bad.yaml", "--out", "latin1.csv", "--resume"], 2, "is not UTF-8"),
