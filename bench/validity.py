@@ -83,7 +83,7 @@ class CpuWindow:
         self._freqs: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._start: tuple[float, float, float] | None = None
+        self._start: tuple[float, float, float, float] | None = None
         self._result: dict[str, Any] = {}
 
     def __enter__(self) -> CpuWindow:
@@ -92,7 +92,7 @@ class CpuWindow:
             self._thread.start()
         stat = _proc_stat()
         if stat is not None:
-            self._start = (time.perf_counter(), stat[0] - _own_cpu(), stat[1])
+            self._start = (time.perf_counter(), stat[0] - _own_cpu(), stat[1], stat[0])
         return self
 
     def _sample(self) -> None:
@@ -115,6 +115,8 @@ class CpuWindow:
             wall = max(time.perf_counter() - self._start[0], 1e-9)
             foreign = (stat[0] - _own_cpu()) - self._start[1]
             out["foreign_cpu_cores"] = round(max(foreign, 0.0) / wall, 3)
+            # the whole machine's busy CPU over the window, ours included
+            out["busy_cpu_cores"] = round(max(stat[0] - self._start[3], 0.0) / wall, 3)
             out["cpu_steal_cores"] = round(max(stat[1] - self._start[2], 0.0) / wall, 3)
         if self._freqs:
             lo, hi = min(self._freqs), max(self._freqs)

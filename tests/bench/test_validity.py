@@ -73,8 +73,10 @@ def test_own_work_is_not_foreign() -> None:
         t = time.perf_counter()
         while time.perf_counter() - t < 0.8:
             pass
-    # this process used a whole core; only others' CPU counts (tick granularity: 10 ms)
-    assert w.fields()["foreign_cpu_cores"] < 0.9
+    # this process used a whole core, and only others' CPU counts as foreign: whatever else
+    # the machine does, the foreign figure is about a core below the machine's busy figure
+    f = w.fields()
+    assert f["busy_cpu_cores"] - f["foreign_cpu_cores"] > 0.7
 
 
 def test_run_measures_in_a_fresh_process_and_a_killed_cell_is_an_error_row(
