@@ -4,7 +4,7 @@ Each row is one benchmark cell. Appending writes one whole line with a single ``
 ``O_APPEND`` descriptor followed by ``fsync``, so a crash or Ctrl-C leaves every finished row
 intact and at most drops the row being written. A torn last line (no newline) is cut off before
 the next append. When a CSV row brings new columns the file is rewritten (temp + rename) with
-the widened header.
+the widened header. Writers hold a lock on the file's folder, so two runs can share one file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnbench.artifacts import atomic_write_bytes, atomic_write_text, ensure_dir, probe_writable
+from cnnbench.artifacts import (
+    atomic_write_bytes,
+    atomic_write_text,
+    folder_lock,
+    probe_writable,
+)
 from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.values import blank, num
 
@@ -137,10 +142,19 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 def append_row(path: Path | str, row: Mapping[str, Any]) -> None:
-    """Append one row to a CSV or JSON-lines file, atomically at the line level."""
+    """Append one row to a CSV or JSON-lines file, atomically at the line level.
+
+    Concurrent writers (two ``cnnbench run --out r.csv``) take turns under a folder lock, so
+    neither the first header nor a widened one can overwrite the other's rows.
+    """
     path = Path(path)
+    format_of(path)
+    with folder_lock(path):
+        _append_row(path, row)
+
+
+def _append_row(path: Path, row: Mapping[str, Any]) -> None:
     fmt = format_of(path)
-    ensure_dir(path.parent)
     if path.exists() and path.stat().st_size:
         _cut_torn_tail(path)
     if fmt == "jsonl":

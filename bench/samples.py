@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnbench.artifacts import ensure_dir
+from cnnbench.artifacts import folder_lock
 from cnnbench.errors import ArtifactError
 
 #: the key under which a cell's row carries its samples until they are stored
@@ -43,14 +43,16 @@ def store(results: Path | str, row: dict[str, Any]) -> None:
     np.save(buf, arr, allow_pickle=False)
     data = gzip.compress(buf.getvalue(), compresslevel=1, mtime=0)
     path = sidecar(results)
-    ensure_dir(path.parent)  # the results' folder may not exist yet: --out new/dir/r.csv
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        offset = os.lseek(fd, 0, os.SEEK_END)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # The folder lock creates the results' folder if needed (--out new/dir/r.csv) and makes the
+    # offset exact when another run appends to the same file at the same time.
+    with folder_lock(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            offset = os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     row.update(samples_file=path.name, samples_offset=offset, samples_count=int(arr.size))
 
 

@@ -80,6 +80,29 @@ def new_dir(path: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def folder_lock(path: Path | str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the folder that holds ``path`` (created if missing).
+
+    Two processes that add rows to one results file take turns: the header write, a rewrite
+    that widens the header and an append are each done under the lock. The lock is on the folder,
+    not the file, because a rewrite replaces the file (a new inode), and it leaves no lock file
+    behind. Where ``fcntl`` is missing (Windows) this is a no-op.
+    """
+    folder = ensure_dir(Path(path).parent)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
 def atomic_path(dest: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside ``dest``; on success rename it over ``dest``, else delete it.
 

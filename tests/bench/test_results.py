@@ -92,3 +92,43 @@ def test_cell_key_identifies_the_cell() -> None:
     s1 = cell_key(row(scenario="server", target_qps=100.0))
     assert s1.endswith("qps=100") and s1 != cell_key(row(scenario="server", target_qps=200))
     assert cell_key(row(scenario="server", target_qps=None)).endswith("peak")
+
+
+def _writer(path: str, who: int, n: int, start: object) -> None:
+    from cnnbench.bench import samples
+
+    start.wait()  # type: ignore[attr-defined]
+    for i in range(n):
+        row: dict[str, object] = {"model": f"m{who}", "engine": "null", "precision": "fp32"}
+        row["batch"] = i
+        row[f"extra_{who}_{i % 3}"] = i  # new columns: the writer rewrites the widened header
+        row[samples.SAMPLES_KEY] = [who * 1000 + i] * (i + 1)
+        samples.store(path, row)
+        append_row(path, row)
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_concurrent_writers_lose_no_row_and_no_sample(tmp_path: Path, name: str) -> None:
+    """Four processes add rows (widening the CSV header) and samples to one new file at once."""
+    import multiprocessing as mp
+
+    from cnnbench.bench import samples
+
+    ctx = mp.get_context("fork")
+    path = str(tmp_path / "out" / name)
+    start = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(path, w, 12, start)) for w in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    rows = read_rows(path)
+    assert sorted((r["model"], r["batch"]) for r in rows) == sorted(
+        (f"m{w}", i) for w in range(4) for i in range(12)
+    )
+    for r in rows:
+        who, i = int(r["model"][1:]), r["batch"]
+        got = samples.load(path, r)
+        assert got is not None and got.tolist() == [who * 1000 + i] * (i + 1)
