@@ -17,6 +17,11 @@ from typing import Any
 
 from cnnbench.errors import ArtifactError, InvalidInputError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
+
 DEFAULT_ARTIFACTS = Path("artifacts")
 
 
@@ -89,9 +94,7 @@ def folder_lock(path: Path | str) -> Iterator[None]:
     behind. Where ``fcntl`` is missing (Windows) this is a no-op.
     """
     folder = ensure_dir(Path(path).parent)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not on POSIX
+    if fcntl is None:  # pragma: no cover - not on POSIX
         yield
         return
     fd = os.open(folder, os.O_RDONLY)
