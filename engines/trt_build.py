@@ -17,7 +17,7 @@ from cnnbench.batch import BatchRange
 from cnnbench.engines.cuda import gpu_identity, require_cuda
 from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
-from cnnbench.progress import note, warn
+from cnnbench.progress import StepHistory, Steps, note, warn
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -112,12 +112,53 @@ def build_plan(onnx_path: Path, options: BuildOptions, timing_cache: Path | None
     profile.set_shape(tensor.name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
     config.add_optimization_profile(profile)
     _attach_timing_cache(config, timing_cache)
+    monitor = progress_monitor(trt, f"build {onnx_path.parent.name}/{onnx_path.name}")
+    if monitor is not None:
+        config.progress_monitor = monitor
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ArtifactError(f"TensorRT failed to build {onnx_path}; see its log above")
     if timing_cache is not None:
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(plan)
+
+
+def progress_monitor(trt_module: Any, label: str, every_s: float = 10.0) -> Any | None:
+    """A ``trt.IProgressMonitor`` (TensorRT >= 10.0) that prints the builder's phases on stderr.
+
+    A top-level phase is announced when it starts; while steps complete, a line at most every
+    ``every_s`` seconds gives the deepest active phase's step count and an ETA from its rate so
+    far. Returns None where the bindings have no progress monitor.
+    """
+    base = getattr(trt_module, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class _Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.phases: dict[str, tuple[int, float, str | None]] = {}
+            self.last = time.perf_counter()
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            self.phases[phase_name] = (int(num_steps), time.perf_counter(), parent_phase)
+            if parent_phase is None:
+                note(f"[{label}] {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            now = time.perf_counter()
+            if now - self.last >= every_s and phase_name in self.phases:
+                self.last = now
+                total, t0, _ = self.phases[phase_name]
+                done = int(step) + 1
+                eta = (now - t0) / done * max(total - done, 0)
+                note(f"[{label}] {phase_name} {done}/{total}, eta {eta:.0f}s for this phase")
+            return True  # keep building
+
+        def phase_finish(self, phase_name: str) -> None:
+            self.phases.pop(phase_name, None)
+
+    return _Monitor()
 
 
 def _attach_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
@@ -174,9 +215,18 @@ def ensure_engine(
         return EngineEntry(cache.engine_path(key), key, False, 0.0, target, options, cached)
     note(f"building TensorRT engine for {onnx_path} ({options.precision}, batch {options.batches})")
     timing = cache.timing_cache_path(version, gpu.name, gpu.compute_capability)
-    t0 = time.perf_counter()
-    plan = build_plan(onnx_path, options, timing)
-    seconds = time.perf_counter() - t0
+    steps = Steps(
+        f"TensorRT {options.precision}",
+        plan=["build"],
+        history=StepHistory(
+            "trt-build",
+            f"{target.onnx_sha256[:16]} {key[:16]}",
+            size=onnx_path.stat().st_size,
+        ),
+    )
+    with steps.step("build"):
+        plan = build_plan(onnx_path, options, timing)
+    seconds = steps.timings["build"]
     info = {
         "onnx": str(onnx_path),
         "target": {**target.__dict__, "input_shape": list(target.input_shape)},

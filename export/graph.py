@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnbench.errors import ArtifactError, ResourceError, first_line
+from cnnbench.progress import keep_stderr
 
 if TYPE_CHECKING:
     import onnx
@@ -48,6 +49,7 @@ def quiet() -> Iterator[io.StringIO]:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
         with (
+            keep_stderr(),  # our progress lines still show
             warnings.catch_warnings(),
             contextlib.redirect_stdout(buf),
             contextlib.redirect_stderr(buf),

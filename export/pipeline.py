@@ -33,7 +33,7 @@ from cnnbench.export.parity import FP32_GATE, ParityReport, Tolerances
 from cnnbench.export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
 from cnnbench.models import get_model, get_spec
 from cnnbench.precision import Precision
-from cnnbench.progress import Steps, note
+from cnnbench.progress import StepHistory, Steps, note
 
 __all__ = [
     "DEFAULT_DYNAMIC_BATCH",
@@ -114,7 +114,12 @@ def export_fp32(
         inputs.batches(spec)  # a bad folder fails now, not after a minute of exporting
     module = get_model(model, weights=weights, seed=seed)
 
-    steps = Steps(f"export {model}", 4 if check else 3)
+    params = sum(int(p.numel()) for p in module.parameters())
+    steps = Steps(
+        f"export {model}",
+        plan=["export", "check", "simplify", *(["parity"] if check else [])],
+        history=StepHistory("export", f"{model} opset{opset}", size=params),
+    )
     with steps.step("export"):
         exported = export_module(module, spec.input_shape, opset=opset, batch=brange, dynamic=dyn)
     proto, notes = exported.proto, list(exported.notes)
@@ -124,7 +129,7 @@ def export_fp32(
         # protobuf cannot serialise > 2 GiB in one message: check the saved file instead
         notes.append("over 2 GiB: external data, checked from file, onnxslim skipped")
         graph.make_deterministic(proto, meta)
-        steps.total -= 1
+        steps.skip("simplify")
     else:
         with steps.step("check"):
             graph.make_deterministic(proto, meta)

@@ -45,7 +45,7 @@ from cnnbench.export.pipeline import ensure_fp32
 from cnnbench.models import get_spec
 from cnnbench.naming import lookup
 from cnnbench.precision import PRECISIONS, Precision, parse_precision
-from cnnbench.progress import Steps, note
+from cnnbench.progress import StepHistory, Steps, note
 
 __all__ = ["CONVERTIBLE", "convert", "ensure_precision", "request_key"]
 
@@ -142,7 +142,16 @@ def convert(
     key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop)
 
     dest = Path(out_dir) / model / prec.onnx_dir
-    steps = Steps(f"{prec} {model}", (3 if prec == "int8" else 1) + int(check))
+    plan = ["pre-process", "calibrate", "quantize"] if prec == "int8" else ["convert"]
+    steps = Steps(
+        f"{prec} {model}",
+        plan=[*plan, *(["verify"] if check else [])],
+        history=StepHistory(
+            str(prec),
+            f"{model} {calib_method} n{calib.samples}" if calib is not None else model,
+            size=src.stat().st_size,
+        ),
+    )
     extra: dict[str, Any] = {
         "key": key,
         "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},

@@ -8,6 +8,7 @@ case intends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -253,6 +254,45 @@ def test_a_stopped_sweep_keeps_its_rows_and_resumes(sig: signal.Signals, tmp_pat
     assert again.returncode == 0, err
     cells = [r["cell"] for r in _rows(out)]
     assert sorted(cells) == sorted(set(cells)) and len(cells) == 4 and cells[: len(kept)] == kept
+
+
+def _worker(sweep_pid: int) -> int | None:
+    """The pid of the cell process a sweep is measuring in, if one is running."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(sweep_pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                cmd = child.cmdline()
+                if "cnnbench.bench.sweep" in cmd and "--cell" in cmd:
+                    return int(child.pid)
+    return None
+
+
+def test_kill_9_of_a_worker_is_an_error_row_and_resume_retries_it(tmp_path: Path) -> None:
+    """kill -9 of the cell process alone (as the kernel's OOM killer would): the sweep says so
+    in that cell's row, measures the other cells, and --resume measures the killed one again."""
+    root = tmp_path / "work"
+    root.mkdir()
+    (root / "s.yaml").write_text(SWEEP)
+    out = root / "r.csv"
+    proc = _cli(root, tmp_path, "sweep", "s.yaml", "--out", "r.csv")
+    _wait_for(lambda: _worker(proc.pid) is not None)
+    worker = _worker(proc.pid)
+    assert worker is not None
+    os.kill(worker, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err  # the sweep ran, one cell could not finish
+    assert "Traceback" not in err
+    rows = _rows(out)
+    bad = [r for r in rows if r["error"]]
+    assert len(rows) == 4 and len(bad) == 1, rows
+    assert "killed by SIGKILL" in str(bad[0]["error"])
+    again = _cli(root, tmp_path, "sweep", "s.yaml", "--out", "r.csv", "--resume")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    rows = _rows(out)
+    assert len(rows) == 4 and all(r["error"] is None for r in rows)
 
 
 def test_ctrl_c_during_an_export_leaves_nothing(tmp_path: Path) -> None:

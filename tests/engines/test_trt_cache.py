@@ -213,3 +213,27 @@ def test_build_and_run_lenet5_with_tensorrt(tmp_path: Path) -> None:
     with create("trt", opts) as eng:  # second load: a cache hit
         eng.load(art, BatchRange(1, 4, 8))
         assert eng.describe()["built_now"] is False
+
+
+def test_build_progress_monitor_prints_phases_and_an_eta(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Our monitor's logic, on a stand-in for ``trt.IProgressMonitor`` (not TensorRT itself)."""
+    import types
+
+    from cnnbench.engines.trt_build import progress_monitor
+
+    class Base:
+        def __init__(self) -> None:
+            self.inited = True
+
+    fake = types.SimpleNamespace(IProgressMonitor=Base)
+    mon = progress_monitor(fake, "build m", every_s=0.0)
+    assert isinstance(mon, Base) and mon.inited
+    mon.phase_start("Building engine", None, 4)
+    mon.phase_start("Tactic selection", "Building engine", 10)
+    assert mon.step_complete("Tactic selection", 4) is True
+    mon.phase_finish("Tactic selection")
+    assert mon.step_complete("Tactic selection", 5) is True  # a finished phase prints nothing
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "[build m] Building engine (4 steps)"  # only top-level phases announce
+    assert err[1].startswith("[build m] Tactic selection 5/10, eta ") and len(err) == 2
+    assert progress_monitor(types.SimpleNamespace(), "x") is None  # bindings without it
