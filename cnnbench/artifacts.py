@@ -171,5 +171,7 @@ def require_file(path: Path | str, what: str = "file") -> Path:
     """Return ``path`` if it is an existing readable file, else raise a one-line ArtifactError."""
     p = Path(path)
     if not p.is_file():
+        if p.exists():
+            raise ArtifactError(f"{what} {p} is not a regular file; give the path of a file")
         raise ArtifactError(f"{what} not found: {p}")
     return p
