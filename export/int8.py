@@ -28,13 +28,19 @@ import numpy as np
 
 from cnnbench.errors import ArtifactError
 from cnnbench.export.calibration import ort_method
+from cnnbench.export.qdq_placement import WEIGHTED_OPS, check_placement, quantize_identities
 
 QUANTIZER = "onnxruntime.quantization"
+#: the version of the Q/DQ placement rules (export.qdq_placement); files made by another are
+#: not reused
+PLACEMENT_SCHEME = 2
 
 EXTRA_OPTIONS: dict[str, Any] = {
     "ActivationSymmetric": True,
     "WeightSymmetric": True,
     "QuantizeBias": False,
+    # rule 2 of export.qdq_placement: a weighted op's output stays float, so it fuses
+    "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS),
 }
 
 
@@ -66,7 +72,9 @@ def preprocess(src: Path, dst: Path) -> None:
 
 
 def op_types() -> list[str]:
-    """Every op type ORT's QDQ quantizer knows (what quantize_static uses by default)."""
+    """Every op type ORT's QDQ quantizer knows: calibration records the ranges of all their
+    tensors (a residual Add's identity branch needs one), though only weighted ops are
+    quantized."""
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
@@ -87,7 +95,7 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
                 str(dst),
                 calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types(),
+                op_types_to_quantize=list(WEIGHTED_OPS),  # rule 1
                 per_channel=True,
                 reduce_range=False,
                 activation_type=QuantType.QInt8,
@@ -98,6 +106,7 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
             )
     except Exception as exc:
         raise ArtifactError(f"INT8 quantization of {src} failed: {_line(exc)}") from None
+    placed = quantize_identities(dst, ranges_path)  # rule 3: residual Adds, identity only
     return {
         "quantizer": QUANTIZER,
         "quantizer_version": quantizer_version(),
@@ -110,8 +119,11 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
             "reduce_range": False,
             "calibrate_method": method,
             "extra_options": dict(EXTRA_OPTIONS),
+            "op_types_to_quantize": list(WEIGHTED_OPS),
             "pre_process": "onnxruntime.quantization.quant_pre_process",
+            "residual_identity": "export.qdq_placement.quantize_identities",
         },
+        "residual_identity": placed,
     }
 
 
@@ -143,7 +155,9 @@ def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
     ``weight_axes_ok`` (every per-channel scale is on the consumer's output-channel axis),
     ``linear_weights_per_tensor`` (Conv/Gemm/MatMul weights lacking per-channel scales: 0),
     ``activation_per_tensor`` (every Q scale is a scalar), ``quantized_ops`` (op type -> count
-    of nodes fed by a DQ), ``ok`` (all of the TensorRT conditions hold).
+    of nodes fed by a DQ), ``placement`` (:func:`export.qdq_placement.check_placement`: where
+    Q/DQ sits, and what breaks the placement rules), ``ok`` (all of the TensorRT form
+    conditions hold; placement is checked on its own).
     """
     import onnx
     from onnx import TensorProto, numpy_helper
@@ -233,6 +247,7 @@ def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
         "activation_per_tensor": act_per_tensor,
         "quantized_ops": dict(sorted(quantized_ops.items())),
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        "placement": check_placement(model),
     }
     out["ok"] = bool(
         pairs > 0

@@ -78,6 +78,8 @@ def request_key(
         "tolerances": (tolerances or precision.gate).to_dict(),
         "max_accuracy_drop": max_accuracy_drop,
     }
+    if precision == "int8":
+        req["placement"] = int8.PLACEMENT_SCHEME
     if precision == "int8" and calib is not None:
         req["calibration"] = {
             "data": calib.sha256,
@@ -232,6 +234,11 @@ def _int8(
     if not qdq["ok"]:
         raise ArtifactError(
             f"INT8 file for {src} does not have TensorRT's Q/DQ form: {json.dumps(qdq)[:200]}"
+        )
+    if not qdq["placement"]["ok"]:
+        raise ArtifactError(
+            f"INT8 file for {src} breaks the Q/DQ placement rules: "
+            f"{qdq['placement']['violations'][0]}"
         )
     return {
         "converter": record,
