@@ -121,8 +121,12 @@ def test_a_quantized_conv_branch_breaks_the_rules_and_is_undone(tmp_path: Path) 
 def test_a_projection_identity_gets_a_pair_from_its_calibrated_range(tmp_path: Path) -> None:
     import onnx
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationMethod, TensorData, TensorsData
-    from onnxruntime.quantization import save_tensors_data
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        TensorData,
+        TensorsData,
+        save_tensors_data,
+    )
 
     model = _block(projection=True, quantize=True)
     assert not check_placement(model)["ok"]  # the Add has no quantized input yet
