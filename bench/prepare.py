@@ -27,7 +27,7 @@ from cnnbench.errors import CnnbenchError
 from cnnbench.export.precision import ensure_precision
 from cnnbench.models import get_model, get_spec
 from cnnbench.models.spec import ModelSpec
-from cnnbench.precision import ONNX_PRECISIONS, Precision, parse_precision
+from cnnbench.precision import ONNX_PRECISIONS, Int8Recipe, Precision, parse_precision
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,15 @@ def ensure_onnx(
     weights: str | Path | None,
     artifacts: Path,
     seed: int = 0,
+    int8: Int8Recipe | None = None,
 ) -> tuple[Path, str | None]:
-    """The verified ONNX file of ``model`` at ``precision`` and its sha256 (exported if needed)."""
+    """The verified ONNX file of ``model`` at ``precision`` and its sha256 (exported if needed;
+    an INT8 file made by ``int8``, reused when one made by the same recipe exists)."""
     precision = parse_precision(precision, ONNX_PRECISIONS, what="the ONNX export")
-    res = ensure_precision(model, precision, weights=weights, out_dir=artifacts, seed=seed)
+    recipe = (int8 or Int8Recipe()).kwargs() if precision == Precision.INT8 else {}
+    res = ensure_precision(
+        model, precision, weights=weights, out_dir=artifacts, seed=seed, **recipe
+    )
     manifest = getattr(res, "manifest", None) or {}
     sha = manifest.get("sha256") or (manifest.get("onnx") or {}).get("sha256")
     return Path(res.onnx_path), sha
@@ -68,6 +73,7 @@ def prepare(
     seed: int = 0,
     onnx_path: Path | None = None,
     onnx_sha256: str | None = None,
+    int8: Int8Recipe | None = None,
 ) -> Prepared:
     """Resolve the artifact ``engine`` loads for ``model`` (a zoo name or its spec).
 
@@ -90,10 +96,35 @@ def prepare(
                 weights=weights,
                 artifacts=artifacts or DEFAULT_ARTIFACTS,
                 seed=seed,
+                int8=int8,
             )
             source = "onnx export/cache"
     art = Artifact.for_spec(spec, precision, onnx_path=path, weights=weights, sha256=sha, seed=seed)
     return Prepared(art, time.perf_counter() - t0, source)
+
+
+def made_from(onnx_path: Path | None) -> dict[str, Any]:
+    """What the row says about how its file was made, from the manifest beside it: the INT8
+    quantizer and calibration (``calibration: random`` says the ranges came from noise)."""
+    if onnx_path is None:
+        return {}
+    try:
+        manifest = json.loads((Path(onnx_path).parent / "manifest.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    extra = manifest.get("extra") if isinstance(manifest, dict) else None
+    cal = (extra or {}).get("calibration")
+    if not isinstance(cal, dict):
+        return {}
+    conv = (extra or {}).get("converter") or {}
+    return {
+        "quantizer": conv.get("quantizer"),
+        "quantizer_version": conv.get("quantizer_version"),
+        "calibration": cal.get("kind"),
+        "calibration_source": cal.get("source"),
+        "calibration_method": cal.get("method"),
+        "calibration_samples": cal.get("samples"),
+    }
 
 
 def _models_source_hash() -> str:
@@ -163,15 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None)
     p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8", default=None, help="the INT8 recipe as JSON (Int8Recipe fields)")
     p.add_argument("--no-onnx", action="store_true", help="only the size facts")
     a = p.parse_args(argv)
     out: dict[str, Any] = {"model": a.model, "precision": a.precision}
     try:
         out.update(model_facts(a.model))
         if not a.no_onnx:
+            recipe = Int8Recipe(**json.loads(a.int8)) if a.int8 else None
             path, sha = ensure_onnx(
-                a.model, a.precision, weights=a.weights, artifacts=Path(a.artifacts), seed=a.seed
-            )
+                a.model, a.precision, weights=a.weights, artifacts=Path(a.artifacts),
+                seed=a.seed, int8=recipe,
+            )  # fmt: skip
             out.update(onnx_path=str(path), sha256=sha)
     except CnnbenchError as exc:
         out["error"] = " ".join(str(exc).split())

@@ -72,6 +72,8 @@ def cell_key(row: Mapping[str, Any], *, repeat: bool = True) -> str:
     resumed sweep knows each; ``repeat=False`` gives the cell's key alone (to match cells).
     """
     parts = [str(row.get(k, "")) for k in KEY_COLUMNS]
+    if not blank(row.get("variant")):  # e.g. quantizer=modelopt: another setup, another cell
+        parts.append(str(row["variant"]))
     if str(row.get("scenario")) == "server":
         qps = row.get("target_qps")
         q = num(qps)

@@ -25,7 +25,7 @@ from cnnbench.bench.memory import (
     torch_cuda_reset_peak,
 )
 from cnnbench.bench.peak import get_peak
-from cnnbench.bench.prepare import model_facts, prepare
+from cnnbench.bench.prepare import made_from, model_facts, prepare
 from cnnbench.bench.results import cell_key
 from cnnbench.bench.scenarios import canonical_scenario, check_batch, method_fields, run_fixed
 from cnnbench.bench.server import ServerConfig, find_peak, run_server, warm_sizes
@@ -37,7 +37,7 @@ from cnnbench.engines.cuda import device_index
 from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.models import get_spec
 from cnnbench.models.spec import ModelSpec, Preprocessing
-from cnnbench.precision import Precision, parse_precision
+from cnnbench.precision import Int8Recipe, Precision, parse_precision
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class RunSpec:
     facts: dict[str, Any] | None = None
     #: which measurement of the cell this is (0, 1, ... with ``repeats``), each in its process
     repeat: int = 0
+    #: how an INT8 file is made (quantizer, calibration); used only at precision int8
+    int8: Int8Recipe = field(default_factory=Int8Recipe)
 
     def __post_init__(self) -> None:
         if self.model_spec is None:
@@ -84,6 +86,16 @@ class RunSpec:
             raise InvalidInputError(f"threads must be >= 1, got {self.threads}")
         if self.scenario == "server" and self.server is None:
             raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
+        if isinstance(self.int8, dict):  # from JSON
+            object.__setattr__(self, "int8", Int8Recipe(**self.int8))
+
+    def variant(self) -> str:
+        """The cell's choices beyond the grid's axes that change what is measured (blank for
+        the defaults): part of its key, so compare never matches two different setups."""
+        parts = []
+        if self.precision == Precision.INT8 and self.int8.quantizer != "ort":
+            parts.append(f"quantizer={self.int8.quantizer}")
+        return ",".join(parts)
 
     def spec(self) -> ModelSpec:
         """The model's ModelSpec, from ``model_spec`` when given (no zoo import), else the zoo."""
@@ -101,6 +113,7 @@ class RunSpec:
         if self.server is not None and self.scenario == "server":
             row["target_qps"] = None if self.server.find_peak else self.server.target_qps
         row["repeat"] = self.repeat
+        row["variant"] = self.variant()
         return cell_key(row)
 
     def to_json(self) -> str:
@@ -150,6 +163,7 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cell": spec.key(),
         "repeat": spec.repeat,
+        "variant": spec.variant() or None,
     }
     if spec.server is not None and spec.scenario == "server":
         row["target_qps"] = None if spec.server.find_peak else spec.server.target_qps
@@ -168,12 +182,14 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
         mspec, spec.engine, spec.precision,
         weights=spec.weights, artifacts=Path(spec.artifacts), seed=spec.seed,
         onnx_path=Path(spec.onnx_path) if spec.onnx_path else None, onnx_sha256=spec.onnx_sha256,
+        int8=spec.int8,
     )  # fmt: skip
     row.update(
         prepare_s=round(prep.seconds, 3),
         artifact=str(prep.artifact.onnx_path) if prep.artifact.onnx_path else prep.source,
         artifact_sha256=prep.artifact.sha256,
     )
+    row.update(made_from(prep.artifact.onnx_path))
     row.update(spec.facts if spec.facts is not None else model_facts(spec.model))
     x = random_batches(mspec, count=1, batch=spec.batch, seed=spec.seed)[0]
     cuda = spec.device.startswith("cuda")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from cnnbench.bench.runner import RunSpec, base_row, check_runtime, error_text, 
 from cnnbench.bench.samples import SAMPLES_KEY
 from cnnbench.bench.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
+from cnnbench.precision import Int8Recipe
 from cnnbench.progress import note, track, warn
 
 __all__ = [
@@ -168,6 +169,8 @@ def _prepare_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
            "--precision", spec.precision, "--artifacts", spec.artifacts, "--seed", str(spec.seed)]  # fmt: skip
     if spec.weights:
         cmd += ["--weights", spec.weights]
+    if spec.precision == "int8":
+        cmd += ["--int8", json.dumps(asdict(spec.int8))]
     with tempfile.TemporaryDirectory(prefix="cnnbench-prepare-") as tmp:
         errlog = Path(tmp) / "stderr.txt"
         # its progress and warnings (a cache entry rebuilt, random calibration) reach the user
@@ -261,7 +264,7 @@ class CellRunner:
     def __init__(self, *, isolated: bool, timeout_s: float) -> None:
         self.isolated = isolated
         self.timeout_s = timeout_s
-        self._prepared: dict[tuple[str, str], dict[str, Any]] = {}
+        self._prepared: dict[tuple[str, str, Int8Recipe | None], dict[str, Any]] = {}
         self._runtime: dict[tuple[str, str, str], str | None] = {}
         self._facts: dict[str, dict[str, Any]] = {}
         self._peaks: set[tuple[str, str]] = set()
@@ -287,7 +290,7 @@ class CellRunner:
             self._peaks.add(peak_key)
         run = replace(spec, facts=self._facts[spec.model])
         if needs_onnx(spec.engine):
-            k = (spec.model, spec.precision)
+            k = (spec.model, spec.precision, spec.int8 if spec.precision == "int8" else None)
             if k not in self._prepared:
                 self._prepared[k] = _prepare_isolated(spec, self.timeout_s)
             info = self._prepared[k]

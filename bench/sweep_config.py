@@ -37,11 +37,12 @@ from cnnbench.bench.timing import StopRule
 from cnnbench.engines import default_device
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.models import get_spec, list_models
-from cnnbench.precision import Precision, parse_precision
+from cnnbench.precision import Int8Recipe, Precision, parse_precision
 
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
 OPTIONAL = (
     "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
+    "quantizer", "calib_data", "calib_method", "calib_samples",
 )  # fmt: skip
 
 
@@ -65,6 +66,8 @@ class SweepConfig:
     server: ServerConfig | None = None
     #: measurements of each cell, each in its own process (compare then sees run-to-run noise)
     repeats: int = 1
+    #: how INT8 files are made (quantizer, calibration data, method, samples)
+    int8: Int8Recipe = field(default_factory=Int8Recipe)
 
     def __post_init__(self) -> None:
         if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
@@ -87,6 +90,7 @@ class SweepConfig:
         artifacts: str = "artifacts",
         seed: int = 0,
         repeats: int = 1,
+        int8: Int8Recipe | None = None,
     ) -> SweepConfig:
         """The grid ``cnnbench run`` measures; a bad value is one line naming its ``--option``.
 
@@ -110,6 +114,7 @@ class SweepConfig:
             batches=tuple(batches), scenarios=(scenario,), device=device, threads=threads,
             seed=seed, artifacts=artifacts, weights={models[0]: weights} if weights else {},
             timeout_s=max(600.0, rule.max_time * 4), stop=rule, server=sv, repeats=repeats,
+            int8=int8 or Int8Recipe(),
         )  # fmt: skip
 
     def cells(self) -> tuple[list[RunSpec], list[str]]:
@@ -141,6 +146,7 @@ class SweepConfig:
                         artifacts=self.artifacts,
                         seed=self.seed,
                         model_spec=mspec,
+                        int8=self.int8,
                     )  # fmt: skip
                 )
         if self.repeats > 1:
@@ -251,6 +257,15 @@ def load_config(path: str | Path) -> SweepConfig:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
             raise _fail(src, f"key 'timeout_s' must be a positive number, got {t!r}")
         kw["timeout_s"] = float(t)
+    recipe = {k: raw[k] for k in ("quantizer", "calib_data", "calib_method", "calib_samples")
+              if raw.get(k) is not None}  # fmt: skip
+    if recipe:
+        if "calib_data" in recipe:
+            recipe["calib_data"] = str(recipe["calib_data"])
+        try:
+            kw["int8"] = Int8Recipe(**recipe)
+        except CnnbenchError as exc:
+            raise _fail(src, str(exc)) from None
     if raw.get("weights") is not None:
         kw["weights"] = {
             str(k): str(v) for k, v in _mapping(src, "weights", raw["weights"]).items()

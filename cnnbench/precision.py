@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Any
 
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.naming import lookup
@@ -193,3 +194,62 @@ def parse_precisions(
             f"precisions must be a name or a comma-separated list, got {text!r}"
         )
     return tuple(parse_precision(t, choices, what=what) for t in items)
+
+
+#: INT8 calibration methods (ONNX Runtime's Entropy, MinMax and Percentile calibrators)
+CALIB_METHODS = ("entropy", "max", "percentile")
+#: calibration inputs used when none is said
+DEFAULT_CALIB_SAMPLES = 256
+
+#: INT8 quantizers: ``ort`` (ONNX Runtime's static quantizer, configured to the placement rules
+#: of export.qdq_placement; the light default) and ``modelopt`` (NVIDIA ModelOpt's ONNX PTQ, the
+#: ``modelopt`` extra)
+QUANTIZERS = ("ort", "modelopt")
+#: the calibration methods each quantizer has (ModelOpt has no percentile calibrator for INT8)
+QUANTIZER_METHODS = {"ort": CALIB_METHODS, "modelopt": ("entropy", "max")}
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an INT8 file is made: quantizer, calibration data, method and sample count.
+
+    ``calib_data`` is an image folder, a ``.npy`` array of preprocessed inputs, ``digits`` or
+    ``random``; None means the converter's default (digits for lenet5, else seeded random, with
+    a loud warning). Part of an INT8 artifact's request key: two recipes never share a file.
+    """
+
+    quantizer: str = "ort"
+    calib_data: str | None = None
+    calib_method: str = "entropy"
+    calib_samples: int = DEFAULT_CALIB_SAMPLES
+
+    def __post_init__(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise InvalidInputError(
+                f"unknown quantizer {self.quantizer!r}: choose from {', '.join(QUANTIZERS)}"
+            )
+        if self.calib_method not in CALIB_METHODS:
+            raise InvalidInputError(
+                f"unknown calibration method {self.calib_method!r}: choose from "
+                f"{', '.join(CALIB_METHODS)}"
+            )
+        if self.calib_method not in QUANTIZER_METHODS[self.quantizer]:
+            raise InvalidInputError(
+                f"--quantizer {self.quantizer} calibrates with "
+                f"{' or '.join(QUANTIZER_METHODS[self.quantizer])}, not {self.calib_method}; "
+                "choose another --calib-method, or --quantizer ort"
+            )
+        n = self.calib_samples
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidInputError(f"calib_samples must be a positive integer, got {n!r}")
+        if self.calib_data is not None:
+            object.__setattr__(self, "calib_data", str(self.calib_data))
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``export.precision.ensure_precision``."""
+        return {
+            "quantizer": self.quantizer,
+            "calib_data": self.calib_data,
+            "calib_method": self.calib_method,
+            "calib_samples": self.calib_samples,
+        }

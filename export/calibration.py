@@ -34,12 +34,13 @@ from cnnbench.artifacts import atomic_path, cache_dir
 from cnnbench.data import digits, images
 from cnnbench.errors import InvalidInputError
 from cnnbench.naming import suggest
+from cnnbench.precision import CALIB_METHODS
 from cnnbench.progress import note, track, warn
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
 
-METHODS = ("entropy", "max", "percentile")
+METHODS = CALIB_METHODS
 #: cnnbench name -> onnxruntime CalibrationMethod member
 _ORT_METHOD = {"entropy": "Entropy", "max": "MinMax", "percentile": "Percentile"}
 #: samples per ``collect_data`` call: bounds the memory held by intermediate outputs

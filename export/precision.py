@@ -21,7 +21,7 @@ from typing import Any
 
 from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir
 from cnnbench.errors import ArtifactError, InvalidInputError
-from cnnbench.export import graph, int8, precision_check
+from cnnbench.export import graph, int8, modelopt_int8, precision_check
 from cnnbench.export.calibration import (
     METHODS,
     CalibrationSet,
@@ -44,21 +44,56 @@ from cnnbench.export.parity import Tolerances
 from cnnbench.export.pipeline import ensure_fp32
 from cnnbench.models import get_spec
 from cnnbench.naming import lookup
-from cnnbench.precision import PRECISIONS, Precision, parse_precision
+from cnnbench.precision import (
+    DEFAULT_CALIB_SAMPLES,
+    PRECISIONS,
+    QUANTIZERS,
+    Precision,
+    parse_precision,
+)
 from cnnbench.progress import StepHistory, Steps, note
 
 __all__ = ["CONVERTIBLE", "convert", "ensure_precision", "request_key"]
 
-#: calibration inputs used when none is said
-DEFAULT_CALIB_SAMPLES = 256
 #: the precisions converted from the FP32 export
 CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
 _KEY_VERSIONS = ("cnnbench", "onnx", "onnxruntime", "onnxconverter-common")
 
 
-def _check_args(precision: str, calib_method: str) -> Precision:
+def _check_args(precision: str, calib_method: str, quantizer: str = "ort") -> Precision:
     lookup("calibration method", calib_method, {m: m for m in METHODS})
-    return parse_precision(precision, CONVERTIBLE, what="conversion from FP32")
+    lookup("quantizer", quantizer, {q: q for q in QUANTIZERS})
+    prec = parse_precision(precision, CONVERTIBLE, what="conversion from FP32")
+    if prec == "int8" and quantizer == "modelopt":
+        modelopt_int8.check_method(calib_method)
+    return prec
+
+
+def artifact_folder(out_dir: str | Path, model: str, prec: Precision, key: str) -> Path:
+    """Where the file of request ``key`` lives: ``<model>/<precision>/``, unless that folder
+    holds a good file made from another INT8 request (other data, method, quantizer...), which
+    is never overwritten: then ``<model>/int8-<key[:10]>/``."""
+    base = Path(out_dir) / model / prec.onnx_dir
+    if prec != "int8":
+        return base
+    alt = base.with_name(f"{base.name}-{key[:10]}")
+    for folder in (base, alt):
+        if _made_from(folder) == key:
+            return folder
+    return base if _made_from(base) is None else alt
+
+
+def _made_from(folder: Path) -> str | None:
+    """The request key of the good file in ``folder``, or None (none there, or unusable)."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return None
+    try:
+        manifest = read_manifest(folder)
+        verify_artifact(folder)
+    except ArtifactError:
+        return None
+    key = (manifest.get("extra") or {}).get("key")
+    return str(key) if key else None
 
 
 def request_key(
@@ -68,6 +103,7 @@ def request_key(
     calib_method: str,
     tolerances: Tolerances | None,
     max_accuracy_drop: float | None,
+    quantizer: str = "ort",
 ) -> str:
     """What a converted file was made from; equal keys mean the file can be reused."""
     versions = library_versions(("onnxconverter-common",))
@@ -80,6 +116,9 @@ def request_key(
     }
     if precision == "int8":
         req["placement"] = int8.PLACEMENT_SCHEME
+        req["quantizer"] = quantizer
+        if quantizer == "modelopt":
+            req["quantizer_version"] = modelopt_int8.version()
     if precision == "int8" and calib is not None:
         req["calibration"] = {
             "data": calib.sha256,
@@ -102,6 +141,7 @@ def convert(
     check: bool = True,
     tolerances: Tolerances | None = None,
     max_accuracy_drop: float | None = None,
+    quantizer: str = "ort",
     _calib: CalibrationSet | None = None,
 ) -> ExportResult:
     """Make ``out_dir/<model>/<precision>/model.onnx`` (+ manifest) from the FP32 artifact.
@@ -119,6 +159,7 @@ def convert(
         check: verify against FP32 on ONNX Runtime (and gate FP16).
         tolerances: parity bounds (default FP16_GATE for fp16, INT8_REPORT for int8).
         max_accuracy_drop: with labelled data, fail if top-1 drops by more points than this.
+        quantizer: INT8 by ``ort`` (ONNX Runtime) or ``modelopt`` (NVIDIA ModelOpt).
 
     Raises:
         UnknownNameError: unknown precision or calibration method.
@@ -126,7 +167,7 @@ def convert(
         ArtifactError: corrupt FP32 file, or a conversion ORT cannot load.
         CheckFailedError: the parity gate or the accuracy gate failed.
     """
-    prec = _check_args(precision, calib_method)
+    prec = _check_args(precision, calib_method, quantizer)
     spec = get_spec(model)
     if fp32.manifest.get("model") != model or fp32.manifest.get("precision") != "fp32":
         raise InvalidInputError(
@@ -141,16 +182,16 @@ def convert(
         calib = _calib or calibration_set(spec, calib_data, samples=calib_samples, seed=seed)
     tol = tolerances or prec.gate
     vset = precision_check.verification_set(spec, calib, seed=seed) if check else None
-    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop)
+    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
 
-    dest = Path(out_dir) / model / prec.onnx_dir
-    plan = ["pre-process", "calibrate", "quantize"] if prec == "int8" else ["convert"]
+    dest = artifact_folder(out_dir, model, prec, key)
+    plan = {"fp16": ["convert"], "int8": _INT8_STEPS[quantizer]}[str(prec)]
     steps = Steps(
         f"{prec} {model}",
         plan=[*plan, *(["verify"] if check else [])],
         history=StepHistory(
             str(prec),
-            f"{model} {calib_method} n{calib.samples}" if calib is not None else model,
+            f"{model} {quantizer} {calib_method} n{calib.samples}" if calib is not None else model,
             size=src.stat().st_size,
         ),
     )
@@ -167,7 +208,9 @@ def convert(
             exporter = f"{record['converter']} {record['converter_version']}"
         else:
             assert calib is not None
-            record = _int8(src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps)
+            record = _int8(
+                src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer
+            )
             extra.update(record)
             exporter = (
                 f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
@@ -204,6 +247,9 @@ def convert(
     return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
 
 
+_INT8_STEPS = {"ort": ["pre-process", "calibrate", "quantize"], "modelopt": ["calibrate+quantize"]}
+
+
 def _int8(
     src: Path,
     staged: Path,
@@ -213,23 +259,27 @@ def _int8(
     fp32_sha: str,
     fp32_manifest: dict[str, Any],
     steps: Steps,
+    quantizer: str = "ort",
 ) -> dict[str, Any]:
-    pre = stage / "preprocessed.onnx"
-    with steps.step("pre-process"):
-        int8.preprocess(src, pre)
-    ckey = cache_key(fp32_sha, calib, method)
-    with steps.step("calibrate"):
-        ranges, hit = calibrate(
-            pre,
-            str(fp32_manifest["input"]["name"]),
-            calib,
-            method,
-            key=ckey,
-            op_types=int8.op_types(),
-        )
-    with steps.step("quantize"):
-        record = int8.quantize(pre, staged, ranges, method)
-    pre.unlink(missing_ok=True)
+    input_name = str(fp32_manifest["input"]["name"])
+    calibration: dict[str, Any] = {**calib.describe(), "method": method}
+    if quantizer == "modelopt":
+        with steps.step("calibrate+quantize"):  # ModelOpt calibrates inside its quantize
+            record = modelopt_int8.quantize(src, staged, calib, method, input_name)
+        calibration.update(calibrator=modelopt_int8.QUANTIZER, cache_key=None, cache_hit=False)
+    else:
+        pre = stage / "preprocessed.onnx"
+        with steps.step("pre-process"):
+            int8.preprocess(src, pre)
+        ckey = cache_key(fp32_sha, calib, method)
+        with steps.step("calibrate"):
+            ranges, hit = calibrate(
+                pre, input_name, calib, method, key=ckey, op_types=int8.op_types()
+            )
+        with steps.step("quantize"):
+            record = int8.quantize(pre, staged, ranges, method)
+        pre.unlink(missing_ok=True)
+        calibration.update(calibrator="onnxruntime.quantization", cache_key=ckey, cache_hit=hit)
     qdq = int8.describe_qdq(staged)
     if not qdq["ok"]:
         raise ArtifactError(
@@ -240,11 +290,7 @@ def _int8(
             f"INT8 file for {src} breaks the Q/DQ placement rules: "
             f"{qdq['placement']['violations'][0]}"
         )
-    return {
-        "converter": record,
-        "calibration": {**calib.describe(), "method": method, "cache_key": ckey, "cache_hit": hit},
-        "qdq": qdq,
-    }
+    return {"converter": record, "calibration": calibration, "qdq": qdq}
 
 
 def ensure_precision(
@@ -260,18 +306,21 @@ def ensure_precision(
     check: bool = True,
     tolerances: Tolerances | None = None,
     max_accuracy_drop: float | None = None,
+    quantizer: str = "ort",
     **fp32_kwargs: Any,
 ) -> ExportResult:
-    """Reuse ``out_dir/<model>/<precision>`` when it was made from the same request, else build it.
+    """Reuse the file made from the same request (see :func:`artifact_folder`), else build it.
 
-    ``fp32`` is accepted too (then this is ``ensure_fp32``). The FP32 file comes from
-    ``ensure_fp32(model, weights=..., out_dir=..., seed=..., check=..., **fp32_kwargs)``.
+    An INT8 file made from another request (other calibration data, method, sample count or
+    quantizer) is never overwritten: the new one goes beside it. ``fp32`` is accepted too (then
+    this is ``ensure_fp32``). The FP32 file comes from ``ensure_fp32(model, weights=...,
+    out_dir=..., seed=..., check=..., **fp32_kwargs)``.
     """
     if precision == "fp32":
         return ensure_fp32(
             model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
         )
-    prec = _check_args(precision, calib_method)
+    prec = _check_args(precision, calib_method, quantizer)
     calib = None
     if prec == "int8":  # bad calibration data fails before any export
         calib = calibration_set(get_spec(model), calib_data, samples=calib_samples, seed=seed)
@@ -279,13 +328,16 @@ def ensure_precision(
         model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
     )
     tol = tolerances or prec.gate
-    key = request_key(fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop)
-    folder = Path(out_dir) / model / prec.onnx_dir
+    key = request_key(fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
+    folder = artifact_folder(out_dir, model, prec, key)
     reason = _reuse_problem(folder, key, check)
     if reason is None:
         onnx_path, manifest = verify_artifact(folder)
         note(f"reusing verified {onnx_path} (sha256 {manifest['onnx']['sha256'][:12]})")
         return ExportResult(onnx_path, onnx_path.with_name(MANIFEST_NAME), manifest)
+    base = Path(out_dir) / model / prec.onnx_dir
+    if folder != base and reason == "no cached artifact":
+        reason = f"{base} holds an INT8 file made otherwise (kept); this one goes to {folder}"
     note(f"converting {model} to {precision}: {reason}")
     return convert(
         model,
@@ -299,6 +351,7 @@ def ensure_precision(
         check=check,
         tolerances=tolerances,
         max_accuracy_drop=max_accuracy_drop,
+        quantizer=quantizer,
         _calib=calib,
     )
 

@@ -22,7 +22,13 @@ from rich.table import Table
 
 from cnnbench import __version__
 from cnnbench.errors import CnnbenchError
-from cnnbench.precision import PRECISIONS, Precision, parse_precision, parse_precisions
+from cnnbench.precision import (
+    PRECISIONS,
+    QUANTIZERS,
+    Precision,
+    parse_precision,
+    parse_precisions,
+)
 
 FORMATS = ("table", "json", "csv")
 
@@ -146,6 +152,14 @@ weights_option = click.option(
     type=click.Path(dir_okay=False),
     default=None,
     help="State dict (.pt/.pth) loaded strictly with weights_only=True. Default: seeded init.",
+)
+
+quantizer_option = click.option(
+    "--quantizer",
+    type=click.Choice(QUANTIZERS),
+    default=None,
+    help="INT8 quantizer: ort (ONNX Runtime, default) or modelopt (NVIDIA ModelOpt; "
+    "pip install 'cnnbench[modelopt]'). Both place Q/DQ the way TensorRT fuses it.",
 )
 
 seed_option = click.option(

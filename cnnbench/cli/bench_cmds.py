@@ -27,15 +27,19 @@ from cnnbench.cli.app import (
     seed_option,
 )
 from cnnbench.cli.bench_options import (
+    INT8_FIELDS,
     SERVER_FIELDS,
     STOP_FIELDS,
     columns_option,
+    int8_options,
     server_options,
     stop_options,
 )
 from cnnbench.engines import canonical
 from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteError
-from cnnbench.models import check_weights, list_models
+from cnnbench.export.calibration import calibration_set
+from cnnbench.models import check_weights, get_spec, list_models
+from cnnbench.precision import Int8Recipe, Precision
 
 TABLE_COLUMNS = (
     "model", "engine", "precision", "device", "batch", "scenario", "latency_ms_p50",
@@ -75,10 +79,25 @@ def _batches(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _int8_recipe(o: dict[str, Any]) -> Int8Recipe:
+    given = {k: o[k] for k in INT8_FIELDS if o.get(k) is not None}
+    if given and Precision.INT8 not in o["precisions"]:
+        flags = "/".join("--" + k.replace("_", "-") for k in given)
+        raise click.UsageError(f"{flags}: for INT8 only; add --precision int8")
+    if given.get("calib_data") not in (None, "digits", "random"):
+        given["calib_data"] = str(Path(given["calib_data"]).absolute())  # cells run elsewhere
+    return Int8Recipe(**given)
+
+
 def _check_inputs(cfg: SweepConfig) -> None:
-    """Inputs that would fail every cell fail here, once, before the first: the weights."""
+    """Inputs that would fail every cell fail here, once, before the first: the weights, and
+    INT8 calibration data given as a path (its images or array are read and checked)."""
     for model, path in cfg.weights.items():
         check_weights(model, path)
+    data = cfg.int8.calib_data
+    if Precision.INT8 in cfg.precisions and data not in (None, "digits", "random"):
+        for model in cfg.models:
+            calibration_set(get_spec(model), data, samples=cfg.int8.calib_samples)
 
 
 def _print_rows(
@@ -173,6 +192,7 @@ def _print_rows(
     help="Where exported ONNX files are cached.",
 )
 @server_options
+@int8_options
 @click.option(
     "--in-process",
     is_flag=True,
@@ -216,7 +236,7 @@ def run(**o: Any) -> None:  # fmt: skip
         precisions=o["precisions"], batches=_batches(o["batch"]) if o["batch"] is not None else None,
         scenario=o["scenario"], stop={k: o[k] for k in STOP_FIELDS}, server={k: o[k] for k in SERVER_FIELDS},
         device=o["device"], threads=o["threads"], weights=o["weights"], artifacts=o["artifacts"],
-        seed=o["seed"], repeats=o["repeats"],
+        seed=o["seed"], repeats=o["repeats"], int8=_int8_recipe(o),
     )  # fmt: skip
     specs, _ = cfg.cells()
     _check_inputs(cfg)

@@ -7,6 +7,12 @@ from typing import Any
 
 import click
 
+from cnnbench.cli.app import quantizer_option
+from cnnbench.precision import CALIB_METHODS
+
+#: the INT8 recipe's fields, as ``run`` passes them on (cnnbench.precision.Int8Recipe)
+INT8_FIELDS = ("quantizer", "calib_data", "calib_method", "calib_samples")
+
 #: the stop rule's and the server config's fields, as ``run`` passes them on
 STOP_FIELDS = ("warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target")
 SERVER_FIELDS = ("target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time")
@@ -85,4 +91,26 @@ columns_option = click.option(
     "--columns",
     default=None,
     help="Table columns, comma-separated result columns (default: the usual figures).",
+)
+
+int8_options = options(
+    quantizer_option,
+    click.option(
+        "--calib-data",
+        default=None,
+        help="INT8 calibration: an image folder, a .npy array of preprocessed inputs "
+        "(N,C,H,W), 'digits' or 'random'. An INT8 file made from the same data is reused.",
+    ),
+    click.option(
+        "--calib-method",
+        type=click.Choice(CALIB_METHODS),
+        default=None,
+        help="INT8 calibration method (default entropy).",
+    ),  # fmt: skip
+    click.option(
+        "--calib-samples",
+        type=click.IntRange(min=1),
+        default=None,
+        help="INT8 calibration inputs used (default 256).",
+    ),  # fmt: skip
 )

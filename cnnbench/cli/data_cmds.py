@@ -21,10 +21,10 @@ from cnnbench.cli.app import (
 )
 from cnnbench.data.folders import parse_max_bad
 from cnnbench.models import get_spec
-from cnnbench.precision import Precision
+from cnnbench.precision import CALIB_METHODS, Precision
 from cnnbench.training import TrainConfig, train
 
-_CALIB_METHODS = ("entropy", "max", "percentile")
+_CALIB_METHODS = CALIB_METHODS
 _EVAL_COLUMNS = ("model", "engine", "precision", "dataset", "samples", "top1", "top5", "source")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.cli.app import PrecisionType, cli, weights_option
+from cnnbench.cli.app import PrecisionType, cli, quantizer_option, weights_option
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.export.calibration import calibration_set
 from cnnbench.export.gate import print_report
@@ -18,7 +18,7 @@ from cnnbench.export.pipeline import ensure_fp32, export_fp32, verify_onnx
 from cnnbench.export.precision import DEFAULT_CALIB_SAMPLES, convert
 from cnnbench.export.verify import recorded_precision
 from cnnbench.models import get_spec
-from cnnbench.precision import ONNX_PRECISIONS, Precision
+from cnnbench.precision import CALIB_METHODS, ONNX_PRECISIONS, Precision
 
 _PRECISION = PrecisionType(ONNX_PRECISIONS, what="export")
 _TOL_HELP = """\b
@@ -83,8 +83,9 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="INT8 calibration: an image folder, a .npy array of preprocessed inputs (N,C,H,W), "
     "'digits' or 'random'.",
 )
-@click.option("--calib-method", type=click.Choice(("entropy", "max", "percentile")))
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="INT8 calibration images used.")
+@quantizer_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight-init + input seed.")
 def export_cmd(
     model: str,
@@ -104,6 +105,7 @@ def export_cmd(
     calib_data: str | None,
     calib_method: str | None,
     calib_samples: int | None,
+    quantizer: str | None,
     seed: int,
 ) -> None:
     """Export MODEL to ONNX, check it, and gate it on parity with PyTorch.
@@ -115,8 +117,10 @@ def export_cmd(
     """
     if fixed is not None and dyn is not None:
         raise click.UsageError("--batch and --dynamic-batch are mutually exclusive")
-    if precision != Precision.INT8 and (calib_data or calib_method or calib_samples):
-        raise click.UsageError("--calib-data/--calib-method/--calib-samples need --precision int8")
+    if precision != Precision.INT8 and (calib_data or calib_method or calib_samples or quantizer):
+        raise click.UsageError(
+            "--calib-data/--calib-method/--calib-samples/--quantizer need --precision int8"
+        )
     batch = BatchRange.fixed(fixed) if fixed is not None else dyn
     dynamic = None if fixed is None and dyn is None else fixed is None
     overrides = _overrides(rtol, cosine, top1, top5)
@@ -128,7 +132,10 @@ def export_cmd(
         tol = precision.gate.replace(**overrides)
         result = export_fp32(model, **common, tolerances=tol)  # type: ignore[arg-type]
     else:
-        conv = dict(calib_data=calib_data, calib_method=calib_method, calib_samples=calib_samples)
+        conv = dict(
+            calib_data=calib_data, calib_method=calib_method, calib_samples=calib_samples,
+            quantizer=quantizer,
+        )  # fmt: skip
         result = _convert(model, precision, common, overrides, conv)
     _print_parity(result.manifest, title=f"parity: {model} {precision}")
     click.echo(str(result.onnx_path))
