@@ -28,7 +28,12 @@ import numpy as np
 
 from cnnbench.errors import ArtifactError
 from cnnbench.export.calibration import ort_method
-from cnnbench.export.qdq_placement import WEIGHTED_OPS, check_placement, quantize_identities
+from cnnbench.export.qdq_placement import (
+    WEIGHTED_OPS,
+    check_placement,
+    float_convs,
+    quantize_identities,
+)
 
 QUANTIZER = "onnxruntime.quantization"
 #: the version of the Q/DQ placement rules (export.qdq_placement); files made by another are
@@ -86,7 +91,10 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
     Returns:
         The quantizer record for the manifest (name, version, options).
     """
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    small = float_convs(onnx.load(str(src), load_external_data=False).graph)  # rule 1's exception
 
     try:
         with _quiet_ort():
@@ -96,6 +104,7 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
                 calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(WEIGHTED_OPS),  # rule 1
+                nodes_to_exclude=small,
                 per_channel=True,
                 reduce_range=False,
                 activation_type=QuantType.QInt8,
@@ -120,6 +129,7 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
             "calibrate_method": method,
             "extra_options": dict(EXTRA_OPTIONS),
             "op_types_to_quantize": list(WEIGHTED_OPS),
+            "nodes_to_exclude": small,
             "pre_process": "onnxruntime.quantization.quant_pre_process",
             "residual_identity": "export.qdq_placement.quantize_identities",
         },

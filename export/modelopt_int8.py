@@ -17,7 +17,9 @@ Installed by the ``modelopt`` extra, which pins nvidia-modelopt without its ``[o
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -82,36 +84,70 @@ def _load() -> Any:
 def quantize(src: Path, dst: Path, calib: CalibrationSet, method: str, input_name: str) -> dict:
     """Quantize the FP32 file ``src`` into ``dst`` with ModelOpt, calibrated on ``calib``.
 
+    ModelOpt runs in a child process: importing it patches ONNX Runtime's calibrators for the
+    whole process (its ``ort_patching``), which would change what ``--quantizer ort`` does in
+    this one afterwards.
+
     Returns:
         The quantizer record for the manifest (name, version, options).
     """
     mo_method = check_method(method)
-    mq = _load()
+    if version() is None:
+        raise RuntimeUnavailableError(f"ModelOpt is not installed; {INSTALL}")
     data = np.ascontiguousarray(np.concatenate(calib.batches, axis=0), dtype=np.float32)
-    logs = logging.getLogger("modelopt")
-    level = logs.level
-    try:
-        with quiet():
-            mq.quantize(
-                str(src),
-                calibration_data={input_name: data},
-                calibration_method=mo_method,
-                output_path=str(dst),
-                log_level="ERROR",
-                **OPTIONS,
-            )
-    except Exception as exc:  # ModelOpt raises what its passes raise
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-        raise ArtifactError(
-            f"ModelOpt INT8 quantization of {src} failed: {first[:200] or type(exc).__name__}"
-        ) from None
-    finally:
-        logs.setLevel(level)
-    if not dst.is_file():
-        raise ArtifactError(f"ModelOpt wrote no file for {src}; run with a newer nvidia-modelopt")
+    with tempfile.TemporaryDirectory(prefix="cnnbench-modelopt-") as tmp:
+        npy, errlog = Path(tmp) / "calib.npy", Path(tmp) / "stderr.txt"
+        np.save(npy, data, allow_pickle=False)
+        cmd = [sys.executable, "-m", "cnnbench.export.modelopt_int8",
+               str(src), str(dst), str(npy), mo_method, input_name]  # fmt: skip
+        with open(errlog, "wb") as err:
+            code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err).returncode
+        lines = errlog.read_text("utf-8", "replace").splitlines()
+    said = [ln[len(_ERR) :] for ln in lines if ln.startswith(_ERR)]
+    if code == _UNAVAILABLE:
+        raise RuntimeUnavailableError(said[-1] if said else f"ModelOpt cannot load; {INSTALL}")
+    if code != 0 or not dst.is_file():
+        why = said[-1] if said else (lines[-1].strip() if lines else f"exit code {code}")
+        raise ArtifactError(f"ModelOpt INT8 quantization of {src} failed: {why[:200]}")
     return {
         "quantizer": QUANTIZER,
         "quantizer_version": version(),
         "function": "modelopt.onnx.quantization.quantize",
         "options": {**OPTIONS, "calibration_method": mo_method},
+        "process": "child (ModelOpt patches ONNX Runtime on import)",
     }
+
+
+_ERR = "cnnbench-modelopt-error: "
+_UNAVAILABLE = 3
+
+
+def _main(argv: list[str]) -> int:
+    """The child: ``src dst calib.npy method input_name``; one error line on stderr."""
+    src, dst, npy, method, input_name = argv
+    try:
+        mq = _load()
+    except RuntimeUnavailableError as exc:
+        print(_ERR + str(exc), file=sys.stderr)
+        return _UNAVAILABLE
+    data = np.load(npy, allow_pickle=False)
+    logging.getLogger("modelopt").setLevel(logging.ERROR)
+    try:
+        with quiet():
+            mq.quantize(
+                src,
+                calibration_data={input_name: data},
+                calibration_method=method,
+                output_path=dst,
+                log_level="ERROR",
+                **OPTIONS,
+            )
+    except Exception as exc:  # ModelOpt raises what its passes raise
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        print(_ERR + (first[:200] or type(exc).__name__), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

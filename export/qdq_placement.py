@@ -3,7 +3,9 @@
 The rules (TensorRT's explicit-quantization guidance, as ModelOpt applies it):
 
 1. The activation input and the weight of every weighted op (Conv, ConvTranspose, Gemm,
-   MatMul) are quantized.
+   MatMul) are quantized, except a convolution whose channels TensorRT has no INT8 kernel that
+   gains on (fewer than 16 input or output channels, outside the cases of
+   :func:`int8_conv_supported`, the test ModelOpt applies), which stays float.
 2. A weighted op's output is not quantized, except where that output is the identity branch of
    a residual Add (a downsample projection): TensorRT fuses Conv(+BN)+ReLU and Conv+Add+ReLU
    only when the conv output stays unquantized.
@@ -93,6 +95,40 @@ class _Graph:
                 if i and not self.constant(i):
                     todo.append((self.source(i), d + step))
         return seen
+
+
+def int8_conv_supported(node: Any, weight_dims: list[int] | None, first_layer: bool) -> bool:
+    """Whether a Conv is worth INT8 for TensorRT: 16+ input and output channels; or a plain
+    conv with a square kernel and a channel count that is a multiple of 8, that is the first
+    layer or has 16+ channels on one side; or a grouped conv with 8k outputs and a kernel of 3+.
+    (A weight of unknown shape counts as supported.)"""
+    if node.op_type != "Conv" or not weight_dims or len(weight_dims) < 3:
+        return True
+    out_c, in_c = int(weight_dims[0]), int(weight_dims[1])
+    if out_c >= 16 and in_c >= 16:
+        return True
+    attrs = {a.name: a for a in node.attribute}
+    group = int(attrs["group"].i) if "group" in attrs else 1
+    kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else weight_dims[2:]
+    if group == 1:
+        return (
+            (out_c % 8 == 0 or in_c % 8 == 0)
+            and (first_layer or out_c >= 16 or in_c >= 16)
+            and len(set(kernel)) == 1
+        )
+    return out_c % 8 == 0 and all(int(k) >= 3 for k in kernel)
+
+
+def float_convs(graph: Any) -> list[str]:
+    """Names of the convolutions rule 1 leaves float (see :func:`int8_conv_supported`)."""
+    dims = {t.name: list(t.dims) for t in graph.initializer}
+    inputs = {i.name for i in graph.input}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "Conv"
+        and not int8_conv_supported(n, dims.get(n.input[1]), any(i in inputs for i in n.input))
+    ]
 
 
 def residual_adds(graph: Any) -> list[ResidualAdd]:
@@ -261,10 +297,11 @@ def check_placement(path_or_model: Path | str | Any) -> dict[str, Any]:
         if any(gr.producer.get(i) is not None and gr.producer[i].op_type == "DequantizeLinear"
                for i in n.input):  # fmt: skip
             quantized_ops[n.op_type] = quantized_ops.get(n.op_type, 0) + 1
+    small = set(float_convs(g))
     weighted_float = [
         n.name
         for n in g.node
-        if n.op_type in WEIGHTED_OPS
+        if n.op_type in WEIGHTED_OPS and n.name not in small
         and not (gr.producer.get(n.input[0]) is not None
                  and gr.producer[n.input[0]].op_type == "DequantizeLinear")
     ]  # fmt: skip
@@ -311,6 +348,7 @@ def check_placement(path_or_model: Path | str | Any) -> dict[str, Any]:
         "quantized_ops": dict(sorted(quantized_ops.items())),
         "qdq_count": qdq,
         "weighted_unquantized": len(weighted_float),
+        "float_small_convs": sorted(small),
         "quantized_weighted_outputs": len(bad_out),
         "residual_adds": len(adds),
         "residual_adds_one_dq": one_dq,

@@ -15,6 +15,7 @@ HEAVY = {
     "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "onnxslim",
     "onnxconverter_common", "openvino", "tensorrt", "matplotlib", "sklearn", "pynvml", "PIL",
     "google",  # protobuf, onnx's own
+    "modelopt", "polygraphy",  # NVIDIA's optional extras (modelopt, trt)
 }  # fmt: skip
 #: our modules that import torch at module level: imported where used, like torch itself
 TORCH_BOUND = {"cnnbench.analysis"}

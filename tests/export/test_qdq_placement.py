@@ -38,7 +38,7 @@ def _block(*, projection: bool, quantize: bool, quantize_branch: bool = False) -
     from onnx import TensorProto, helper
 
     nodes: list[Any] = [helper.make_node("Relu", ["x"], ["r0"], name="relu0")]
-    inits = [_w("w1", (4, 4, 3, 3)), _w("w2", (4, 4, 3, 3)), _w("wp", (4, 4, 1, 1))]
+    inits = [_w("w1", (16, 16, 3, 3)), _w("w2", (16, 16, 3, 3)), _w("wp", (16, 16, 1, 1))]
     src = _qdq(nodes, inits, "r0", "r0") if quantize else "r0"
     pads = [1, 1, 1, 1]
     nodes.append(helper.make_node("Conv", [src, "w1"], ["c1"], name="conv1", pads=pads))
@@ -54,8 +54,8 @@ def _block(*, projection: bool, quantize: bool, quantize_branch: bool = False) -
     nodes.append(helper.make_node("Relu", ["s"], ["y"], name="relu_out"))
     g = helper.make_graph(
         nodes, "block",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])],
         inits,
     )  # fmt: skip
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
@@ -142,9 +142,9 @@ def test_a_projection_identity_gets_a_pair_from_its_calibrated_range(tmp_path: P
     assert report["ok"], report["violations"]
     scale = next(t for t in fixed.graph.initializer if t.name == "cp_identity_scale")
     assert onnx.numpy_helper.to_array(scale) == pytest.approx(2.54 / 127)
-    x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((1, 16, 8, 8)).astype(np.float32)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert sess.run(None, {"x": x})[0].shape == (1, 4, 8, 8)  # topologically sorted, runs
+    assert sess.run(None, {"x": x})[0].shape == (1, 16, 8, 8)  # topologically sorted, runs
 
 
 def _int8_of(model: str, tmp: Path) -> Path:
@@ -197,3 +197,21 @@ def test_resnet18_int8_places_qdq_the_tensorrt_way(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("_cache")
 def test_googlenet_int8_places_qdq_the_tensorrt_way(tmp_path: Path) -> None:
     _assert_acceptance(_int8_of("googlenet", tmp_path), residual=False)
+
+
+def test_a_conv_too_narrow_for_int8_kernels_may_stay_float() -> None:
+    from onnx import TensorProto, helper
+
+    from cnnbench.export.qdq_placement import float_convs
+
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="c1")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 4, 4])],
+        [_w("w", (6, 1, 5, 5))],
+    )  # fmt: skip
+    assert float_convs(g) == ["c1"]  # LeNet's C1: 1 -> 6 channels
+    report = check_placement(helper.make_model(g))
+    assert report["weighted_unquantized"] == 0 and report["float_small_convs"] == ["c1"]
+    g.initializer[0].CopyFrom(_w("w", (8, 1, 5, 5)))  # 8 outputs on the first layer: INT8
+    assert float_convs(g) == []
