@@ -15,7 +15,7 @@ Three precisions describe one result and are kept apart wherever they appear:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -246,10 +246,5 @@ class Int8Recipe:
             object.__setattr__(self, "calib_data", str(self.calib_data))
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``export.precision.ensure_precision``."""
-        return {
-            "quantizer": self.quantizer,
-            "calib_data": self.calib_data,
-            "calib_method": self.calib_method,
-            "calib_samples": self.calib_samples,
-        }
+        """Keyword arguments of ``export.precision.ensure_precision`` (its field names)."""
+        return asdict(self)

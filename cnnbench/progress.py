@@ -169,13 +169,16 @@ class Steps:
     def _estimate(self, name: str) -> float | None:
         return self.history.estimate(name) if self.history is not None else None
 
+    def _later(self, name: str) -> list[str]:
+        """The planned steps after ``name`` (none when ``name`` is not in the plan)."""
+        return self.plan[self.plan.index(name) + 1 :] if name in self.plan else []
+
     def eta(self, name: str, elapsed: float) -> float | None:
         """Seconds left for the whole job while step ``name`` has run ``elapsed`` seconds."""
         here = self._estimate(name)
         if here is None:
             return None
-        later = self.plan[self.plan.index(name) + 1 :] if name in self.plan else []
-        rest = [self._estimate(n) for n in later]
+        rest = [self._estimate(n) for n in self._later(name)]
         return max(here - elapsed, 0.0) + sum(r for r in rest if r is not None)
 
     def _eta_text(self, name: str, elapsed: float) -> str:
@@ -221,10 +224,9 @@ class Steps:
     def _rest_text(self, name: str) -> str:
         if self.history is None or name not in self.plan:
             return ""
-        later = self.plan[self.plan.index(name) + 1 :]
-        if not later:
+        rest = [self._estimate(n) for n in self._later(name)]
+        if not rest:
             return ""
-        rest = [self._estimate(n) for n in later]
         if any(r is None for r in rest):
             return ""
         return f", eta {_secs(sum(r for r in rest if r is not None))} for the rest"
