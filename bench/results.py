@@ -46,6 +46,7 @@ EXTRA_COLUMNS = (
     "target_qps", "achieved_qps", "max_queue_delay_ms", "latency_bound_ms", "server_peak_qps",
     "mean_batch",
     "artifact_precision", "effective_precision", "engine_version", "threads", "engine_info",
+    "variant", "engine_options",
     "host_rss_after_load_mb", "host_peak_rss_scope", "device_mem_source",
     "stop_reason", "warmup_count", "warmup_s", "stop_warmup_count", "stop_warmup_time",
     "stop_min_count", "stop_min_time", "stop_max_time", "stop_ci_target",

@@ -68,6 +68,8 @@ class RunSpec:
     repeat: int = 0
     #: how an INT8 file is made (quantizer, calibration); used only at precision int8
     int8: Int8Recipe = field(default_factory=Int8Recipe)
+    #: this cell's engine options (``--engine-opt``, ``engine_options:``), typed by the engine
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model_spec is None:
@@ -88,6 +90,20 @@ class RunSpec:
             raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
         if isinstance(self.int8, dict):  # from JSON
             object.__setattr__(self, "int8", Int8Recipe(**self.int8))
+        # The engine checks its options (and their combination with the device) when it is
+        # made; making one imports no runtime.
+        eng = self.make_engine()
+        object.__setattr__(self, "engine_options", dict(eng.options.extra))
+
+    def make_engine(self) -> Engine:
+        """The cell's engine, unloaded, with its options."""
+        cls = engines.get_engine_class(self.engine)
+        return cls(EngineOptions(self.device, self.threads, dict(self.engine_options)))
+
+    def options_text(self, *, identity_only: bool = False) -> str:
+        """The engine options as ``k=v,...``: all of them, or those that change the result."""
+        cls = engines.get_engine_class(self.engine)
+        return cls.option_text(self.engine_options, identity_only=identity_only)
 
     def variant(self) -> str:
         """The cell's choices beyond the grid's axes that change what is measured (blank for
@@ -95,6 +111,9 @@ class RunSpec:
         parts = []
         if self.precision == Precision.INT8 and self.int8.quantizer != "ort":
             parts.append(f"quantizer={self.int8.quantizer}")
+        opts = self.options_text(identity_only=True)
+        if opts:
+            parts.append(opts)
         return ",".join(parts)
 
     def spec(self) -> ModelSpec:
@@ -164,6 +183,7 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
         "cell": spec.key(),
         "repeat": spec.repeat,
         "variant": spec.variant() or None,
+        "engine_options": spec.options_text() or None,
     }
     if spec.server is not None and spec.scenario == "server":
         row["target_qps"] = None if spec.server.find_peak else spec.server.target_qps
@@ -195,7 +215,7 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
     cuda = spec.device.startswith("cuda")
     dev_index = device_index(spec.device) if cuda else 0
     batches = BatchRange(1, spec.batch, spec.batch) if spec.scenario == "server" else None
-    eng = engines.get_engine_class(spec.engine)(EngineOptions(spec.device, spec.threads))
+    eng = spec.make_engine()
     with eng:
         t0 = time.perf_counter()
         eng.load(prep.artifact, batches or BatchRange.fixed(spec.batch))

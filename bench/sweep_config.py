@@ -16,6 +16,10 @@ Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios``
     repeats: 1                  # measure each cell N times, each in its own process
     stop: {warmup_count: 1, warmup_time: 0, min_count: 3, min_time: 0.5, max_time: 5}
     server: {target_qps: 100, max_queue_delay_ms: 2, latency_bound_ms: 50, find_peak: false}
+    quantizer: ort              # INT8 recipe: ort | modelopt, calib_data, calib_method, ...
+    engine_options:             # per engine: one set of options, or a list of sets to compare
+      openvino: [{}, {inference_precision: f32}]
+      onnxruntime: {graph_optimization_level: extended}
 
 ``models`` names zoo models; the grid runs model-major so each model's export happens once.
 """
@@ -23,6 +27,7 @@ Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios``
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,9 @@ from cnnbench.bench.runner import RunSpec
 from cnnbench.bench.scenarios import SCENARIOS, canonical_scenario, check_batch
 from cnnbench.bench.server import ServerConfig
 from cnnbench.bench.timing import StopRule
-from cnnbench.engines import default_device
+from cnnbench.engines import canonical as canonical_engine
+from cnnbench.engines import default_device, get_engine_class
+from cnnbench.engines.options import check_options, parse_assignments
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.models import get_spec, list_models
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
@@ -42,7 +49,7 @@ from cnnbench.precision import Int8Recipe, Precision, parse_precision
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
 OPTIONAL = (
     "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
-    "quantizer", "calib_data", "calib_method", "calib_samples",
+    "quantizer", "calib_data", "calib_method", "calib_samples", "engine_options",
 )  # fmt: skip
 
 
@@ -68,6 +75,8 @@ class SweepConfig:
     repeats: int = 1
     #: how INT8 files are made (quantizer, calibration data, method, samples)
     int8: Int8Recipe = field(default_factory=Int8Recipe)
+    #: per engine, the option sets to measure (each a cell of its own); none given: ({},)
+    engine_options: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
@@ -91,14 +100,17 @@ class SweepConfig:
         seed: int = 0,
         repeats: int = 1,
         int8: Int8Recipe | None = None,
+        engine_opts: tuple[str, ...] = (),
     ) -> SweepConfig:
         """The grid ``cnnbench run`` measures; a bad value is one line naming its ``--option``.
 
         ``stop`` and ``server`` hold the stop-rule and server options as given (None: default);
+        ``engine_opts`` the ``--engine-opt`` texts (``KEY=VALUE`` or ``ENGINE.KEY=VALUE``);
         ``batches`` None means the scenario's default batch. Unlike a sweep file, a batch the
         scenario cannot take (single-stream at batch 8) is an error, not a skipped cell.
         """
         scenario = canonical_scenario(scenario)
+        engine_names = tuple(dict.fromkeys(canonical_engine(e) for e in engines))
         batches = batches or (SCENARIOS[scenario].default_batch,)
         for b in batches:
             check_batch(scenario, b)
@@ -109,12 +121,14 @@ class SweepConfig:
             sv = _server_config(server, batches, seed) if scenario == "server" else None
         except ValueError as exc:
             raise _as_options(exc) from None
+        schemas = {e: get_engine_class(e).option_schema for e in engine_names}
+        opts = parse_assignments(engine_opts, schemas)
         return cls(
             models=tuple(models), engines=tuple(engines), precisions=tuple(precisions),
             batches=tuple(batches), scenarios=(scenario,), device=device, threads=threads,
             seed=seed, artifacts=artifacts, weights={models[0]: weights} if weights else {},
             timeout_s=max(600.0, rule.max_time * 4), stop=rule, server=sv, repeats=repeats,
-            int8=int8 or Int8Recipe(),
+            int8=int8 or Int8Recipe(), engine_options={e: (o,) for e, o in opts.items()},
         )  # fmt: skip
 
     def cells(self) -> tuple[list[RunSpec], list[str]]:
@@ -131,24 +145,26 @@ class SweepConfig:
                 if sc == "single-stream" and b != 1:
                     skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
                     continue
-                specs.append(
-                    RunSpec(
-                        model=m,
-                        engine=e,
-                        precision=p,
-                        batch=b,
-                        scenario=sc,
-                        device=self.device or default_device(e),
-                        threads=self.threads,
-                        stop=self.stop,
-                        server=self.server if sc == "server" else None,
-                        weights=self.weights.get(m),
-                        artifacts=self.artifacts,
-                        seed=self.seed,
-                        model_spec=mspec,
-                        int8=self.int8,
-                    )  # fmt: skip
-                )
+                for opts in self.engine_options.get(engines.canonical(e), ({},)):
+                    specs.append(
+                        RunSpec(
+                            model=m,
+                            engine=e,
+                            precision=p,
+                            batch=b,
+                            scenario=sc,
+                            device=self.device or default_device(e),
+                            threads=self.threads,
+                            stop=self.stop,
+                            server=self.server if sc == "server" else None,
+                            weights=self.weights.get(m),
+                            artifacts=self.artifacts,
+                            seed=self.seed,
+                            model_spec=mspec,
+                            int8=self.int8,
+                            engine_options=opts,
+                        )  # fmt: skip
+                    )
         if self.repeats > 1:
             specs = [replace(s, repeat=r) for r in range(self.repeats) for s in specs]
         return specs, skipped
@@ -266,6 +282,8 @@ def load_config(path: str | Path) -> SweepConfig:
             kw["int8"] = Int8Recipe(**recipe)
         except CnnbenchError as exc:
             raise _fail(src, str(exc)) from None
+    if raw.get("engine_options") is not None:
+        kw["engine_options"] = _engine_options(src, raw["engine_options"], engs)
     if raw.get("weights") is not None:
         kw["weights"] = {
             str(k): str(v) for k, v in _mapping(src, "weights", raw["weights"]).items()
@@ -276,6 +294,30 @@ def load_config(path: str | Path) -> SweepConfig:
     except CnnbenchError as exc:
         raise _fail(src, str(exc)) from None
     return cfg
+
+
+def _engine_options(src: str, raw: Any, engs: list[str]) -> dict[str, tuple[dict[str, Any], ...]]:
+    """``engine_options:``: per engine of the grid, a mapping of options or a list of them."""
+    out: dict[str, tuple[dict[str, Any], ...]] = {}
+    for name, given in _mapping(src, "engine_options", raw).items():
+        e = _named(src, "engine_options", lambda n=name: engines.canonical(str(n)))
+        if e not in engs:
+            raise _fail(src, f"key 'engine_options': engine {e} is not in 'engines'")
+        sets = given if isinstance(given, list) else [given]
+        if not sets or not all(isinstance(g, dict) or g is None for g in sets):
+            raise _fail(src, f"key 'engine_options.{e}' must be a mapping or a list of mappings")
+        schema = engines.get_engine_class(e).option_schema
+        typed = [
+            _named(
+                src, f"engine_options.{e}", lambda g=g, e=e, s=schema: check_options(e, s, g or {})
+            )
+            for g in sets
+        ]
+        unique = list({json.dumps(t, sort_keys=True): t for t in typed}.values())
+        if len(unique) != len(typed):
+            raise _fail(src, f"key 'engine_options.{e}': the same option set is listed twice")
+        out[e] = tuple(unique)
+    return out
 
 
 def _named(src: str, key: str, fn: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from cnnbench.batch import BatchRange
+from cnnbench.engines.options import Option, check_options, render
 from cnnbench.errors import InvalidInputError
 from cnnbench.precision import PRECISIONS, Precision, precision_field
 
@@ -74,7 +75,8 @@ class Artifact:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Options shared by all engines; engine-specific ones go in ``extra`` (validated there)."""
+    """Options shared by all engines; engine-specific ones go in ``extra``, checked against the
+    engine's ``option_schema`` (cnnbench.engines.options) when the engine is made."""
 
     device: str = "cpu"
     threads: int | None = None
@@ -100,20 +102,22 @@ class Engine(abc.ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: extra to install when the runtime is missing
     extra: ClassVar[str | None] = None
-    #: the engine-specific keys EngineOptions.extra may hold
-    option_keys: ClassVar[tuple[str, ...]] = ()
+    #: the engine-specific options EngineOptions.extra may hold, typed
+    option_schema: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, options: EngineOptions | None = None) -> None:
-        self.options = options or EngineOptions()
-        unknown = sorted(set(self.options.extra) - set(self.option_keys))
-        if unknown:
-            known = ", ".join(self.option_keys) or "none"
-            raise InvalidInputError(
-                f"unknown {self.name} option(s) {', '.join(unknown)}; known: {known}"
-            )
+        options = options or EngineOptions()
+        # from here on ``options.extra`` holds typed values (from text, YAML or Python)
+        typed = check_options(self.name, self.option_schema, options.extra)
+        self.options = EngineOptions(options.device, options.threads, typed)
         self.device = self.options.device
         self.artifact: Artifact | None = None
         self.batches: BatchRange | None = None
+
+    @classmethod
+    def option_text(cls, options: dict[str, Any], *, identity_only: bool = False) -> str:
+        """``options`` as ``k=v,...`` (only those that change what is measured, if asked)."""
+        return render(options, cls.option_schema, identity_only=identity_only)
 
     @classmethod
     def available_devices(cls) -> tuple[str, ...]:

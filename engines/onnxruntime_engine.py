@@ -1,6 +1,8 @@
 """ONNX Runtime engine: CPU, CUDA and TensorRT execution providers, FP32/FP16/INT8 files.
 
-``options.extra``:
+``options.extra`` (``--engine-opt KEY=VALUE``; see ``OPTIONS``):
+    graph_optimization_level: disable | basic | extended | all (default all), the session's
+        graph optimisations (``GraphOptimizationLevel.ORT_*``).
     providers: list of providers in priority order, full names or short ones
         ("cpu", "cuda", "tensorrt"). Default: CPU on the CPU, CUDA then CPU on cuda.
     io_binding: bool, GPU only (default True): inputs and outputs live in preallocated device
@@ -18,12 +20,23 @@ import numpy as np
 from cnnbench.artifacts import cache_dir, ensure_dir
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import device_index
+from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores
 from cnnbench.precision import ONNX_PRECISIONS, Precision
 from cnnbench.values import mib
 
-_EXTRA_KEYS = ("providers", "io_binding")
+#: graph_optimization_level -> onnxruntime.GraphOptimizationLevel member
+OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL",
+}  # fmt: skip
+OPTIONS = (
+    Option("graph_optimization_level", "choice", "session graph optimisations (default all)",
+           choices=tuple(OPT_LEVELS)),
+    Option("providers", "list", "execution providers in order: cpu, cuda, tensorrt or full names"),
+    Option("io_binding", "bool", "GPU: preallocated device buffers (default true)"),
+)  # fmt: skip
 SHORT = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -52,12 +65,12 @@ def _ort_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(c, n) for n in names if hasattr(c, n))
 
 
-def session_options(threads: int) -> Any:
+def session_options(threads: int, level: str = "all") -> Any:
     """The SessionOptions this engine uses (shared with bench/scripts for a fair comparison)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[level])
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -69,7 +82,7 @@ class OrtEngine(Engine):
     """An ``onnxruntime.InferenceSession`` on the artifact's ONNX file."""
 
     name: ClassVar[str] = "onnxruntime"
-    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
+    option_schema: ClassVar[tuple[Option, ...]] = OPTIONS
     precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
@@ -145,7 +158,9 @@ class OrtEngine(Engine):
         try:
             self._sess = ort.InferenceSession(
                 str(path),
-                sess_options=session_options(self._threads),
+                sess_options=session_options(
+                    self._threads, self.options.extra.get("graph_optimization_level", "all")
+                ),
                 providers=[
                     (p, self._provider_options(p, artifact, batches)) for p in self.providers
                 ],
@@ -246,7 +261,9 @@ class OrtEngine(Engine):
         info = super().describe()
         info.update(
             providers=self._sess.get_providers() if self._sess else self.providers,
-            graph_optimization_level="ORT_ENABLE_ALL",
+            graph_optimization_level=OPT_LEVELS[
+                self.options.extra.get("graph_optimization_level", "all")
+            ],
             intra_op_threads=self._threads,
             inter_op_threads=1,
             io_binding=self.io_binding,

@@ -3,9 +3,14 @@
 OpenVINO may run an FP32 model in BF16 (or FP16) on CPUs that support it: ``describe()`` reports
 the precision the compiled model actually uses, never just the file's.
 
-``options.extra``:
-    pin_fp32: bool, pin INFERENCE_PRECISION_HINT to f32 (default False: OpenVINO's choice).
-    config: dict of further OpenVINO CPU properties, passed to ``compile_model`` as given.
+``options.extra`` (``--engine-opt KEY=VALUE``; see ``OPTIONS``):
+    inference_precision: f32 | bf16 | f16, the INFERENCE_PRECISION_HINT (default: OpenVINO's
+        choice, bf16 on CPUs with AMX or AVX512-BF16, else f32).
+    hint: latency | throughput | cumulative_throughput, the PERFORMANCE_HINT (default latency).
+    num_streams: N or auto, NUM_STREAMS (default 1 under the latency hint, else OpenVINO's).
+        The engine keeps one infer request in flight, so more streams split the threads and
+        do not overlap requests.
+    config: a JSON object of further CPU properties, passed to ``compile_model`` as given.
 """
 
 from __future__ import annotations
@@ -16,12 +21,22 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
+from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores
 from cnnbench.precision import ONNX_PRECISIONS, Precision
 from cnnbench.values import mib
 
-_EXTRA_KEYS = ("pin_fp32", "config")
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT",
+         "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}  # fmt: skip
+OPTIONS = (
+    Option("inference_precision", "choice", "INFERENCE_PRECISION_HINT (default: OpenVINO's)",
+           choices=("f32", "bf16", "f16")),
+    Option("hint", "choice", "PERFORMANCE_HINT (default latency)", choices=tuple(HINTS)),
+    Option("num_streams", "int", "NUM_STREAMS (default 1 under the latency hint)", minimum=1,
+           words=("auto",)),
+    Option("config", "json", "further CPU properties for compile_model, as a JSON object"),
+)  # fmt: skip
 # OpenVINO element type name -> our precision names
 OV_PRECISION = {
     "f32": Precision.FP32, "bf16": Precision.BF16, "f16": Precision.FP16,
@@ -29,15 +44,20 @@ OV_PRECISION = {
 }  # fmt: skip
 
 
-def compile_config(threads: int, pin_fp32: bool) -> dict[str, Any]:
+def compile_config(
+    threads: int,
+    inference_precision: str | None = None,
+    hint: str = "latency",
+    num_streams: int | str | None = None,
+) -> dict[str, Any]:
     """The CPU properties this engine compiles with (shared with bench/scripts)."""
-    config: dict[str, Any] = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": 1,
-        "INFERENCE_NUM_THREADS": threads,
-    }
-    if pin_fp32:
-        config["INFERENCE_PRECISION_HINT"] = "f32"
+    config: dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint], "INFERENCE_NUM_THREADS": threads}
+    if num_streams is None and hint == "latency":
+        num_streams = 1
+    if num_streams is not None:
+        config["NUM_STREAMS"] = "AUTO" if num_streams == "auto" else num_streams
+    if inference_precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = inference_precision
     return config
 
 
@@ -45,7 +65,7 @@ class OpenVinoEngine(Engine):
     """An OpenVINO compiled model with one reused infer request."""
 
     name: ClassVar[str] = "openvino"
-    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
+    option_schema: ClassVar[tuple[Option, ...]] = OPTIONS
     precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     extra: ClassVar[str | None] = "openvino"
@@ -53,9 +73,13 @@ class OpenVinoEngine(Engine):
     def __init__(self, options: EngineOptions | None = None) -> None:
         super().__init__(options)
         extra = self.options.extra
-        if not isinstance(extra.get("config", {}), dict):
-            raise InvalidInputError("openvino option config must be a dict of CPU properties")
-        self.pin_fp32 = bool(extra.get("pin_fp32", False))
+        self.config = compile_config(
+            self.options.threads or physical_cores(),
+            extra.get("inference_precision"),
+            extra.get("hint", "latency"),
+            extra.get("num_streams"),
+        )
+        self.config.update(extra.get("config", {}))
         self._threads = self.options.threads or physical_cores()
         self._compiled: Any = None
         self._req: Any = None
@@ -85,17 +109,25 @@ class OpenVinoEngine(Engine):
             if batches.min == batches.max
             else ov.Dimension(batches.min, batches.max)
         )
-        config = compile_config(self._threads, self.pin_fp32)
-        config.update(self.options.extra.get("config", {}))
         try:
             model = core.read_model(str(artifact.onnx_path))
             first = model.inputs[0].get_partial_shape()
             # Bounded (or static) batch: the CPU plugin plans memory for the served range only.
             model.reshape({0: ov.PartialShape([batch, *list(first)[1:]])})
-            self._compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise ArtifactError(
                 f"openvino cannot load {artifact.onnx_path}: {first_line(exc)}"
+            ) from None
+        try:
+            self._compiled = core.compile_model(model, "CPU", dict(self.config))
+        except RuntimeError as exc:
+            if self.options.extra:  # a property OpenVINO refuses: the user's option, not the file
+                raise InvalidInputError(
+                    f"openvino refused the options {self.option_text(self.options.extra)}: "
+                    f"{first_line(exc)}"
+                ) from None
+            raise ArtifactError(
+                f"openvino cannot compile {artifact.onnx_path}: {first_line(exc)}"
             ) from None
         self._req = self._compiled.create_infer_request()
         self._out_tensor = self._req.get_output_tensor  # bound method, looked up once
@@ -157,7 +189,9 @@ class OpenVinoEngine(Engine):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(pin_fp32=self.pin_fp32)
+        info["requested_config"] = {
+            k: v for k, v in self.config.items() if k != "INFERENCE_NUM_THREADS"
+        }
         if self._compiled is not None:
             info["inference_precision"] = self.inference_precision()
             get = self._compiled.get_property

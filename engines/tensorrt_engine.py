@@ -3,10 +3,13 @@
 Buffers are torch CUDA tensors, preallocated for the profile's maximum batch; ``stage`` copies
 host->device, ``run`` is ``execute_async_v3`` on the engine's own stream, ``to_host`` copies back.
 
-``options.extra``:
+``options.extra`` (``--engine-opt KEY=VALUE``; see ``OPTIONS``):
     workspace_mb: int, builder workspace pool limit (default: TensorRT's).
-    opt_level: int 0..5, builder optimisation level (default: TensorRT's, 3).
+    builder_optimization_level: int 0..5 (default: TensorRT's, 3).
+    timing_cache: a file to read and update, or off (default: one shared file per TensorRT
+        version and GPU in the engine cache, like trtexec's --timingCacheFile).
     rebuild: bool, ignore a cached engine and build again.
+    cache_dir: the engine cache folder (default: the cnnbench cache).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import cuda_available
+from cnnbench.engines.options import Option
 from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
-from cnnbench.engines.trt_cache import BuildOptions, EngineCache
+from cnnbench.engines.trt_cache import MAX_OPT_LEVEL, BuildOptions, EngineCache
 from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.precision import ONNX_PRECISIONS, Precision
 from cnnbench.values import mib
@@ -27,7 +31,16 @@ if TYPE_CHECKING:
     import tensorrt as trt
     import torch
 
-_EXTRA_KEYS = ("workspace_mb", "opt_level", "rebuild", "cache_dir")
+OPTIONS = (
+    Option("workspace_mb", "int", "builder workspace pool limit in MiB", minimum=1),
+    Option("builder_optimization_level", "int", "builder optimisation level (default 3)",
+           minimum=0, maximum=MAX_OPT_LEVEL),
+    # the timing cache and the engine cache speed up builds; they do not change what is keyed
+    Option("timing_cache", "str", "timing cache file, or off", words=("off",), identity=False,
+           metavar="PATH"),
+    Option("rebuild", "bool", "build again, ignoring a cached engine", identity=False),
+    Option("cache_dir", "str", "engine cache folder", identity=False, metavar="DIR"),
+)  # fmt: skip
 # TensorRT DataType names -> torch dtype names (looked up on torch at load)
 _TORCH_DTYPES = {
     "FLOAT": "float32",
@@ -45,7 +58,7 @@ class TensorRTEngine(Engine):
     """A deserialized TensorRT engine with one execution context and one CUDA stream."""
 
     name: ClassVar[str] = "tensorrt"
-    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
+    option_schema: ClassVar[tuple[Option, ...]] = OPTIONS
     # Strongly typed: the precision is the ONNX file's, so only precisions with a file.
     precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
@@ -86,7 +99,10 @@ class TensorRTEngine(Engine):
         extra = self.options.extra
         try:
             build = BuildOptions(
-                artifact.precision, batches, extra.get("workspace_mb"), extra.get("opt_level")
+                artifact.precision,
+                batches,
+                extra.get("workspace_mb"),
+                extra.get("builder_optimization_level"),
             )
         except ValueError as exc:
             raise InvalidInputError(f"tensorrt option: {exc}") from None
@@ -97,13 +113,20 @@ class TensorRTEngine(Engine):
             device=self.device,
             cache=cache,
             rebuild=bool(extra.get("rebuild", False)),
+            timing_cache=extra.get("timing_cache"),
         )
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
         engine = self._runtime.deserialize_cuda_engine(entry.plan)
         if engine is None:  # intact bytes that this TensorRT cannot read: rebuild once
             cache.remove(entry.key)
-            entry = ensure_engine(artifact.onnx_path, build, device=self.device, cache=cache)
+            entry = ensure_engine(
+                artifact.onnx_path,
+                build,
+                device=self.device,
+                cache=cache,
+                timing_cache=extra.get("timing_cache"),
+            )
             engine = self._runtime.deserialize_cuda_engine(entry.plan)
             if engine is None:
                 raise ArtifactError(f"TensorRT cannot deserialize {entry.path}")

@@ -1,7 +1,7 @@
 """PyTorch eager engine: CPU FP32; CUDA FP32/FP16/BF16 (channels_last), optional compile/graphs.
 
-``options.extra``:
-    compile: False | True | a ``torch.compile`` mode ("default", "reduce-overhead",
+``options.extra`` (``--engine-opt KEY=VALUE``; see ``OPTIONS``):
+    compile: false | true | a ``torch.compile`` mode ("default", "reduce-overhead",
         "max-autotune", "max-autotune-no-cudagraphs").
     cuda_graphs: bool, capture one CUDA graph per batch size on its first use (CUDA only; not
         with ``compile``: use compile mode "reduce-overhead" for that).
@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import cuda_available, gpu_identity, require_cuda
+from cnnbench.engines.options import Option
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
 from cnnbench.models import get_model
 from cnnbench.precision import Precision
@@ -25,14 +26,18 @@ if TYPE_CHECKING:
     import torch
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-_EXTRA_KEYS = ("compile", "cuda_graphs", "channels_last")
+OPTIONS = (
+    Option("compile", "bool", "torch.compile the model (true: mode default)", words=COMPILE_MODES),
+    Option("cuda_graphs", "bool", "capture a CUDA graph per batch size (CUDA only)"),
+    Option("channels_last", "bool", "NHWC memory format (default: true on CUDA)"),
+)
 
 
 class TorchEngine(Engine):
     """Eager PyTorch under ``torch.inference_mode``, the model built from the zoo."""
 
     name: ClassVar[str] = "torch"
-    option_keys: ClassVar[tuple[str, ...]] = _EXTRA_KEYS
+    option_schema: ClassVar[tuple[Option, ...]] = OPTIONS
     precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32, Precision.FP16, Precision.BF16)
     loads_onnx: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
@@ -41,13 +46,7 @@ class TorchEngine(Engine):
         super().__init__(options)
         extra = self.options.extra
         mode = extra.get("compile", False)
-        if mode is True:
-            mode = "default"
-        if mode not in (False, None, *COMPILE_MODES):
-            raise InvalidInputError(
-                f"torch compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}"
-            )
-        self.compile_mode: str | None = mode or None
+        self.compile_mode: str | None = "default" if mode is True else mode or None
         self.cuda_graphs = bool(extra.get("cuda_graphs", False))
         self.on_cuda = self.device.startswith("cuda")
         self.channels_last = bool(extra.get("channels_last", self.on_cuda))

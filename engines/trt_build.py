@@ -193,8 +193,13 @@ def ensure_engine(
     device: str = "cuda",
     cache: EngineCache | None = None,
     rebuild: bool = False,
+    timing_cache: str | Path | None = None,
 ) -> EngineEntry:
-    """The cached engine for ``onnx_path`` and ``options``, built (and cached) when needed."""
+    """The cached engine for ``onnx_path`` and ``options``, built (and cached) when needed.
+
+    ``timing_cache``: None for the cache's shared file of this TensorRT and GPU, ``"off"`` for
+    none, or a file to read (when present) and update.
+    """
     version, index = require_trt(device)
     onnx_path = require_file(onnx_path, "ONNX file")
     name, dims = onnx_input(onnx_path)
@@ -214,7 +219,11 @@ def ensure_engine(
     if cached is not None:
         return EngineEntry(cache.engine_path(key), key, False, 0.0, target, options, cached)
     note(f"building TensorRT engine for {onnx_path} ({options.precision}, batch {options.batches})")
-    timing = cache.timing_cache_path(version, gpu.name, gpu.compute_capability)
+    timing: Path | None
+    if timing_cache is None:
+        timing = cache.timing_cache_path(version, gpu.name, gpu.compute_capability)
+    else:
+        timing = None if str(timing_cache) == "off" else Path(timing_cache).expanduser()
     steps = Steps(
         f"TensorRT {options.precision}",
         plan=["build"],

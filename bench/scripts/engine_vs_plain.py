@@ -57,7 +57,7 @@ def _ov_request(path: Path, threads: int, batch: int) -> Any:
     model = core.read_model(str(path))
     shape = list(model.inputs[0].get_partial_shape())
     model.reshape({0: ov.PartialShape([ov.Dimension(batch), *shape[1:]])})
-    return core.compile_model(model, "CPU", compile_config(threads, False)).create_infer_request()
+    return core.compile_model(model, "CPU", compile_config(threads)).create_infer_request()
 
 
 def plain_ov(path: Path, threads: int, x: np.ndarray) -> Call:

@@ -201,6 +201,14 @@ def _print_rows(
 )
 @click.option("--isolate", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
 @click.option(
+    "--engine-opt",
+    "engine_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An engine option (repeatable; ENGINE.KEY=VALUE for one engine of several); "
+    "see `cnnbench engines --options`. Part of the cell's identity in compare.",
+)
+@click.option(
     "--repeats",
     type=click.IntRange(min=1),
     default=1,
@@ -236,7 +244,7 @@ def run(**o: Any) -> None:  # fmt: skip
         precisions=o["precisions"], batches=_batches(o["batch"]) if o["batch"] is not None else None,
         scenario=o["scenario"], stop={k: o[k] for k in STOP_FIELDS}, server={k: o[k] for k in SERVER_FIELDS},
         device=o["device"], threads=o["threads"], weights=o["weights"], artifacts=o["artifacts"],
-        seed=o["seed"], repeats=o["repeats"], int8=_int8_recipe(o),
+        seed=o["seed"], repeats=o["repeats"], int8=_int8_recipe(o), engine_opts=o["engine_opts"],
     )  # fmt: skip
     specs, _ = cfg.cells()
     _check_inputs(cfg)

@@ -16,7 +16,7 @@ from cnnbench.cli.app import (
     format_option,
     weights_option,
 )
-from cnnbench.engines import probe_all
+from cnnbench.engines import engine_names, get_engine_class, probe_all
 from cnnbench.engines.tensorrt_engine import TensorRTEngine
 from cnnbench.engines.trt_build import ensure_engine, require_trt
 from cnnbench.engines.trt_cache import BuildOptions
@@ -27,14 +27,37 @@ from cnnbench.precision import Precision
 _COLUMNS = ("name", "available", "version", "devices", "precisions", "reason", "install")
 
 
+_OPTION_COLUMNS = ("engine", "option", "values", "keyed", "help")
+
+
 @cli.command("engines")
+@click.option(
+    "--options",
+    "show_options",
+    is_flag=True,
+    help="List each engine's options (run --engine-opt KEY=VALUE, sweep engine_options:).",
+)
 @format_option()
-def engines_cmd(fmt: str) -> None:
+def engines_cmd(show_options: bool, fmt: str) -> None:
     """List every engine: available here or not, version, devices, precisions.
 
     An unavailable engine shows why, and the extra that installs it
-    (e.g. pip install 'cnnbench[openvino]').
+    (e.g. pip install 'cnnbench[openvino]'). With --options: every engine option, its values,
+    and whether it is part of a cell's identity (keyed) in compare.
     """
+    if show_options:
+        opts = [
+            {"engine": e, "option": o.name, "values": o.describe().partition("=")[2],
+             "keyed": o.identity, "help": o.help}
+            for e in engine_names() for o in get_engine_class(e).option_schema
+        ]  # fmt: skip
+        if fmt == "json":
+            emit_json(opts)
+        elif fmt == "csv":
+            emit_csv(opts, _OPTION_COLUMNS)
+        else:
+            emit_table(opts, _OPTION_COLUMNS, title="engine options")
+        return
     rows = [a.to_dict() for a in probe_all()]
     if fmt == "json":
         emit_json(rows)

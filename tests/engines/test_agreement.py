@@ -3,7 +3,7 @@
 lenet5 runs in the default suite; resnet18 and googlenet (exports of ~10-20 s each) are marked
 slow. FP32 results use FP32_GATE. OpenVINO's default may compute in BF16 on CPUs with BF16
 units: then its effective precision must say so and it is held to the reduced-precision gate;
-with ``pin_fp32`` it must meet FP32_GATE.
+with ``inference_precision=f32`` it must meet FP32_GATE.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("torch", {}),
     ("onnxruntime", {}),
     ("openvino", {}),
-    ("openvino", {"pin_fp32": True}),
+    ("openvino", {"inference_precision": "f32"}),
 ]
 # Reduced precision (BF16/FP16 compute): the FP16 gate (cosine >= 0.999, top-1 >= 0.99).
 REDUCED: Tolerances = FP16_GATE
@@ -39,7 +39,9 @@ REDUCED: Tolerances = FP16_GATE
 @pytest.mark.parametrize(
     ("engine", "extra"),
     CASES,
-    ids=lambda c: (",".join(c) or "default") if isinstance(c, dict) else c,
+    ids=lambda c: (
+        (",".join(f"{k}={v}" for k, v in c.items()) or "default") if isinstance(c, dict) else c
+    ),
 )
 def test_engine_agrees_with_torch_fp32(
     onnx_fp32: Callable[[str], Path], model: str, engine: str, extra: dict[str, Any]

@@ -57,7 +57,7 @@ def test_unknown_extra_option_is_rejected(name: str) -> None:
 
 
 def test_torch_option_checks() -> None:
-    with pytest.raises(InvalidInputError, match="compile mode"):
+    with pytest.raises(InvalidInputError, match="torch option compile: not true or false"):
         create("torch", EngineOptions(extra={"compile": "fastest"}))
     with pytest.raises(InvalidInputError, match="needs --device cuda"):
         create("torch", EngineOptions(extra={"cuda_graphs": True}))

@@ -57,8 +57,9 @@ def test_openvino_reports_its_effective_precision(onnx_fp32: Callable[[str], Pat
     assert info["inference_precision"] == expected == info["effective_precision"]
     # artifact and effective precision are named fields; the requested one is the row's
     assert "precision" not in info
-    assert info["artifact_precision"] == "fp32" and info["pin_fp32"] is False
-    with create("ov", EngineOptions(threads=1, extra={"pin_fp32": True})) as eng:
+    assert info["artifact_precision"] == "fp32"
+    assert info["requested_config"] == {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    with create("ov", EngineOptions(threads=1, extra={"inference_precision": "f32"})) as eng:
         eng.load(art, BatchRange.fixed(2))
         info = eng.describe()
         a = eng.infer(inputs("lenet5"))
@@ -71,7 +72,7 @@ def test_openvino_static_and_dynamic_batches_agree(onnx_fp32: Callable[[str], Pa
     pytest.importorskip("openvino")
     art = artifact("lenet5", onnx_path=onnx_fp32("lenet5"))
     x3, x1 = inputs("lenet5", batch=3), inputs("lenet5", batch=1, seed=5)
-    opts = EngineOptions(extra={"pin_fp32": True})
+    opts = EngineOptions(extra={"inference_precision": "f32"})
     with create("ov", opts) as fixed, create("ov", opts) as ranged:
         fixed.load(art, BatchRange.fixed(3))
         ranged.load(art, BatchRange(1, 2, 4))

@@ -1,0 +1,179 @@
+"""Engine options: typed per engine, one parser for --engine-opt text, YAML and Python values,
+one-line errors naming the known keys, and the options in the row and the cell's key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnnbench.bench.runner import RunSpec, base_row
+from cnnbench.bench.sweep_config import SweepConfig, load_config
+from cnnbench.engines import create, engine_names, get_engine_class
+from cnnbench.engines.base import BatchRange, EngineOptions
+from cnnbench.engines.openvino_engine import compile_config
+from cnnbench.engines.options import Option, parse_assignments
+from cnnbench.errors import InvalidInputError
+from tests.engines.conftest import artifact
+
+
+def _flags(*opts: str, engines: tuple[str, ...] = ("openvino",)) -> SweepConfig:
+    return SweepConfig.from_flags(
+        models=("lenet5",), engines=engines, precisions=("fp32",), batches=(1,),  # type: ignore[arg-type]
+        scenario="offline", stop={}, server={}, engine_opts=opts,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("engine", "text", "typed"),
+    [
+        ("openvino", "inference_precision=F32", {"inference_precision": "f32"}),
+        ("openvino", "num_streams=2", {"num_streams": 2}),
+        ("openvino", "num_streams=auto", {"num_streams": "auto"}),
+        ("openvino", 'config={"ENABLE_CPU_PINNING": false}', {"config": {"ENABLE_CPU_PINNING": False}}),
+        ("torch", "compile=true", {"compile": True}),
+        ("torch", "compile=max-autotune", {"compile": "max-autotune"}),
+        ("torch", "channels_last=off", {"channels_last": False}),
+        ("onnxruntime", "graph_optimization_level=basic", {"graph_optimization_level": "basic"}),
+        ("onnxruntime", "providers=cpu", {"providers": ["cpu"]}),
+        ("tensorrt", "workspace_mb=512", {"workspace_mb": 512}),
+        ("tensorrt", "builder_optimization_level=5", {"builder_optimization_level": 5}),
+        ("tensorrt", "timing_cache=off", {"timing_cache": "off"}),
+        ("tensorrt", "cache_dir=/tmp/x", {"cache_dir": "/tmp/x"}),
+    ],
+)  # fmt: skip
+def test_text_values_come_out_typed(engine: str, text: str, typed: dict[str, Any]) -> None:
+    schemas = {engine: get_engine_class(engine).option_schema}
+    assert parse_assignments([text], schemas) == {engine: typed}
+
+
+@pytest.mark.parametrize(
+    ("engine", "text", "message"),
+    [
+        ("openvino", "inference_precision=fp64", "inference_precision: not a known value.*f32|bf16"),
+        ("openvino", "num_streams=0", "num_streams: out of range"),
+        ("openvino", "num_streams=two", "num_streams: not an integer"),
+        ("openvino", "config=[1]", "config: not a JSON object"),
+        ("torch", "compile=fast", "compile: not true or false"),
+        ("onnxruntime", "graph_optimization_level=99", "not a known value"),
+        ("tensorrt", "builder_optimization_level=6", "out of range.*0..5"),
+        ("openvino", "pin_fp32=true", "no engine of this run has 'pin_fp32'.*inference_precision"),
+        ("openvino", "nothing", "takes KEY=VALUE"),
+        ("openvino", "torch.compile=true", "engine torch is not in this run"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_one_line_naming_what_is_known(
+    engine: str, text: str, message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message) as err:
+        _flags(text, engines=(engine,))
+    assert "\n" not in str(err.value)
+
+
+def test_unqualified_key_goes_to_every_engine_that_has_it_and_qualified_to_one() -> None:
+    schemas = {e: get_engine_class(e).option_schema for e in ("torch", "openvino")}
+    got = parse_assignments(["compile=true", "ov.hint=throughput"], schemas)
+    assert got == {"torch": {"compile": True}, "openvino": {"hint": "throughput"}}
+    with pytest.raises(InvalidInputError, match="given twice"):
+        parse_assignments(["hint=latency", "openvino.hint=throughput"], schemas)
+
+
+def test_every_engine_checks_python_values_too() -> None:
+    for name in engine_names():
+        with pytest.raises(InvalidInputError, match=f"unknown {name} option 'nope'"):
+            get_engine_class(name)(EngineOptions(extra={"nope": 1}))
+    with pytest.raises(InvalidInputError, match="num_streams: not an integer"):
+        create("openvino", EngineOptions(extra={"num_streams": True}))
+    # combinations with the device are the engine's own checks, made as early
+    with pytest.raises(InvalidInputError, match="cuda_graphs needs --device cuda"):
+        RunSpec("lenet5", "torch", engine_options={"cuda_graphs": "true"})
+
+
+def test_options_are_in_the_row_and_the_cell_key() -> None:
+    plain = RunSpec("lenet5", "openvino")
+    f32 = RunSpec("lenet5", "openvino", engine_options={"inference_precision": "f32"})
+    cached = RunSpec("lenet5", "tensorrt", device="cuda", engine_options={"rebuild": "yes"})
+    assert plain.variant() == "" and f32.variant() == "inference_precision=f32"
+    assert plain.key() != f32.key() and f32.key().endswith("|inference_precision=f32")
+    row = base_row(f32)
+    assert row["engine_options"] == "inference_precision=f32" and row["cell"] == f32.key()
+    # a forced rebuild is recorded but is not another cell
+    assert cached.variant() == "" and base_row(cached)["engine_options"] == "rebuild=true"
+    # the options survive the trip to the cell's process, typed
+    assert RunSpec.from_json(f32.to_json()).engine_options == {"inference_precision": "f32"}
+
+
+def test_run_flags_give_the_cells_their_options() -> None:
+    cfg = _flags("inference_precision=f32", "num_streams=1")
+    (spec,), _ = cfg.cells()
+    assert spec.engine_options == {"inference_precision": "f32", "num_streams": 1}
+    assert spec.variant() == "inference_precision=f32,num_streams=1"
+
+
+def test_sweep_yaml_takes_one_set_or_a_list_of_sets(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(
+        "models: [lenet5]\nengines: [ort, ov]\nprecisions: [fp32]\nbatches: [1]\n"
+        "scenarios: [offline]\nengine_options:\n  ov: [{}, {inference_precision: f32}]\n"
+        "  onnxruntime: {graph_optimization_level: extended}\n"
+    )
+    specs, _ = load_config(cfg).cells()
+    assert [(s.engine, s.variant()) for s in specs] == [
+        ("onnxruntime", "graph_optimization_level=extended"),
+        ("openvino", ""),
+        ("openvino", "inference_precision=f32"),
+    ]
+    for body, message in [
+        ("  torch: {compile: true}\n", "engine torch is not in 'engines'"),
+        ("  ov: {inference_precision: f64}\n", "engine_options.openvino.*not a known value"),
+        ("  ov: [{hint: latency}, {hint: latency}]\n", "listed twice"),
+        ("  ov: 3\n", "must be a mapping or a list of mappings"),
+    ]:
+        cfg.write_text(
+            "models: [lenet5]\nengines: [ov]\nprecisions: [fp32]\nbatches: [1]\n"
+            f"scenarios: [offline]\nengine_options:\n{body}"
+        )
+        with pytest.raises(InvalidInputError, match=message):
+            load_config(cfg)
+
+
+def test_openvino_compile_config_follows_hint_and_streams() -> None:
+    assert compile_config(4) == {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 4, "NUM_STREAMS": 1,
+    }  # fmt: skip
+    tput = compile_config(4, "bf16", "throughput")
+    assert "NUM_STREAMS" not in tput and tput["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert compile_config(4, None, "throughput", "auto")["NUM_STREAMS"] == "AUTO"
+
+
+def test_openvino_runs_the_requested_precision_and_hint(onnx_fp32: Callable[[str], Path]) -> None:
+    pytest.importorskip("openvino")
+    art = artifact("lenet5", onnx_path=onnx_fp32("lenet5"))
+    opts = {"inference_precision": "f32", "hint": "throughput", "num_streams": 2}
+    with create("ov", EngineOptions(threads=2, extra=opts)) as eng:
+        eng.load(art, BatchRange.fixed(2))
+        info = eng.describe()
+    assert info["effective_precision"] == "fp32" and info["streams"] == 2
+    assert info["performance_hint"] == "THROUGHPUT"
+    bad = EngineOptions(extra={"config": {"NO_SUCH_PROPERTY": 1}})
+    with create("ov", bad) as eng, pytest.raises(InvalidInputError, match="refused the options"):
+        eng.load(art, BatchRange.fixed(2))
+
+
+def test_onnxruntime_sets_the_graph_optimization_level(onnx_fp32: Callable[[str], Path]) -> None:
+    import onnxruntime as ort
+
+    art = artifact("lenet5", onnx_path=onnx_fp32("lenet5"))
+    with create("ort", EngineOptions(extra={"graph_optimization_level": "basic"})) as eng:
+        eng.load(art, BatchRange.fixed(1))
+        so = eng._sess.get_session_options()  # type: ignore[attr-defined]
+        info = eng.describe()
+    assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert info["graph_optimization_level"] == "ORT_ENABLE_BASIC"
+
+
+def test_option_describe_spells_the_values() -> None:
+    assert Option("n", "int", "", minimum=1, words=("auto",)).describe() == "n=INT >=1|auto"
+    assert Option("p", "str", "", words=("off",), metavar="PATH").describe() == "p=PATH|off"
