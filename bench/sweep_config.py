@@ -122,7 +122,7 @@ class SweepConfig:
         except ValueError as exc:
             raise _as_options(exc) from None
         schemas = {e: get_engine_class(e).option_schema for e in engine_names}
-        opts = parse_assignments(engine_opts, schemas)
+        opts = parse_assignments(engine_opts, schemas, canonical_engine)
         return cls(
             models=tuple(models), engines=tuple(engines), precisions=tuple(precisions),
             batches=tuple(batches), scenarios=(scenario,), device=device, threads=threads,

@@ -12,7 +12,7 @@ that differ in it; the others (a cache folder, a forced rebuild) are recorded bu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,9 @@ def check_options(
 
 
 def parse_assignments(
-    texts: Iterable[str], schemas: Mapping[str, tuple[Option, ...]]
+    texts: Iterable[str],
+    schemas: Mapping[str, tuple[Option, ...]],
+    canonical: Callable[[str], str] = str,
 ) -> dict[str, dict[str, Any]]:
     """``--engine-opt`` values (``KEY=VALUE`` or ``ENGINE.KEY=VALUE``, repeatable) as typed
     options per engine of ``schemas`` (the run's engines, canonical names).
@@ -161,8 +163,6 @@ def parse_assignments(
         targets: list[str]
         engine, dot, name = key.rpartition(".")
         if dot:
-            from cnnbench.engines import canonical  # the registry imports this module
-
             engine = canonical(engine)
             if engine not in schemas:
                 raise InvalidInputError(

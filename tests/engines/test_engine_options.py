@@ -11,7 +11,7 @@ import pytest
 
 from cnnbench.bench.runner import RunSpec, base_row
 from cnnbench.bench.sweep_config import SweepConfig, load_config
-from cnnbench.engines import create, engine_names, get_engine_class
+from cnnbench.engines import canonical, create, engine_names, get_engine_class
 from cnnbench.engines.base import BatchRange, EngineOptions
 from cnnbench.engines.openvino_engine import compile_config
 from cnnbench.engines.options import Option, parse_assignments
@@ -74,7 +74,7 @@ def test_bad_options_are_one_line_naming_what_is_known(
 
 def test_unqualified_key_goes_to_every_engine_that_has_it_and_qualified_to_one() -> None:
     schemas = {e: get_engine_class(e).option_schema for e in ("torch", "openvino")}
-    got = parse_assignments(["compile=true", "ov.hint=throughput"], schemas)
+    got = parse_assignments(["compile=true", "ov.hint=throughput"], schemas, canonical)
     assert got == {"torch": {"compile": True}, "openvino": {"hint": "throughput"}}
     with pytest.raises(InvalidInputError, match="given twice"):
         parse_assignments(["hint=latency", "openvino.hint=throughput"], schemas)
