@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +22,7 @@ import numpy as np
 from cnnbench.artifacts import cache_dir, ensure_dir
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import device_index
+from cnnbench.engines.layers import ExecutedLayer, ort_profile_layers
 from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores
@@ -96,6 +99,7 @@ class OrtEngine(Engine):
         self._sess: Any = None
         self._run: Any = None
         self._buffers: dict[int, tuple[Any, Any, Any]] = {}
+        self._layers: list[ExecutedLayer] | None = None
 
     @property
     def threads(self) -> int | None:
@@ -154,18 +158,9 @@ class OrtEngine(Engine):
             raise RuntimeUnavailableError(
                 f"onnxruntime provider {missing[0]} is not available here; {hint}"
             )
-        load_errors: tuple[type[Exception], ...] = (RuntimeError, ValueError, *_ort_errors())
         try:
-            self._sess = ort.InferenceSession(
-                str(path),
-                sess_options=session_options(
-                    self._threads, self.options.extra.get("graph_optimization_level", "all")
-                ),
-                providers=[
-                    (p, self._provider_options(p, artifact, batches)) for p in self.providers
-                ],
-            )
-        except load_errors as exc:
+            self._sess = self._session(path)
+        except self._load_errors() as exc:
             raise ArtifactError(f"onnxruntime cannot load {path}: {first_line(exc)}") from None
         active = self._sess.get_providers()
         if self.on_cuda and not set(active) & set(_GPU_PROVIDERS):
@@ -181,6 +176,50 @@ class OrtEngine(Engine):
         self._cast = self._in_dtype != np.float32
         self._run = self._sess.run
         self._file_bytes = path.stat().st_size
+        self._layers = None
+
+    @staticmethod
+    def _load_errors() -> tuple[type[Exception], ...]:
+        return (RuntimeError, ValueError, *_ort_errors())
+
+    def _session(self, path: Path, profile_prefix: str | None = None) -> Any:
+        """A session on ``path`` with this engine's options (and the profiler, when asked)."""
+        import onnxruntime as ort
+
+        assert self.artifact is not None and self.batches is not None
+        so = session_options(
+            self._threads, self.options.extra.get("graph_optimization_level", "all")
+        )
+        if profile_prefix is not None:
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
+        providers = [
+            (p, self._provider_options(p, self.artifact, self.batches)) for p in self.providers
+        ]
+        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+
+    def executed_layers(self) -> list[ExecutedLayer] | None:
+        """The kernel each node ran, from ONNX Runtime's profiler: a second session, same file
+        and options, profiled over two batch-1 runs (the timed session is never profiled)."""
+        if self._sess is None or self.artifact is None or self.artifact.onnx_path is None:
+            return None
+        if self._layers is None:
+            assert self.batches is not None
+            x = np.zeros((self.batches.min, *self.artifact.input_shape), dtype=self._in_dtype)
+            errors: tuple[type[Exception], ...] = (*self._load_errors(), OSError, ValueError)
+            with tempfile.TemporaryDirectory(prefix="cnnbench-ortprof-") as tmp:
+                try:
+                    sess = self._session(Path(self.artifact.onnx_path), f"{tmp}/profile")
+                    for _ in range(2):
+                        sess.run(self._outs, {self.input_name: x})
+                    events = json.loads(Path(sess.end_profiling()).read_text())
+                except errors as exc:
+                    raise ArtifactError(
+                        f"onnxruntime could not profile {self.artifact.onnx_path}: "
+                        f"{first_line(exc)}"
+                    ) from None
+            self._layers = ort_profile_layers(events)
+        return self._layers
 
     def _provider_options(self, provider: str, art: Artifact, b: BatchRange) -> dict[str, Any]:
         if provider == "CUDAExecutionProvider":

@@ -15,12 +15,14 @@ the precision the compiled model actually uses, never just the file's.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
+from cnnbench.engines.layers import ExecutedLayer, precision_word
 from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores
@@ -59,6 +61,58 @@ def compile_config(
     if inference_precision is not None:
         config["INFERENCE_PRECISION_HINT"] = inference_precision
     return config
+
+
+#: runtime-model layer types that compute nothing (constants, the graph's ends)
+_NOT_LAYERS = ("Const", "Input", "Output", "Parameter", "Result")
+
+
+def _dims(port: Any) -> list[int | None]:
+    return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+
+
+def _shape_macs(kind: str, op: Any) -> int | None:
+    """Per-image MACs from a runtime node's shapes (Convolution, FullyConnected, MatMul)."""
+    try:
+        out = _dims(op.output(0))[1:]
+        if kind in ("Convolution", "Deconvolution") and op.get_input_size() > 1:
+            w = _dims(op.input(1))
+            k = w[2:] if len(w) == len(out) + 2 else w[1:]  # grouped weights: [G, O/G, I/G, ...]
+        elif kind in ("FullyConnected", "MatMul") and op.get_input_size() > 1:
+            k = [_dims(op.input(0))[-1]]
+        else:
+            return None
+    except (IndexError, RuntimeError):
+        return None
+    dims = [d for d in (*out, *k) if d is not None]
+    return math.prod(dims) if len(dims) == len(out) + len(k) else None
+
+
+def runtime_layers(compiled: Any) -> list[ExecutedLayer]:
+    """The compiled model's runtime graph: per node its layer type, primitive (exec type),
+    runtime precision and the original (ONNX) layers it was made from."""
+    layers = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt = op.get_rt_info()
+
+        def info(key: str, rt: Any = rt) -> str:
+            return str(rt[key].astype(str)) if key in rt else ""
+
+        kind = info("layerType")
+        if kind in _NOT_LAYERS:
+            continue
+        layers.append(
+            ExecutedLayer(
+                name=op.get_friendly_name(),
+                kind=kind,
+                precision=precision_word(info("runtimePrecision")),
+                kernel=info("primitiveType"),
+                nodes=tuple(n for n in info("originalLayersNames").split(",") if n),
+                shape_macs=_shape_macs(kind, op),
+                extra={"output_precisions": info("outputPrecisions")},
+            )
+        )
+    return layers
 
 
 class OpenVinoEngine(Engine):
@@ -129,6 +183,7 @@ class OpenVinoEngine(Engine):
             raise ArtifactError(
                 f"openvino cannot compile {artifact.onnx_path}: {first_line(exc)}"
             ) from None
+        self._layers = runtime_layers(self._compiled)  # read now: close() drops the model
         self._req = self._compiled.create_infer_request()
         self._out_tensor = self._req.get_output_tensor  # bound method, looked up once
         self._file_bytes = Path(artifact.onnx_path).stat().st_size
@@ -186,6 +241,9 @@ class OpenVinoEngine(Engine):
 
     def memory(self) -> dict[str, float]:
         return {"model_file_mb": mib(getattr(self, "_file_bytes", 0))}
+
+    def executed_layers(self) -> list[ExecutedLayer] | None:
+        return getattr(self, "_layers", None)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

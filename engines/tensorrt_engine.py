@@ -20,6 +20,7 @@ import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import cuda_available
+from cnnbench.engines.layers import ExecutedLayer, trt_inspector_layers
 from cnnbench.engines.options import Option
 from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
 from cnnbench.engines.trt_cache import MAX_OPT_LEVEL, BuildOptions, EngineCache
@@ -204,6 +205,22 @@ class TensorRTEngine(Engine):
             "io_buffers_mb": mib(self._in.nbytes + self._out.nbytes),
             "torch_max_allocated_mb": mib(torch.cuda.max_memory_allocated(self._index)),
         }
+
+    def executed_layers(self) -> list[ExecutedLayer] | None:
+        """The engine inspector's layer information (JSON): per layer its type, input formats,
+        tactic and the ONNX nodes it fused (the plan is built with DETAILED verbosity)."""
+        if self._engine is None:
+            return None
+        import tensorrt as trt
+
+        inspector = self._engine.create_engine_inspector()
+        if self._context is not None and self.batches is not None:
+            # formats are shown only with a context whose input shapes are all set
+            self._context.set_input_shape(self._in_name, (self.batches.opt, *self._in.shape[1:]))
+            inspector.execution_context = self._context
+        return trt_inspector_layers(
+            inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+        )
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -106,6 +106,8 @@ def build_plan(onnx_path: Path, options: BuildOptions, timing_cache: Path | None
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     if options.opt_level is not None:
         config.builder_optimization_level = options.opt_level
+    # the inspector reports each layer's formats, tactic and ONNX nodes only at DETAILED
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     tensor = network.get_input(0)
     lo, opt, hi = profile_shapes(options.batches, tuple(tensor.shape[:]))  # -1: dynamic
     profile = builder.create_optimization_profile()

@@ -22,7 +22,8 @@ from cnnbench.precision import ONNX_PRECISIONS, Precision, precision_field
 from cnnbench.progress import warn
 
 #: bump when the key's recipe or the sidecar's layout changes
-CACHE_FORMAT = 1
+#: (2: plans are built with detailed profiling verbosity, for the engine inspector)
+CACHE_FORMAT = 2
 MAX_OPT_LEVEL = 5
 
 
