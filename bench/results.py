@@ -46,6 +46,8 @@ EXTRA_COLUMNS = (
     "target_qps", "achieved_qps", "max_queue_delay_ms", "latency_bound_ms", "server_peak_qps",
     "mean_batch",
     "artifact_precision", "effective_precision", "engine_version", "threads", "engine_info",
+    "layers_source", "macs_int8_share", "macs_fp16_share", "macs_bf16_share", "macs_fp32_share",
+    "macs_coverage",
     "variant", "engine_options",
     "host_rss_after_load_mb", "host_peak_rss_scope", "device_mem_source",
     "stop_reason", "warmup_count", "warmup_s", "stop_warmup_count", "stop_warmup_time",

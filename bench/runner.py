@@ -15,6 +15,7 @@ from typing import Any
 from cnnbench import engines
 from cnnbench.batch import BatchRange
 from cnnbench.bench.environment import env_fields
+from cnnbench.bench.layers import row_fields as layer_fields
 from cnnbench.bench.memory import (
     NvmlSampler,
     device_memory_fields,
@@ -238,7 +239,10 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
             row.update({f"engine_mem_{k}": v for k, v in eng.memory().items()})
             row["device_mem_peak_mb"] = None
         row.update(_describe(eng))
-    row["host_peak_rss_mb"] = host_peak_rss_mb()
+        # the peak is the measurement's; the per-layer report (a profiled session for ONNX
+        # Runtime) comes after it, so it never counts in the cell's memory
+        row["host_peak_rss_mb"] = host_peak_rss_mb()
+        row.update(layer_fields(eng))
     # The null engine computes nothing: no efficiency to speak of.
     if spec.engine == "null":
         peak = None
