@@ -29,7 +29,7 @@ from cnnbench.errors import InvalidInputError
 from cnnbench.export.precision import ensure_precision
 from cnnbench.models import get_spec
 from cnnbench.naming import lookup
-from cnnbench.precision import parse_precision
+from cnnbench.precision import Precision, parse_precision
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
@@ -113,6 +113,7 @@ def evaluate(
     seed: int = 0,
     threads: int | None = None,
     device: str = "cpu",
+    quantizer: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole dataset through ``engine`` and count top-1 / top-5 hits.
 
@@ -146,6 +147,7 @@ def evaluate(
             calib_method=calib_method,
             calib_samples=calib_samples,
             seed=seed,
+            quantizer=quantizer or "ort",
         )
         onnx_path, onnx_sha = res.onnx_path, res.sha256
         calibration = (res.manifest.get("extra") or {}).get("calibration")
@@ -186,6 +188,7 @@ def evaluate(
         "onnx": str(onnx_path) if onnx_path is not None else None,
         "onnx_sha256": onnx_sha,
         "calibration": calibration,
+        "quantizer": (quantizer or "ort") if prec == Precision.INT8 else None,
         "batch": batch,
         "device": device,
         "seconds": round(seconds, 3),

@@ -17,6 +17,7 @@ from cnnbench.cli.app import (
     emit_json,
     emit_table,
     format_option,
+    quantizer_option,
     weights_option,
 )
 from cnnbench.data.folders import parse_max_bad
@@ -25,7 +26,9 @@ from cnnbench.precision import CALIB_METHODS, Precision
 from cnnbench.training import TrainConfig, train
 
 _CALIB_METHODS = CALIB_METHODS
-_EVAL_COLUMNS = ("model", "engine", "precision", "dataset", "samples", "top1", "top5", "source")
+_EVAL_COLUMNS = (
+    "model", "engine", "precision", "quantizer", "dataset", "samples", "top1", "top5", "source",
+)  # fmt: skip
 
 
 @cli.command("train")
@@ -117,6 +120,7 @@ def train_cmd(
     "--calib-method", type=click.Choice(_CALIB_METHODS), default="entropy", show_default=True
 )
 @click.option("--calib-samples", type=click.IntRange(min=1), default=256, show_default=True)
+@quantizer_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Engine threads.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option(
@@ -157,6 +161,7 @@ def eval_cmd(
     calib_data: str | None,
     calib_method: str,
     calib_samples: int,
+    quantizer: str | None,
     threads: int | None,
     device: str,
     seed: int,
@@ -194,6 +199,7 @@ def eval_cmd(
         calib_data=calib_data,
         calib_method=calib_method,
         calib_samples=calib_samples,
+        quantizer=quantizer,
         seed=seed,
         threads=threads,
         device=device,
