@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +148,17 @@ def test_a_projection_identity_gets_a_pair_from_its_calibrated_range(tmp_path: P
     assert sess.run(None, {"x": x})[0].shape == (1, 16, 8, 8)  # topologically sorted, runs
 
 
-def _int8_of(model: str, tmp: Path) -> Path:
+def _int8_of(model: str, tmp: Path, quantizer: str = "ort") -> Path:
     from cnnbench.export.pipeline import ensure_fp32
     from cnnbench.export.precision import convert
 
     fp32 = ensure_fp32(model, out_dir=tmp, check=False)
-    return convert(model, fp32, "int8", out_dir=tmp, calib_samples=8, check=False).onnx_path
+    # ModelOpt calibrates with entropy or max (its own percentile differs): max for both
+    method = "max" if quantizer == "modelopt" else "entropy"
+    return convert(
+        model, fp32, "int8", out_dir=tmp, calib_samples=8, calib_method=method, check=False,
+        quantizer=quantizer,
+    ).onnx_path  # fmt: skip
 
 
 def _assert_acceptance(path: Path, *, residual: bool) -> None:
@@ -188,15 +194,24 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
 
 
+HAS_MODELOPT = importlib.util.find_spec("modelopt") is not None
+_MODELOPT = pytest.param(
+    "modelopt",
+    marks=[pytest.mark.slow, pytest.mark.skipif(not HAS_MODELOPT, reason="cnnbench[modelopt]")],
+)
+
+
 @pytest.mark.usefixtures("_cache")
-def test_resnet18_int8_places_qdq_the_tensorrt_way(tmp_path: Path) -> None:
-    _assert_acceptance(_int8_of("resnet18", tmp_path), residual=True)
+@pytest.mark.parametrize("quantizer", ["ort", _MODELOPT])
+def test_resnet18_int8_places_qdq_the_tensorrt_way(tmp_path: Path, quantizer: str) -> None:
+    _assert_acceptance(_int8_of("resnet18", tmp_path, quantizer), residual=True)
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("_cache")
-def test_googlenet_int8_places_qdq_the_tensorrt_way(tmp_path: Path) -> None:
-    _assert_acceptance(_int8_of("googlenet", tmp_path), residual=False)
+@pytest.mark.parametrize("quantizer", ["ort", _MODELOPT])
+def test_googlenet_int8_places_qdq_the_tensorrt_way(tmp_path: Path, quantizer: str) -> None:
+    _assert_acceptance(_int8_of("googlenet", tmp_path, quantizer), residual=False)
 
 
 def test_a_conv_too_narrow_for_int8_kernels_may_stay_float() -> None:
