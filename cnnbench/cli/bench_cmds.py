@@ -35,7 +35,9 @@ from cnnbench.cli.bench_options import (
     INT8_FIELDS,
     SERVER_FIELDS,
     STOP_FIELDS,
+    artifacts_option,
     columns_option,
+    engine_opt_option,
     int8_options,
     server_options,
     stop_options,
@@ -191,13 +193,7 @@ def _print_rows(
     default=None,
     help="State dict for the (single) model.",
 )
-@click.option(
-    "--artifacts",
-    type=click.Path(file_okay=False),
-    default="artifacts",
-    show_default=True,
-    help="Where exported ONNX files are cached.",
-)
+@artifacts_option
 @server_options
 @int8_options
 @click.option(
@@ -207,14 +203,7 @@ def _print_rows(
     "then include export and earlier cells).",
 )
 @click.option("--isolate", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
-@click.option(
-    "--engine-opt",
-    "engine_opts",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An engine option (repeatable; ENGINE.KEY=VALUE for one engine of several); "
-    "see `cnnbench engines --options`. Part of the cell's identity in compare.",
-)
+@engine_opt_option
 @click.option(
     "--repeats",
     type=click.IntRange(min=1),
@@ -360,18 +349,9 @@ _LAYER_COLUMNS = ("name", "kind", "precision", "kernel", "mmacs", "nodes")
 @click.option(
     "--weights", type=click.Path(dir_okay=False), default=None, help="MODEL's state dict."
 )
-@click.option(
-    "--artifacts",
-    type=click.Path(file_okay=False),
-    default="artifacts",
-    show_default=True,
-    help="Where MODEL's exported ONNX files are cached.",
-)
+@artifacts_option
 @int8_options
-@click.option(
-    "--engine-opt", "engine_opts", multiple=True, metavar="KEY=VALUE",
-    help="An engine option, as for run (inference_precision=f32, ...).",
-)  # fmt: skip
+@engine_opt_option
 @click.option("--all", "show_all", is_flag=True, help="Every layer, not only those doing MACs.")
 @seed_option
 @format_option()

@@ -114,3 +114,22 @@ int8_options = options(
         help="INT8 calibration inputs used (default 256).",
     ),  # fmt: skip
 )
+
+#: where exported ONNX files are cached (run, layers)
+artifacts_option = click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False),
+    default="artifacts",
+    show_default=True,
+    help="Where exported ONNX files are cached.",
+)
+
+#: ``--engine-opt KEY=VALUE``, repeatable (run, layers)
+engine_opt_option = click.option(
+    "--engine-opt",
+    "engine_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An engine option (repeatable; ENGINE.KEY=VALUE for one engine of several); "
+    "see `cnnbench engines --options`. Part of the cell's identity in compare.",
+)
