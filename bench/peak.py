@@ -22,10 +22,11 @@ from typing import Any
 
 from cnnbench.artifacts import atomic_write_json, cache_dir, sha256_bytes
 from cnnbench.bench.environment import cpu_model
+from cnnbench.engines.cuda import restore_tf32, strict_fp32
 from cnnbench.host import usable_cpus
 from cnnbench.precision import Precision, parse_precision
 
-_VERSION = 1
+_VERSION = 2  # 2: the FP32 peak with TF32 off explicitly
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,20 @@ def measure_peak(device: str, precision: Precision | str, seconds: float = 1.0) 
     cuda = device.startswith("cuda")
     dev = torch.device("cuda", _index(device)) if cuda else torch.device("cpu")
     sizes = (2048, 4096, 8192) if cuda else (256, 512, 1024)
+    best = 0.0
+    # the FP32 peak is FP32's: no TF32 (the torch engine turns it off for FP32 too)
+    before = strict_fp32(torch) if cuda and precision == Precision.FP32 else None
+    try:
+        best = _best_rate(torch, precision, dev, sizes, cuda, seconds)
+    finally:
+        if before is not None:
+            restore_tf32(torch, before)
+    return best
+
+
+def _best_rate(
+    torch: Any, precision: Precision, dev: Any, sizes: tuple[int, ...], cuda: bool, seconds: float
+) -> float:
     best = 0.0
     for n in sizes:
         if precision == Precision.INT8:

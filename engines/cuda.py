@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cnnbench.errors import RuntimeUnavailableError
 
@@ -54,3 +55,17 @@ def gpu_identity(index: int) -> GpuIdentity:
 
     props = torch.cuda.get_device_properties(index)
     return GpuIdentity(props.name, f"{props.major}.{props.minor}")
+
+
+def strict_fp32(torch_module: Any) -> tuple[bool, bool]:
+    """FP32 means FP32: turn off TF32 in cuBLAS matmuls and cuDNN convolutions (torch's cuDNN
+    default is on) and return the previous settings, for :func:`restore_tf32`."""
+    backends = torch_module.backends
+    before = (bool(backends.cuda.matmul.allow_tf32), bool(backends.cudnn.allow_tf32))
+    backends.cuda.matmul.allow_tf32 = False
+    backends.cudnn.allow_tf32 = False
+    return before
+
+
+def restore_tf32(torch_module: Any, before: tuple[bool, bool]) -> None:
+    torch_module.backends.cuda.matmul.allow_tf32, torch_module.backends.cudnn.allow_tf32 = before

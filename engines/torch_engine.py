@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.cuda import cuda_available, gpu_identity, require_cuda
+from cnnbench.engines.cuda import (
+    cuda_available,
+    gpu_identity,
+    require_cuda,
+    restore_tf32,
+    strict_fp32,
+)
 from cnnbench.engines.options import Option
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
 from cnnbench.models import get_model
@@ -62,6 +68,7 @@ class TorchEngine(Engine):
         self._dev_in: torch.Tensor | None = None
         self._graphs: dict[int, tuple[Any, torch.Tensor]] = {}
         self._threads_before: int | None = None
+        self._tf32_before: tuple[bool, bool] | None = None
         self._index = 0
 
     @classmethod
@@ -104,6 +111,8 @@ class TorchEngine(Engine):
         if self.on_cuda:  # before any work: no GPU is one clear line
             self._index = require_cuda(self.device, "the torch engine on cuda")
         self._dtype = getattr(torch, artifact.precision.torch_dtype_name)
+        if self.on_cuda and artifact.precision == Precision.FP32 and self._tf32_before is None:
+            self._tf32_before = strict_fp32(torch)
         if self.options.threads and not self.on_cuda:
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(self.options.threads)
@@ -207,6 +216,9 @@ class TorchEngine(Engine):
             inference_mode=True,
         )
         if self.on_cuda:
+            info["tf32"] = bool(
+                torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+            )
             gpu = gpu_identity(self._index)
             info.update(gpu=gpu.name, compute_capability=gpu.compute_capability)
             info["cuda"] = torch.version.cuda
@@ -218,6 +230,11 @@ class TorchEngine(Engine):
 
             torch.set_num_threads(self._threads_before)
             self._threads_before = None
+        if self._tf32_before is not None:
+            import torch
+
+            restore_tf32(torch, self._tf32_before)
+            self._tf32_before = None
         self._model = None
         self._dev_in = None
         self._graphs.clear()
