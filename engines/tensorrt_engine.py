@@ -55,6 +55,14 @@ _TORCH_DTYPES = {
 }
 
 
+def engine_device_memory(engine: Any) -> int:
+    """Bytes of device memory an execution context of ``engine`` needs:
+    ``device_memory_size_v2`` (TensorRT 10.1 on), else the older attribute, which 10.0 has
+    and 11 removed (looked up by name, so only a 10.0 engine ever reaches it)."""
+    v2 = getattr(engine, "device_memory_size_v2", None)
+    return int(v2 if v2 is not None else getattr(engine, "device_memory_size"))  # noqa: B009
+
+
 class TensorRTEngine(Engine):
     """A deserialized TensorRT engine with one execution context and one CUDA stream."""
 
@@ -149,8 +157,9 @@ class TensorRTEngine(Engine):
         self._stream = torch.cuda.Stream(dev)
         self._index = index
         context = engine.create_execution_context()
-        context.set_tensor_address(self._in_name, self._in.data_ptr())
-        context.set_tensor_address(self._out_name, self._out.data_ptr())
+        for name, buf in ((self._in_name, self._in), (self._out_name, self._out)):
+            if not context.set_tensor_address(name, buf.data_ptr()):  # False, never an exception
+                raise ArtifactError(f"TensorRT refused the address of I/O tensor {name!r}")
         self._context = context
         self._n = 0
 
@@ -200,7 +209,7 @@ class TensorRTEngine(Engine):
         import torch
 
         return {
-            "engine_device_memory_mb": mib(self._engine.device_memory_size_v2),
+            "engine_device_memory_mb": mib(engine_device_memory(self._engine)),
             "engine_file_mb": mib(len(self._entry.plan)),
             "io_buffers_mb": mib(self._in.nbytes + self._out.nbytes),
             "torch_max_allocated_mb": mib(torch.cuda.max_memory_allocated(self._index)),

@@ -1,0 +1,63 @@
+"""Fixes of the GPU path found by reading (issue #13), tested here on fakes and on CPU torch:
+these test our logic, never that the GPU path works (``pytest -m gpu`` / ``-m trt`` do that)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from cnnbench.engines.cuda import restore_tf32, strict_fp32
+from cnnbench.engines.tensorrt_engine import engine_device_memory
+
+
+def test_fp32_means_fp32_tf32_off_then_restored() -> None:
+    torch = pytest.importorskip("torch")
+    b = torch.backends
+    saved = (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32)
+    try:
+        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = True, True  # cuDNN's default is on
+        before = strict_fp32(torch)
+        assert before == (True, True)
+        assert (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32) == (False, False)
+        restore_tf32(torch, before)
+        assert (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32) == (True, True)
+    finally:
+        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = saved
+
+
+def test_engine_device_memory_on_tensorrt_10_0_and_later() -> None:
+    # 10.1+ (and 11): device_memory_size_v2; 10.0 has only device_memory_size
+    assert engine_device_memory(SimpleNamespace(device_memory_size_v2=3 << 20)) == 3 << 20
+    assert engine_device_memory(SimpleNamespace(device_memory_size=5 << 20)) == 5 << 20
+    both: Any = SimpleNamespace(device_memory_size_v2=7, device_memory_size=1)
+    assert engine_device_memory(both) == 7
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("precision", "strict"), [("fp32", True), ("fp16", False)])
+def test_the_torch_engine_turns_tf32_off_for_fp32_on_cuda(
+    monkeypatch: pytest.MonkeyPatch, precision: str, strict: bool
+) -> None:
+    pytest.importorskip("torch")
+    import cnnbench.engines.torch_engine as te
+    from cnnbench.engines.base import BatchRange, EngineOptions
+    from tests.engines.conftest import artifact
+
+    calls = []
+
+    def record(torch: Any) -> tuple[bool, bool]:
+        calls.append(torch)
+        raise _Stop  # far enough: the rest of load needs a real GPU
+
+    monkeypatch.setattr(te, "require_cuda", lambda device, what: 0)
+    monkeypatch.setattr(te, "strict_fp32", record)
+    eng = te.TorchEngine(EngineOptions(device="cuda"))
+    with pytest.raises(Exception) as err:  # _Stop, or the CPU build's missing CUDA for fp16
+        eng.load(artifact("lenet5", precision), BatchRange.fixed(1))
+    assert (err.type is _Stop) == strict
+    assert bool(calls) == strict
