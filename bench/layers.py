@@ -110,19 +110,17 @@ def row_fields(eng: Engine) -> dict[str, Any]:
     return out
 
 
-def graph_precision(path: Path) -> Precision:
-    """A file's precision from its graph: Q/DQ or integer ops make it INT8, an FP16 input or
-    FP16 weights FP16, else FP32 (for files that record none)."""
+def graph_precision(proto: Any) -> Precision:
+    """A graph's precision: Q/DQ or integer ops make it INT8, an FP16 input or FP16 weights
+    FP16, else FP32 (for files that record none)."""
     import onnx
 
-    proto = graph.load(path, load_external_data=False)
     ops = {n.op_type for n in proto.graph.node}
     if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
         return Precision.INT8
     fp16 = onnx.TensorProto.FLOAT16
-    inits = {i.name for i in proto.graph.initializer}
-    first = next((i for i in proto.graph.input if i.name not in inits), None)
-    if first is not None and first.type.tensor_type.elem_type == fp16:
+    inputs = graph.real_inputs(proto)
+    if inputs and inputs[0].type.tensor_type.elem_type == fp16:
         return Precision.FP16
     if any(i.data_type == fp16 for i in proto.graph.initializer):
         return Precision.FP16
@@ -135,8 +133,7 @@ def file_artifact(path: Path, precision: Precision | None = None) -> Artifact:
     if not path.is_file():
         raise InvalidInputError(f"ONNX file not found: {path}")
     proto = graph.load(path, load_external_data=False)
-    inits = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in inits]
+    inputs = graph.real_inputs(proto)
 
     def dims(vi: Any) -> list[int | None]:
         return [d.dim_value or None for d in vi.type.tensor_type.shape.dim]
@@ -155,7 +152,7 @@ def file_artifact(path: Path, precision: Precision | None = None) -> Artifact:
     shape = (int(x[1] or 0), int(x[2] or 0), int(x[3] or 0))
     return Artifact(
         model=path.parent.parent.name if path.name == "model.onnx" else path.stem,
-        precision=precision or graph_precision(path),
+        precision=precision or graph_precision(proto),
         input_shape=shape,
         num_classes=int(y[1]),
         onnx_path=path,

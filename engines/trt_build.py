@@ -17,6 +17,7 @@ from cnnbench.batch import BatchRange
 from cnnbench.engines.cuda import gpu_identity, require_cuda
 from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.export.graph import real_inputs
 from cnnbench.progress import StepHistory, Steps, note, warn
 
 if TYPE_CHECKING:
@@ -53,10 +54,7 @@ def onnx_input(path: Path) -> tuple[str, tuple[int | str, ...]]:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-    for inp in model.graph.input:
-        if inp.name in inits:
-            continue
+    for inp in real_inputs(model):
         dims = tuple(
             d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
             for d in inp.type.tensor_type.shape.dim

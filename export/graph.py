@@ -61,6 +61,12 @@ def quiet() -> Iterator[io.StringIO]:
             logging.getLogger(name).setLevel(level)
 
 
+def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph's inputs that are fed at run time (old exporters list initializers too)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
 def load(path: str | Path, *, load_external_data: bool = True) -> onnx.ModelProto:
     """Load an ONNX file; truncated/corrupt/missing files raise a one-line ArtifactError."""
     import onnx

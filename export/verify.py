@@ -82,8 +82,7 @@ def _check_holds(
 ) -> None:
     """A file checked against another model's reference fails here, in one line that says
     what the file holds (a mismatched input would otherwise fail deep in ONNX Runtime)."""
-    inits = {i.name for i in proto.graph.initializer}
-    first = next(i for i in proto.graph.input if i.name not in inits)
+    first = graph.real_inputs(proto)[0]
     dims = tuple(
         d.dim_value if d.HasField("dim_value") else "?" for d in first.type.tensor_type.shape.dim
     )[1:]

@@ -383,6 +383,7 @@ def layers_cmd(**o: Any) -> None:
             eng = get_engine_class(engine)(EngineOptions(device, o["threads"], extra))
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from None
+        check_runtime(engine, eng.device, art.precision)
     else:
         o["precisions"] = (o["precision"] or Precision.FP32,)
         cfg = SweepConfig.from_flags(
@@ -393,13 +394,12 @@ def layers_cmd(**o: Any) -> None:
         )  # fmt: skip
         _check_inputs(cfg)
         spec = cfg.cells()[0][0]
-        check_runtime(spec.engine, spec.device, spec.precision)
+        check_runtime(spec.engine, spec.device, spec.precision)  # before any export
         art = prepare(
             spec.model, spec.engine, spec.precision, weights=spec.weights,
             artifacts=Path(spec.artifacts), seed=spec.seed, int8=spec.int8,
         ).artifact  # fmt: skip
         eng = spec.make_engine()
-    check_runtime(engine, eng.device, art.precision)
     with eng:
         eng.load(art, BatchRange.fixed(1))
         rep = layer_report(eng)

@@ -29,6 +29,7 @@ from cnnbench.engines.layers import (
     trt_inspector_layers,
 )
 from cnnbench.errors import InvalidInputError
+from cnnbench.export import graph
 from cnnbench.export.onnx_macs import fused_outputs, node_macs
 from tests.engines.conftest import artifact
 
@@ -217,7 +218,7 @@ def test_a_users_file_gets_its_shape_and_precision_from_the_graph(
     assert (art.model, art.precision, art.input_shape, art.num_classes) == (
         "lenet5", "int8", (1, 32, 32), 10,
     )  # fmt: skip
-    assert graph_precision(lenet_files["fp32"]) == "fp32"
+    assert graph_precision(graph.load(lenet_files["fp32"])) == "fp32"
     with pytest.raises(InvalidInputError, match="ONNX file not found"):
         file_artifact(tmp_path / "missing.onnx")
 
