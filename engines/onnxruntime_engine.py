@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cnnbench.artifacts import cache_dir, ensure_dir
+from cnnbench.artifacts import cache_dir, ensure_dir, sha256_file
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import device_index
 from cnnbench.engines.layers import ExecutedLayer, ort_profile_layers
@@ -227,6 +227,11 @@ class OrtEngine(Engine):
         if provider != "TensorrtExecutionProvider":
             return {}
 
+        # ONNX Runtime's engine-cache id hashes the model's file name (every artifact is a
+        # model.onnx) and not its weights: one folder per file content, or a re-export with
+        # other weights would silently run the old engine.
+        assert art.onnx_path is not None
+        content = art.sha256 or sha256_file(art.onnx_path)
         dims = "x".join(str(d) for d in art.input_shape)
         shapes = {
             k: f"{art.input_name}:{n}x{dims}"
@@ -235,7 +240,7 @@ class OrtEngine(Engine):
         return {
             "device_id": device_index(self.device),
             "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(ensure_dir(cache_dir() / "ort_trt")),
+            "trt_engine_cache_path": str(ensure_dir(cache_dir() / "ort_trt" / content[:32])),
             "trt_fp16_enable": art.precision == Precision.FP16,
             "trt_int8_enable": art.precision == Precision.INT8,
             "trt_profile_min_shapes": shapes["min"],

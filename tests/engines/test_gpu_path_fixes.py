@@ -61,3 +61,28 @@ def test_the_torch_engine_turns_tf32_off_for_fp32_on_cuda(
         eng.load(artifact("lenet5", precision), BatchRange.fixed(1))
     assert (err.type is _Stop) == strict
     assert bool(calls) == strict
+
+
+def test_ort_tensorrt_ep_engine_cache_is_keyed_by_the_files_content(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bug 7: ONNX Runtime hashes the file *name* into its engine-cache id, and every artifact
+    # is a model.onnx: two files with other weights must never share a cache folder.
+    from cnnbench.batch import BatchRange
+    from cnnbench.engines.base import EngineOptions
+    from cnnbench.engines.onnxruntime_engine import OrtEngine
+    from tests.engines.conftest import artifact
+
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+    paths = []
+    for i, content in enumerate((b"weights-a", b"weights-b", b"weights-a")):
+        f = tmp_path / f"export{i}" / "model.onnx"
+        f.parent.mkdir()
+        f.write_bytes(content)
+        eng = OrtEngine(EngineOptions("cuda", None, {"providers": ["tensorrt"]}))
+        opts = eng._provider_options(
+            "TensorrtExecutionProvider", artifact("lenet5", "fp32", f), BatchRange.fixed(4)
+        )
+        paths.append(opts["trt_engine_cache_path"])
+    assert paths[0] != paths[1]  # other weights: another engine
+    assert paths[0] == paths[2]  # same bytes elsewhere: the same engine, reused
