@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from cnnbench.engines.cuda import CudaIds
 from cnnbench.values import mib
 
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -63,35 +64,97 @@ def host_rss_mb() -> float:
     return round(kb / 1024.0, 3)
 
 
+def nvml_handle(nv: Any, cuda_index: int, ids: CudaIds | None = None) -> tuple[Any, str]:
+    """The NVML handle of CUDA device ``cuda_index`` and how it was matched.
+
+    NVML numbers GPUs in PCI order and ignores ``CUDA_VISIBLE_DEVICES``; CUDA numbers the
+    visible GPUs, fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``. So the CUDA index is
+    matched by the device's UUID, else its PCI bus id (both from the CUDA runtime), else through
+    ``CUDA_VISIBLE_DEVICES``; the bare index is the last resort, and the row says so.
+    """
+    if ids is not None and ids.uuid:
+        uuid = ids.uuid if ids.uuid.startswith(("GPU-", "MIG-")) else f"GPU-{ids.uuid}"
+        with contextlib.suppress(Exception):
+            return nv.nvmlDeviceGetHandleByUUID(uuid), "uuid"
+    if ids is not None and ids.pci_bus_id:
+        with contextlib.suppress(Exception):
+            return nv.nvmlDeviceGetHandleByPciBusId(ids.pci_bus_id), "pci bus id"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        entries = [e.strip() for e in visible.split(",") if e.strip()]
+        if cuda_index < len(entries):
+            entry = entries[cuda_index]
+            if entry.isdigit():
+                return nv.nvmlDeviceGetHandleByIndex(int(entry)), "CUDA_VISIBLE_DEVICES"
+            return nv.nvmlDeviceGetHandleByUUID(entry), "CUDA_VISIBLE_DEVICES"
+    return nv.nvmlDeviceGetHandleByIndex(cuda_index), "index (assumes PCI order)"
+
+
 class NvmlSampler:
     """Samples NVML device memory in a background thread while the run is measured.
 
-    Use as a context manager; after exit, ``process_peak_mb`` is this process's peak used
-    device memory (None where NVML does not list our PID, as in many containers) and
-    ``device_used_peak_mb`` the whole device's peak used memory (other processes included).
-    Without ``nvidia-ml-py`` or a driver both stay None and ``error`` says why.
+    Call :meth:`baseline` before the engine loads, then use the sampler as a context manager
+    around the measurement. After exit:
+
+    - ``process_peak_mb``: this process's peak used device memory (None where NVML does not
+      list our PID, as in many containers);
+    - ``device_used_peak_mb``: the whole device's peak used memory (other processes included);
+    - ``device_used_increase_mb``: that peak minus the device's used memory at the baseline,
+      i.e. what loading and running added (the CUDA context included), whatever allocated it.
+
+    Without ``nvidia-ml-py`` or a driver all stay None and ``error`` says why.
     """
 
-    def __init__(self, device_index: int = 0, interval_s: float = 0.005) -> None:
+    def __init__(
+        self, device_index: int = 0, interval_s: float = 0.005, ids: CudaIds | None = None
+    ) -> None:
         self.index = device_index
         self.interval = interval_s
+        self.ids = ids
         self.process_peak_mb: float | None = None
         self.device_used_peak_mb: float | None = None
+        self.baseline_mb: float | None = None
+        self.match: str | None = None
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._nvml: Any = None
         self._handle: Any = None
 
-    def __enter__(self) -> NvmlSampler:
+    @property
+    def device_used_increase_mb(self) -> float | None:
+        if self.baseline_mb is None or self.device_used_peak_mb is None:
+            return None
+        return round(max(self.device_used_peak_mb - self.baseline_mb, 0.0), 3)
+
+    def _open(self) -> bool:
+        if self._nvml is not None:
+            return True
+        if self.error is not None:
+            return False
         try:
             import pynvml
 
             pynvml.nvmlInit()
             self._nvml = pynvml
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            self._handle, self.match = nvml_handle(pynvml, self.index, self.ids)
         except Exception as exc:  # ImportError, NVMLError_*: any means "no NVML figures"
             self.error = f"NVML unavailable: {type(exc).__name__}: {exc}".strip()
+            self._nvml = None
+            return False
+        return True
+
+    def baseline(self) -> NvmlSampler:
+        """Read the device's used memory now (before the engine loads)."""
+        if self._open():
+            try:
+                self.baseline_mb = mib(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
+            except Exception as exc:
+                self.error = f"NVML baseline failed: {exc}"
+        return self
+
+    def __enter__(self) -> NvmlSampler:
+        if not self._open():
             return self
         self._sample()
         self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
@@ -123,6 +186,7 @@ class NvmlSampler:
         if self._nvml is not None:
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
+            self._nvml = None
 
 
 def torch_cuda_reset_peak(device_index: int) -> None:
@@ -148,21 +212,44 @@ def torch_cuda_max_allocated_mb(device_index: int) -> float | None:
     return None
 
 
+#: the sources of ``device_mem_peak_mb``, best first (``device_mem_source`` names the one used)
+SOURCE_NVML_PROCESS = "NVML process peak (sampled)"
+SOURCE_NVML_INCREASE = "NVML device used, increase over the pre-load baseline"
+SOURCE_TORCH = "torch max_memory_allocated"
+
+
 def device_memory_fields(
-    sampler: NvmlSampler | None, torch_max_mb: float | None, engine_mem: dict[str, float]
+    sampler: NvmlSampler | None,
+    torch_max_mb: float | None,
+    engine_mem: dict[str, float],
+    *,
+    torch_allocates: bool = False,
 ) -> dict[str, Any]:
-    """Row fields for device memory, and ``device_mem_peak_mb`` with its source named."""
+    """Row fields for device memory, and ``device_mem_peak_mb`` with its source named.
+
+    The headline is NVML's figure for this process, else NVML's device-used increase over the
+    baseline taken before load. torch's ``max_memory_allocated`` stands in only for an engine
+    whose memory torch allocates (``torch_allocates``): for TensorRT or ONNX Runtime it sees
+    only the I/O buffers, so it is reported beside, never as, the cell's device memory.
+    """
     fields: dict[str, Any] = {f"engine_mem_{k}": v for k, v in engine_mem.items()}
     fields["gpu_nvml_process_peak_mb"] = sampler.process_peak_mb if sampler else None
     fields["gpu_nvml_device_used_peak_mb"] = sampler.device_used_peak_mb if sampler else None
+    fields["gpu_nvml_baseline_mb"] = sampler.baseline_mb if sampler else None
+    fields["gpu_nvml_device_used_increase_mb"] = (
+        sampler.device_used_increase_mb if sampler else None
+    )
+    fields["nvml_device_match"] = sampler.match if sampler else None
     fields["torch_cuda_max_allocated_mb"] = torch_max_mb
     if sampler and sampler.error:
         fields["nvml_note"] = sampler.error
-    for key, source in (
-        ("gpu_nvml_process_peak_mb", "NVML process peak (sampled)"),
-        ("torch_cuda_max_allocated_mb", "torch max_memory_allocated"),
-        ("gpu_nvml_device_used_peak_mb", "NVML device used peak (all processes)"),
-    ):
+    candidates = [
+        ("gpu_nvml_process_peak_mb", SOURCE_NVML_PROCESS),
+        ("gpu_nvml_device_used_increase_mb", SOURCE_NVML_INCREASE),
+    ]
+    if torch_allocates:
+        candidates.append(("torch_cuda_max_allocated_mb", SOURCE_TORCH))
+    for key, source in candidates:
         if fields[key] is not None:
             fields["device_mem_peak_mb"] = round(float(fields[key]), 3)
             fields["device_mem_source"] = source

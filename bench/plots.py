@@ -288,11 +288,25 @@ def _vs_batch(out: Path, series: Mapping[tuple[str, str, str, str], list[Row]], 
         if has_dev:
             panels.append(("device_mem_peak_mb", "Device memory peak (MB)"))
         title = "Memory vs. batch size"
-        caption = "Host: peak resident set size of the benchmark process. " + (
-            "Device: peak device memory reported for the cell."
-            if has_dev
-            else "No device-memory figures in these results (CPU only)."
+        sources = sorted(
+            {
+                str(r.get("device_mem_source"))
+                for rows in series.values()
+                for r in rows
+                if num(r.get("device_mem_peak_mb")) and r.get("device_mem_source")
+            }
         )
+        if not has_dev:
+            device_note = "No device-memory figures in these results (CPU only)."
+        elif len(sources) > 1:  # never side by side without saying so
+            device_note = (
+                "Device: figures from different sources, not directly comparable: "
+                + "; ".join(sources)
+                + " (the source of each is in device_mem_source)."
+            )
+        else:
+            device_note = f"Device: {sources[0] if sources else 'peak device memory'}."
+        caption = "Host: peak resident set size of the benchmark process. " + device_note
     fig, axes = plt.subplots(
         1, len(panels), figsize=(7 + 3.5 * (len(panels) - 1) + 3, 5.5), squeeze=False
     )

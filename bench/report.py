@@ -62,7 +62,7 @@ COMPARISON_COLUMNS = (
     "top1", "top5", "top1_source", "top1_detail",
     "latency_ms_p50_b1", "latency_ms_p99_b1",
     "best_throughput_ips", "best_batch",
-    "host_peak_rss_mb", "device_mem_peak_mb",
+    "host_peak_rss_mb", "device_mem_peak_mb", "device_mem_source",
     "speedup_latency_b1", "speedup_throughput", "efficiency",
     "cells", "errors", "first_error",
     "valid_b1", "valid_best", "invalid_rows", "invalid_reason",
@@ -187,6 +187,12 @@ def compare_rows(rows: list[Row], zoo: Mapping[str, ZooEntry] | None = None) -> 
                 "best_batch": int(best["batch"]) if best and num(best.get("batch")) else None,
                 "host_peak_rss_mb": _max(good, "host_peak_rss_mb"),
                 "device_mem_peak_mb": _max(good, "device_mem_peak_mb"),
+                # a figure is only as comparable as its source: NVML's, or torch's allocator
+                "device_mem_source": "; ".join(
+                    sorted(
+                        {str(r["device_mem_source"]) for r in good if r.get("device_mem_source")}
+                    )
+                ),
                 "efficiency": num(best.get("efficiency")) if best else None,
                 "cells": len(perf),
                 "errors": len(errors),

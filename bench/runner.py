@@ -34,7 +34,7 @@ from cnnbench.bench.timing import StopRule, warmup
 from cnnbench.bench.validity import CpuWindow, verdict
 from cnnbench.data.images import random_batches
 from cnnbench.engines.base import Engine, EngineOptions, unsupported
-from cnnbench.engines.cuda import device_index
+from cnnbench.engines.cuda import cuda_ids, device_index, use_device
 from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.models import get_spec
 from cnnbench.models.spec import ModelSpec, Preprocessing
@@ -217,14 +217,16 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
     dev_index = device_index(spec.device) if cuda else 0
     batches = BatchRange(1, spec.batch, spec.batch) if spec.scenario == "server" else None
     eng = spec.make_engine()
-    with eng:
+    # cuda:N: streams, events, graph captures and TensorRT contexts all land on device N
+    with use_device(spec.device), eng:
+        # the device's used memory before anything of the cell is on it
+        sampler = NvmlSampler(dev_index, ids=cuda_ids(dev_index)).baseline() if cuda else None
         t0 = time.perf_counter()
         eng.load(prep.artifact, batches or BatchRange.fixed(spec.batch))
         row["load_s"] = round(time.perf_counter() - t0, 3)
         row["host_rss_after_load_mb"] = host_rss_mb()
         if cuda:
             torch_cuda_reset_peak(dev_index)
-        sampler = NvmlSampler(dev_index) if cuda else None
         with sampler or contextlib.nullcontext(), CpuWindow() as window:
             if spec.scenario == "server":
                 row.update(_measure_server(eng, x, spec, cuda))
@@ -233,7 +235,12 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
         row.update(window.fields())
         if cuda:
             row.update(
-                device_memory_fields(sampler, torch_cuda_max_allocated_mb(dev_index), eng.memory())
+                device_memory_fields(
+                    sampler,
+                    torch_cuda_max_allocated_mb(dev_index),
+                    eng.memory(),
+                    torch_allocates=eng.allocates_with_torch,
+                )
             )
         else:
             row.update({f"engine_mem_{k}": v for k, v in eng.memory().items()})

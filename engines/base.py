@@ -105,6 +105,9 @@ class Engine(abc.ABC):
     extra: ClassVar[str | None] = None
     #: the engine-specific options EngineOptions.extra may hold, typed
     option_schema: ClassVar[tuple[Option, ...]] = ()
+    #: whether torch's caching allocator holds all of the engine's device memory (the torch
+    #: engine), so ``torch.cuda.max_memory_allocated`` may stand for it when NVML cannot
+    allocates_with_torch: ClassVar[bool] = False
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         options = options or EngineOptions()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,42 @@ def gpu_identity(index: int) -> GpuIdentity:
 
     props = torch.cuda.get_device_properties(index)
     return GpuIdentity(props.name, f"{props.major}.{props.minor}")
+
+
+@dataclass(frozen=True)
+class CudaIds:
+    """How NVML can find a CUDA device: its UUID and PCI bus id, as the CUDA runtime sees it."""
+
+    uuid: str | None
+    pci_bus_id: str | None  # "00000000:3B:00.0", NVML's form
+
+
+def cuda_ids(index: int) -> CudaIds | None:
+    """The UUID and PCI bus id of CUDA device ``index`` (via torch), or None without CUDA."""
+    if not cuda_available():
+        return None
+    import torch
+
+    props = torch.cuda.get_device_properties(index)
+    uuid = getattr(props, "uuid", None)
+    bus = getattr(props, "pci_bus_id", None)
+    pci = None
+    if bus is not None:
+        domain = int(getattr(props, "pci_domain_id", 0))
+        dev = int(getattr(props, "pci_device_id", 0))
+        pci = f"{domain:08X}:{int(bus):02X}:{dev:02X}.0"
+    return CudaIds(str(uuid) if uuid is not None else None, pci)
+
+
+def use_device(device: str) -> Any:
+    """A context manager making CUDA device ``device`` (cuda:N) current, so that streams,
+    events, graph captures, synchronize and TensorRT contexts made inside land on it; a null
+    context on the CPU or without CUDA."""
+    if not device.startswith("cuda") or not cuda_available():
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.cuda.device(device_index(device))
 
 
 def strict_fp32(torch_module: Any) -> tuple[bool, bool]:

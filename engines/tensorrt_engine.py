@@ -100,6 +100,10 @@ class TensorRTEngine(Engine):
 
         self._accept(artifact, batches)
         _, index = require_trt(self.device)
+        # TensorRT's runtime, engine and contexts live on the current CUDA device: for cuda:N
+        # that must be N before anything is made, and stay N while it runs (one engine per
+        # process, so this is set for the process)
+        torch.cuda.set_device(index)
         if artifact.onnx_path is None:
             raise InvalidInputError(
                 f"tensorrt needs the {artifact.precision} ONNX file of {artifact.model}; "

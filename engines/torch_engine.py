@@ -47,6 +47,7 @@ class TorchEngine(Engine):
     precisions: ClassVar[tuple[Precision, ...]] = (Precision.FP32, Precision.FP16, Precision.BF16)
     loads_onnx: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    allocates_with_torch: ClassVar[bool] = True
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         super().__init__(options)
@@ -184,7 +185,8 @@ class TorchEngine(Engine):
                 self._model(staged)
         torch.cuda.current_stream(self._index).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # the capture stream is made on the current device: make it ours (cuda:N)
+        with torch.cuda.device(self._index), torch.cuda.graph(graph):
             out = self._model(staged)
         self._graphs[n] = (graph, out)
         return graph, out

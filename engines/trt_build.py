@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.artifacts import atomic_write_bytes, require_file, sha256_file
 from cnnbench.batch import BatchRange
-from cnnbench.engines.cuda import gpu_identity, require_cuda
+from cnnbench.engines.cuda import gpu_identity, require_cuda, use_device
 from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
 from cnnbench.export.graph import real_inputs
@@ -233,7 +233,8 @@ def ensure_engine(
             size=onnx_path.stat().st_size,
         ),
     )
-    with steps.step("build"):
+    # the builder builds for the current CUDA device: cuda:N's
+    with steps.step("build"), use_device(device):
         plan = build_plan(onnx_path, options, timing)
     seconds = steps.timings["build"]
     info = {

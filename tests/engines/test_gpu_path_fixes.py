@@ -3,6 +3,7 @@ these test our logic, never that the GPU path works (``pytest -m gpu`` / ``-m tr
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -86,3 +87,52 @@ def test_ort_tensorrt_ep_engine_cache_is_keyed_by_the_files_content(
         paths.append(opts["trt_engine_cache_path"])
     assert paths[0] != paths[1]  # other weights: another engine
     assert paths[0] == paths[2]  # same bytes elsewhere: the same engine, reused
+
+
+def test_use_device_makes_cuda_n_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bug 4: nothing selected cuda:N, so work landed on device 0
+    import cnnbench.engines.cuda as cu
+
+    torch = pytest.importorskip("torch")
+    made = []
+    monkeypatch.setattr(cu, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device", lambda i: made.append(i) or contextlib.nullcontext())
+    with cu.use_device("cuda:3"):
+        pass
+    with cu.use_device("cuda"):
+        pass
+    with cu.use_device("cpu"):
+        pass
+    assert made == [3, 0]
+
+
+def test_a_cell_on_cuda_n_runs_under_device_n(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # bug 4 and 5 together: the whole cell (load, measurement, close) runs with cuda:N
+    # current, and NVML is asked for that device (here the null engine, which touches no GPU)
+    import cnnbench.bench.runner as runner
+    from cnnbench.bench.timing import StopRule
+
+    entered: list[str] = []
+    sampled: list[int] = []
+
+    @contextlib.contextmanager
+    def record(device: str) -> Any:
+        entered.append(device)
+        yield
+
+    class Sampler(runner.NvmlSampler):
+        def baseline(self) -> Any:
+            sampled.append(self.index)
+            return super().baseline()
+
+    monkeypatch.setattr(runner, "use_device", record)
+    monkeypatch.setattr(runner, "NvmlSampler", Sampler)
+    stop = StopRule(warmup_count=1, warmup_time=0, min_count=3, min_time=0, max_time=1)
+    spec = runner.RunSpec(
+        "lenet5", "null", device="cuda:1", stop=stop, artifacts=str(tmp_path), scenario="offline"
+    )
+    row = runner.run_cell(spec)
+    assert row["error"] is None
+    assert entered == ["cuda:1"] and sampled == [1]
