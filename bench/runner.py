@@ -14,6 +14,7 @@ from typing import Any
 
 from cnnbench import engines
 from cnnbench.batch import BatchRange
+from cnnbench.bench.energy import EnergyMeter
 from cnnbench.bench.environment import env_fields
 from cnnbench.bench.layers import row_fields as layer_fields
 from cnnbench.bench.memory import (
@@ -220,7 +221,8 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
     # cuda:N: streams, events, graph captures and TensorRT contexts all land on device N
     with use_device(spec.device), eng:
         # the device's used memory before anything of the cell is on it
-        sampler = NvmlSampler(dev_index, ids=cuda_ids(dev_index)).baseline() if cuda else None
+        ids = cuda_ids(dev_index) if cuda else None
+        sampler = NvmlSampler(dev_index, ids=ids).baseline() if cuda else None
         t0 = time.perf_counter()
         eng.load(prep.artifact, batches or BatchRange.fixed(spec.batch))
         row["load_s"] = round(time.perf_counter() - t0, 3)
@@ -230,8 +232,10 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
         with sampler or contextlib.nullcontext(), CpuWindow() as window:
             if spec.scenario == "server":
                 row.update(_measure_server(eng, x, spec, cuda))
+                row["energy_note"] = "energy is measured in the fixed-load scenarios only"
             else:
-                row.update(run_fixed(eng, x, spec.scenario, spec.stop))
+                energy = EnergyMeter(spec.device, cuda_index=dev_index, ids=ids)
+                row.update(run_fixed(eng, x, spec.scenario, spec.stop, energy))
         row.update(window.fields())
         if cuda:
             row.update(

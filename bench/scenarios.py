@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.bench.energy import EnergyMeter
 from cnnbench.bench.results import THROUGHPUT_DEFINITION
 from cnnbench.bench.samples import SAMPLES_KEY
 from cnnbench.bench.stats import CI_LEVEL, CI_METHOD, PERCENTILE_METHOD, summarize
@@ -112,19 +113,26 @@ def timing_fields(timing: Timing, batch: int) -> dict[str, Any]:
 
 
 def run_fixed(
-    engine: Any, batch_array: np.ndarray, scenario: str, rule: StopRule
+    engine: Any,
+    batch_array: np.ndarray,
+    scenario: str,
+    rule: StopRule,
+    energy: EnergyMeter | None = None,
 ) -> dict[str, Any]:
-    """Measure single-stream, multi-stream or offline; returns row fields."""
+    """Measure single-stream, multi-stream or offline; returns row fields (with the energy
+    over the measured window, per image, when ``energy`` is given)."""
     batch = int(batch_array.shape[0])
     check_batch(scenario, batch)
     if str(engine.device).startswith("cuda"):
-        timing = measure_cuda(engine, batch_array, rule)
+        timing = measure_cuda(engine, batch_array, rule, energy)
         fields = timing_fields(timing, batch)
         fields["device_timing_method"] = device_timing_method(engine)
     else:
         # CPU engines finish their work inside infer(); synchronize() is a no-op there.
-        timing = measure(engine.infer, batch_array, rule)
+        timing = measure(engine.infer, batch_array, rule, energy)
         fields = timing_fields(timing, batch)
+    if energy is not None:
+        fields.update(energy.fields(batch * timing.count))
     head = SCENARIOS[scenario].headline
     fields.update(headline_metric=head, headline_value=fields.get(head))
     return fields

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -143,13 +143,26 @@ def _loop(body: Callable[[], int], rule: StopRule) -> tuple[list[int], int, str]
                 next_ci = int(len(samples) * 1.25) + 1
 
 
-def measure(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> Timing:
+class Window(Protocol):
+    """Told when the measured window (after warm-up) opens and closes, e.g. an energy meter."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def measure(
+    call: Callable[[Any], Any], arg: Any, rule: StopRule, window: Window | None = None
+) -> Timing:
     """Time ``call(arg)`` on the host clock; ``call`` must return only when its work is done.
 
     The samples are the individual call times; ``wall_ns`` spans the whole measured window
-    (first call start to last check), so throughput = batch x count / wall.
+    (first call start to last check), so throughput = batch x count / wall. ``window`` is
+    started just before the window opens and stopped just after it closes.
     """
     warm_n, warm_ns = warmup(call, arg, rule)
+    if window is not None:
+        window.start()
     clock = time.perf_counter_ns
     # Inline loop (not _loop): two clock reads, an append and, until min_time has passed, one
     # comparison per call (min_time <= max_time, so max_time needs no check before that).
@@ -184,10 +197,14 @@ def measure(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> Timing:
                     break
                 next_ci = int(len(samples) * 1.25) + 1
     wall = clock() - start
+    if window is not None:
+        window.stop()
     return Timing(np.asarray(samples, dtype=np.int64), wall, warm_n, warm_ns, reason)
 
 
-def measure_cuda(engine: Any, batch: np.ndarray, rule: StopRule) -> Timing:
+def measure_cuda(
+    engine: Any, batch: np.ndarray, rule: StopRule, window: Window | None = None
+) -> Timing:
     """End-to-end host time and device-only CUDA-event time per query on a GPU engine.
 
     Events are recorded on the engine's ``stream`` (the torch engine's current stream,
@@ -244,7 +261,11 @@ def measure_cuda(engine: Any, batch: np.ndarray, rule: StopRule) -> Timing:
             sync()
             return clock() - t0
 
+    if window is not None:
+        window.start()
     samples, wall, reason = _loop(body, rule)
+    if window is not None:
+        window.stop()
     return Timing(
         np.asarray(samples, dtype=np.int64),
         wall,

@@ -136,3 +136,13 @@ def test_a_cell_on_cuda_n_runs_under_device_n(
     row = runner.run_cell(spec)
     assert row["error"] is None
     assert entered == ["cuda:1"] and sampled == [1]
+
+
+def test_tensorrt_lists_only_precisions_that_have_a_file() -> None:
+    # bug 8: TensorRT listed bf16, which no export path writes, so `-p bf16` could only fail;
+    # strongly typed, it runs exactly the precisions the ONNX files carry
+    from cnnbench.engines.tensorrt_engine import TensorRTEngine
+    from cnnbench.precision import Precision
+
+    assert Precision.BF16 not in TensorRTEngine.precisions
+    assert TensorRTEngine.precisions and all(p.has_onnx for p in TensorRTEngine.precisions)
