@@ -218,9 +218,15 @@ def run_sweep(cfg: SweepConfig, out: Path, *, resume: bool = False) -> list[dict
 
 
 def run_cells(
-    specs: list[RunSpec], runner: CellRunner, *, out: Path | None, label: str = "sweep"
+    specs: list[RunSpec],
+    runner: CellRunner,
+    *,
+    out: Path | None,
+    label: str = "sweep",
+    extra_fields: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``specs`` in order with ``runner``; each row is appended to ``out`` as it finishes.
+    """Run ``specs`` in order with ``runner``; each row (with ``extra_fields`` added) is
+    appended to ``out`` as it finishes.
 
     ``cnnbench run`` and ``cnnbench sweep`` both measure through here: only the cells and
     whether each gets its own process differ. Ctrl-C keeps every finished row.
@@ -231,6 +237,7 @@ def run_cells(
         for spec in track(specs, total=len(specs), description=label):
             note(f"{label}: {spec.key()} ...")
             row = runner(spec)
+            row.update(extra_fields or {})
             if out is not None and failed_write is None:
                 try:
                     samples.store(out, row)  # first the samples, then the row pointing to them

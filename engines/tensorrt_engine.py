@@ -161,6 +161,11 @@ class TensorRTEngine(Engine):
         self._stream = torch.cuda.Stream(dev)
         self._index = index
         context = engine.create_execution_context()
+        if context is None:  # None, not an exception, when its device memory cannot be had
+            raise ArtifactError(
+                f"TensorRT could not create an execution context for batch {batches.max} "
+                "(out of memory, or see its log above)"
+            )
         for name, buf in ((self._in_name, self._in), (self._out_name, self._out)):
             if not context.set_tensor_address(name, buf.data_ptr()):  # False, never an exception
                 raise ArtifactError(f"TensorRT refused the address of I/O tensor {name!r}")

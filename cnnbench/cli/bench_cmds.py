@@ -7,6 +7,7 @@ cell in a fresh process, after its preparation; ``--in-process`` measures in thi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from cnnbench.batch import BatchRange
 from cnnbench.bench.layers import SOURCES, file_artifact
 from cnnbench.bench.layers import report as layer_report
 from cnnbench.bench.layers import summary_text as layers_summary_text
+from cnnbench.bench.max_batch import find_max_batch
 from cnnbench.bench.prepare import prepare
 from cnnbench.bench.results import THROUGHPUT_DEFINITION, check_output, columns_for
-from cnnbench.bench.runner import check_runtime
+from cnnbench.bench.runner import RunSpec, check_runtime
 from cnnbench.bench.stats import CI_METHOD, PERCENTILE_METHOD
 from cnnbench.bench.sweep import CellRunner, load_config, pending_cells, run_cells, run_sweep
 from cnnbench.bench.sweep_config import SweepConfig
+from cnnbench.bench.timing import StopRule
 from cnnbench.cli.app import (
     PrecisionType,
     cli,
@@ -49,6 +52,7 @@ from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteErr
 from cnnbench.export.calibration import calibration_set
 from cnnbench.models import check_weights, get_spec, list_models
 from cnnbench.precision import Int8Recipe, Precision
+from cnnbench.progress import note, warn
 
 TABLE_COLUMNS = (
     "model", "engine", "precision", "device", "batch", "scenario", "latency_ms_p50",
@@ -211,6 +215,19 @@ def _print_rows(
     show_default=True,
     help="Measure each cell N times, each in its own process: compare then sees run-to-run noise.",
 )
+@click.option(
+    "--find-max-batch",
+    is_flag=True,
+    help="On a GPU: find the largest batch that fits (doubling, then a binary search that "
+    "catches out-of-memory), then measure it; --batch is the search's start.",
+)
+@click.option(
+    "--max-batch-limit",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="The largest batch --find-max-batch tries.",
+)
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
 @seed_option
 @format_option()
@@ -259,7 +276,10 @@ def run(**o: Any) -> None:  # fmt: skip
     runner = CellRunner(isolated=not o["in_process"], timeout_s=cfg.timeout_s)
     out = Path(o["out"]) if o["out"] else None
     try:
-        rows = run_cells(specs, runner, out=out, label="run")
+        if o["find_max_batch"]:
+            rows = _max_batch_rows(specs, runner, out, o["max_batch_limit"])
+        else:
+            rows = run_cells(specs, runner, out=out, label="run")
     except ResultsWriteError as exc:  # measured but not written: print the rows all the same
         _print_rows(exc.rows, o["fmt"], "cnnbench run (not written)", o["columns"])
         raise
@@ -269,6 +289,45 @@ def run(**o: Any) -> None:  # fmt: skip
     failed = [r for r in rows if r.get("error")]
     if failed:
         raise CheckFailedError(f"{len(failed)} of {len(rows)} cell(s) failed: {failed[0]['error']}")
+
+
+#: a search trial only has to show that the batch runs: a short window, no CI target
+_TRIAL_STOP = StopRule(
+    warmup_count=2, warmup_time=0.0, min_count=5, min_time=0.2, max_time=5.0, ci_target=None
+)
+
+
+def _max_batch_rows(
+    specs: list[RunSpec], runner: CellRunner, out: Path | None, limit: int
+) -> list[dict[str, Any]]:
+    """For each (model, engine, precision, options) of ``specs``: search the largest batch that
+    fits on the GPU with short trials, then measure that batch with the full stop rule; the
+    row carries the search (max_batch, max_batch_first_oom, max_batch_trials)."""
+    groups: dict[tuple[str, ...], RunSpec] = {}
+    for s in specs:
+        if not s.device.startswith("cuda"):
+            raise InvalidInputError(
+                "--find-max-batch searches GPU memory: give --device cuda or cuda:N"
+            )
+        if s.scenario == "server":
+            raise InvalidInputError("--find-max-batch needs a fixed-load scenario, not server")
+        groups.setdefault((s.model, s.engine, s.precision, s.variant()), s)
+    rows: list[dict[str, Any]] = []
+    for template in groups.values():
+        note(f"max batch: {template.model} on {template.engine} {template.precision}")
+
+        def trial(b: int, t: RunSpec = template) -> dict[str, Any]:
+            return runner(replace(t, batch=b, stop=_TRIAL_STOP, repeat=0))
+
+        found = find_max_batch(trial, start=template.batch, limit=limit)
+        assert found.best is not None
+        if found.hit_limit:
+            warn(f"max batch: {found.best} (the --max-batch-limit) still fits; raise the limit")
+        rows += run_cells(
+            [replace(template, batch=found.best)], runner, out=out, label="run",
+            extra_fields=found.fields(),
+        )  # fmt: skip
+    return rows
 
 
 @cli.command()
