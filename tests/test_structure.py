@@ -148,3 +148,13 @@ def test_help_imports_no_runtime(args: list[str]) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_gpu_run_skips_modules_whose_imports_are_missing_there() -> None:
+    from tests.conftest import device_run, missing_module
+
+    assert device_run("gpu") and device_run("trt") and device_run("slow or gpu")
+    assert not device_run("not slow") and not device_run("") and not device_run("not gpu")
+    text = "E   ModuleNotFoundError: No module named 'openvino'\n"
+    assert missing_module(text) == "openvino"
+    assert missing_module("E   AssertionError") is None
