@@ -262,9 +262,12 @@ class TensorRTEngine(Engine):
     def close(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()
+        # drop every reference to device memory, so empty_cache can hand it back
         self._context = None
         self._engine = None
+        self._runtime = None
         self._stream = None
+        self._in = self._out = None  # type: ignore[assignment]
         if cuda_available():
             import torch
 

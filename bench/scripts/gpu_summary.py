@@ -9,6 +9,7 @@ peak; CUDA-graph vs eager latency at batch 1; NVML vs torch device memory per ce
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from cnnbench.values import num
 
 #: dense FP16 tensor-core peaks in TFLOPS, NVIDIA datasheets (SXM parts)
 DENSE_FP16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
+
+
+def _v(row: dict, key: str) -> float:
+    """A number from the row, NaN where blank (so a missing figure prints as nan)."""
+    x = num(row.get(key))
+    return float(x) if x is not None else math.nan
 
 
 def _gpu(row: dict) -> str:
@@ -44,7 +51,7 @@ def main(argv: list[str]) -> int:
     ]
     if r50:
         best = max(r50, key=lambda r: num(r.get("throughput_ips")) or 0)
-        ips, macs = num(best["throughput_ips"]), num(best["macs"])
+        ips, macs = _v(best, "throughput_ips"), _v(best, "macs")
         gpu = _gpu(best)
         tflops = 2 * macs * ips / 1e12
         peak = next((v for k, v in DENSE_FP16_TFLOPS.items() if k in gpu), None)
@@ -54,9 +61,10 @@ def main(argv: list[str]) -> int:
             else f"no datasheet peak known for {gpu!r}"
         )
         eff = num(best.get("efficiency"))
+        peak_tflops = _v(best, "peak_gmacs_per_s") * 2 / 1e3
         print(
             f"resnet50 fp16 best: batch {best['batch']}, {ips:,.0f} img/s, {tflops:.1f} TFLOPS = {share}; "
-            f"{100 * eff:.1f}% of the measured matmul peak ({num(best.get('peak_gmacs_per_s')) * 2 / 1e3:.0f} TFLOPS)"
+            f"{100 * eff:.1f}% of the measured matmul peak ({peak_tflops:.0f} TFLOPS)"
             if eff
             else f"resnet50 fp16 best: batch {best['batch']}, {ips:,.0f} img/s, {tflops:.1f} TFLOPS = {share}"
         )
@@ -72,9 +80,9 @@ def main(argv: list[str]) -> int:
             if eager and graphs:
                 e, g = eager[0], graphs[0]
                 print(
-                    f"{model} {prec} b1: eager p50 {num(e['latency_ms_p50']):.3f} ms, CUDA graphs "
-                    f"{num(g['latency_ms_p50']):.3f} ms (eager/graphs {num(e['latency_ms_p50']) / num(g['latency_ms_p50']):.2f}x; "
-                    f"device-only {num(e.get('device_latency_ms_p50')) or 0:.3f} vs {num(g.get('device_latency_ms_p50')) or 0:.3f} ms)"
+                    f"{model} {prec} b1: eager p50 {_v(e, 'latency_ms_p50'):.3f} ms, CUDA graphs "
+                    f"{_v(g, 'latency_ms_p50'):.3f} ms (eager/graphs {_v(e, 'latency_ms_p50') / _v(g, 'latency_ms_p50'):.2f}x; "
+                    f"device-only {_v(e, 'device_latency_ms_p50'):.3f} vs {_v(g, 'device_latency_ms_p50'):.3f} ms)"
                 )
     print("device memory (MB): headline [source] vs torch max_memory_allocated")
     for r in rows:

@@ -103,10 +103,11 @@ def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> obje
 @click.option(
     "--batch",
     "batches",
-    default="1:8:32",
+    default="1",
     show_default=True,
     callback=_batch_range,
-    help="Optimisation profile: N or MIN:OPT:MAX.",
+    help="Optimisation profile: N (fixed, the profile `run -e trt -b N` uses, so run reuses "
+    "the engine) or MIN:OPT:MAX (`run -s server -b N` uses 1:N:N).",
 )
 @click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit, MB.")
 @click.option(

@@ -146,3 +146,27 @@ def test_tensorrt_lists_only_precisions_that_have_a_file() -> None:
 
     assert Precision.BF16 not in TensorRTEngine.precisions
     assert TensorRTEngine.precisions and all(p.has_onnx for p in TensorRTEngine.precisions)
+
+
+def test_build_default_profile_is_the_one_run_uses() -> None:
+    # minor: build's default 1:8:32 never matched run's fixed profile, so run rebuilt
+    from cnnbench.batch import BatchRange
+    from cnnbench.cli.engine_cmds import build_cmd
+    from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, cache_key
+
+    (opt,) = [p for p in build_cmd.params if p.name == "batches"]
+    target = BuildTarget("0" * 64, "10.13.0", "NVIDIA H200", "9.0", "input", (3, 224, 224))
+    built = BuildOptions("fp16", BatchRange.parse(str(opt.default)))
+    run_b1 = BuildOptions("fp16", BatchRange.fixed(1))  # what run_cell loads for -b 1
+    assert cache_key(target, built) == cache_key(target, run_b1)
+
+
+def test_tensorrt_close_drops_every_device_buffer() -> None:
+    # minor: close() kept the I/O buffers (and the runtime) alive
+    from cnnbench.engines.tensorrt_engine import TensorRTEngine
+
+    eng = TensorRTEngine()
+    for name in ("_context", "_engine", "_runtime", "_in", "_out"):
+        setattr(eng, name, object())
+    eng.close()
+    assert all(getattr(eng, n) is None for n in ("_context", "_engine", "_runtime", "_in", "_out"))
