@@ -265,7 +265,7 @@ class TensorRTEngine(Engine):
         # drop every reference to device memory, so empty_cache can hand it back
         self._context = None
         self._engine = None
-        self._runtime = None
+        self._runtime = None  # type: ignore[assignment]
         self._stream = None
         self._in = self._out = None  # type: ignore[assignment]
         if cuda_available():

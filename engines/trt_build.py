@@ -16,12 +16,12 @@ from cnnbench.artifacts import atomic_write_bytes, require_file, sha256_file
 from cnnbench.batch import BatchRange
 from cnnbench.engines.cuda import gpu_identity, require_cuda, use_device
 from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
-from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError
+from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.export.graph import real_inputs
 from cnnbench.progress import StepHistory, Steps, note, warn
 
 if TYPE_CHECKING:
-    import tensorrt as trt
+    pass
 
 TRT_HINT = "pip install 'cnnbench[trt]' on a machine with an NVIDIA GPU"
 Shape = tuple[int, ...]
@@ -88,39 +88,85 @@ def network_flags(trt_module: Any) -> int:
     return 1 << int(trt_module.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
+def _polygraphy() -> Any:
+    """Polygraphy's TensorRT backend (the ``trt`` extra), or a one-line error."""
+    try:
+        import polygraphy.backend.trt as pg_trt
+        from polygraphy.logger import G_LOGGER
+    except ImportError:
+        raise RuntimeUnavailableError(f"Polygraphy is not installed; {TRT_HINT}") from None
+    G_LOGGER.module_severity = G_LOGGER.WARNING  # our own lines say what is being built
+    return pg_trt
+
+
 def build_plan(onnx_path: Path, options: BuildOptions, timing_cache: Path | None) -> bytes:
-    """Parse ``onnx_path`` and build a serialized engine; keep the timing cache up to date."""
+    """Parse ``onnx_path`` and build a serialized engine with Polygraphy's TensorRT loaders;
+    keep the timing cache up to date (written atomically, by us).
+
+    The network is strongly typed (on TensorRT 11 it always is, and the flag is not passed).
+    TF32 is off (Polygraphy clears TensorRT's default-on flag when ``tf32=False``): FP32 layers
+    compute in FP32. A timing cache that Polygraphy cannot load is removed with a warning and
+    the build starts from an empty one; a corrupt cache only ever costs build time.
+    """
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        first = str(parser.get_error(0)) if parser.num_errors else "unknown error"
-        raise ArtifactError(f"TensorRT cannot parse {onnx_path}: {' '.join(first.split())}")
-    config = builder.create_builder_config()
-    if options.workspace_mb is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
-    if options.opt_level is not None:
-        config.builder_optimization_level = options.opt_level
-    # the inspector reports each layer's formats, tactic and ONNX nodes only at DETAILED
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    pg = _polygraphy()
+    exceptions = _polygraphy_errors()
+    strongly = network_flags(trt) != 0  # False on 11: strongly typed without the flag
+    try:
+        builder, network, parser = pg.NetworkFromOnnxPath(str(onnx_path), strongly_typed=strongly)()
+    except exceptions as exc:
+        raise ArtifactError(f"TensorRT cannot parse {onnx_path}: {first_line(exc)}") from None
     tensor = network.get_input(0)
     lo, opt, hi = profile_shapes(options.batches, tuple(tensor.shape[:]))  # -1: dynamic
-    profile = builder.create_optimization_profile()
-    profile.set_shape(tensor.name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
-    config.add_optimization_profile(profile)
-    _attach_timing_cache(config, timing_cache)
+    pools = None
+    if options.workspace_mb is not None:
+        pools = {trt.MemoryPoolType.WORKSPACE: options.workspace_mb << 20}
     monitor = progress_monitor(trt, f"build {onnx_path.parent.name}/{onnx_path.name}")
-    if monitor is not None:
-        config.progress_monitor = monitor
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
+
+    def make_config(cache: Path | None) -> Any:
+        return pg.CreateConfig(
+            tf32=False,
+            profiles=[pg.Profile().add(tensor.name, min=lo, opt=opt, max=hi)],
+            memory_pool_limits=pools,
+            builder_optimization_level=options.opt_level,
+            # the inspector reports each layer's formats, tactic and ONNX nodes only at DETAILED
+            profiling_verbosity=trt.ProfilingVerbosity.DETAILED,
+            load_timing_cache=str(cache) if cache is not None and cache.is_file() else None,
+            progress_monitor=monitor,
+        )(builder, network)
+
+    try:
+        config = make_config(timing_cache)
+    except Exception as exc:  # an unreadable timing cache: drop it, build without
+        if timing_cache is None or not timing_cache.is_file():
+            raise ArtifactError(f"TensorRT builder config failed: {first_line(exc)}") from None
+        warn(f"TensorRT timing cache {timing_cache} is unreadable ({first_line(exc)}); removed")
+        timing_cache.unlink(missing_ok=True)
+        try:
+            config = make_config(None)
+        except Exception as again:
+            raise ArtifactError(f"TensorRT builder config failed: {first_line(again)}") from None
+    try:
+        plan = pg.EngineBytesFromNetwork((builder, network), config=config)()
+    except exceptions as exc:
+        raise ArtifactError(f"TensorRT failed to build {onnx_path}: {first_line(exc)}") from None
+    del parser  # kept alive until the build is done: the network refers to its weights
+    if not plan:
         raise ArtifactError(f"TensorRT failed to build {onnx_path}; see its log above")
     if timing_cache is not None:
+        # replaces a file Polygraphy could not read (it then started from an empty cache)
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(plan)
+
+
+def _polygraphy_errors() -> tuple[type[BaseException], ...]:
+    """What Polygraphy raises on a failed parse or build (its loggers' critical errors)."""
+    try:
+        from polygraphy.exception import PolygraphyException
+    except ImportError:  # pragma: no cover - _polygraphy() has failed first
+        return (RuntimeError,)
+    return (PolygraphyException, RuntimeError)
 
 
 def progress_monitor(trt_module: Any, label: str, every_s: float = 10.0) -> Any | None:
@@ -159,18 +205,6 @@ def progress_monitor(trt_module: Any, label: str, every_s: float = 10.0) -> Any 
             self.phases.pop(phase_name, None)
 
     return _Monitor()
-
-
-def _attach_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
-    old = b""
-    if path is not None and path.is_file():
-        old = path.read_bytes()
-    try:
-        cache = config.create_timing_cache(old)
-    except Exception:  # a corrupt timing cache only costs build time: start a fresh one
-        warn(f"TensorRT timing cache {path} is unreadable; starting a new one")
-        cache = config.create_timing_cache(b"")
-    config.set_timing_cache(cache, False)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ these test our logic, never that the GPU path works (``pytest -m gpu`` / ``-m tr
 from __future__ import annotations
 
 import contextlib
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -170,3 +172,113 @@ def test_tensorrt_close_drops_every_device_buffer() -> None:
         setattr(eng, name, object())
     eng.close()
     assert all(getattr(eng, n) is None for n in ("_context", "_engine", "_runtime", "_in", "_out"))
+
+
+# --- the TensorRT build on Polygraphy's loaders: the calls we make, checked on fakes ----------
+
+
+class _PgFake:
+    """Polygraphy's TensorRT loaders as build_plan calls them, recording what it asks for."""
+
+    def __init__(self) -> None:
+        self.network_kw: dict[str, Any] = {}
+        self.configs: list[dict[str, Any]] = []
+        self.built = 0
+        tensor = SimpleNamespace(name="input", shape=(-1, 3, 32, 32))
+        self.network = SimpleNamespace(get_input=lambda i: tensor)
+
+    def NetworkFromOnnxPath(self, path: str, **kw: Any) -> Any:  # noqa: N802 - Polygraphy's names
+        self.network_kw = {"path": path, **kw}
+        return lambda: ("builder", self.network, "parser")
+
+    def Profile(self) -> Any:  # noqa: N802
+        shapes: dict[str, Any] = {}
+
+        class P:
+            def add(self, name: str, min: Any, opt: Any, max: Any) -> Any:  # noqa: A002
+                shapes[name] = (min, opt, max)
+                return shapes
+
+        return P()
+
+    def CreateConfig(self, **kw: Any) -> Any:  # noqa: N802
+        self.configs.append(kw)
+
+        def make(builder: Any, network: Any) -> Any:
+            cache = kw.get("load_timing_cache")
+            if cache is not None and Path(cache).read_bytes() == b"corrupt":
+                raise RuntimeError("timing cache deserialization failed")
+            serialized = SimpleNamespace(serialize=lambda: b"fresh-cache")
+            return SimpleNamespace(get_timing_cache=lambda: serialized)
+
+        return make
+
+    def EngineBytesFromNetwork(self, network: Any, config: Any) -> Any:  # noqa: N802
+        self.built += 1
+        return lambda: b"plan"
+
+
+def _fake_trt(version: str) -> Any:
+    return SimpleNamespace(
+        __version__=version,
+        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1),
+        MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
+        ProfilingVerbosity=SimpleNamespace(DETAILED="DETAILED"),
+    )
+
+
+@pytest.mark.parametrize(("version", "strongly"), [("10.13.0", True), ("11.0.0", False)])
+def test_trt_build_clears_tf32_and_is_strongly_typed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str, strongly: bool
+) -> None:
+    # bug 1, TensorRT side: BuilderFlag.TF32 is on by default; Polygraphy clears it for tf32=False
+    import cnnbench.engines.trt_build as tb
+    from cnnbench.batch import BatchRange
+    from cnnbench.engines.trt_cache import BuildOptions
+
+    pg = _PgFake()
+    monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt(version))
+    monkeypatch.setattr(tb, "_polygraphy", lambda: pg)
+    plan = tb.build_plan(
+        tmp_path / "model.onnx", BuildOptions("fp32", BatchRange(1, 4, 8), 256, 3), None
+    )
+    assert plan == b"plan" and pg.built == 1
+    (cfg,) = pg.configs
+    assert cfg["tf32"] is False
+    assert pg.network_kw["strongly_typed"] is strongly  # on 11 the flag is gone: always strong
+    assert cfg["profiles"] == [{"input": ((1, 3, 32, 32), (4, 3, 32, 32), (8, 3, 32, 32))}]
+    assert cfg["memory_pool_limits"] == {"WORKSPACE": 256 << 20}
+    assert cfg["builder_optimization_level"] == 3
+    assert cfg["profiling_verbosity"] == "DETAILED"
+
+
+def test_a_corrupt_timing_cache_is_replaced_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # bug 3: a corrupt cache made every later build fail, and the bad file stayed
+    import cnnbench.engines.trt_build as tb
+    from cnnbench.batch import BatchRange
+    from cnnbench.engines.trt_cache import BuildOptions
+
+    pg = _PgFake()
+    monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt("10.13.0"))
+    monkeypatch.setattr(tb, "_polygraphy", lambda: pg)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"corrupt")
+    opts = BuildOptions("fp16", BatchRange.fixed(1))
+    assert tb.build_plan(tmp_path / "model.onnx", opts, cache) == b"plan"
+    assert "unreadable" in capsys.readouterr().err
+    assert [c["load_timing_cache"] for c in pg.configs] == [str(cache), None]
+    assert cache.read_bytes() == b"fresh-cache"  # the bad file is gone, the new cache saved
+    assert tb.build_plan(tmp_path / "model.onnx", opts, cache) == b"plan"  # and reused
+    assert pg.configs[-1]["load_timing_cache"] == str(cache)
+
+
+def test_trt_build_without_polygraphy_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cnnbench.engines.trt_build as tb
+    from cnnbench.errors import RuntimeUnavailableError
+
+    monkeypatch.setitem(sys.modules, "polygraphy", None)
+    monkeypatch.setitem(sys.modules, "polygraphy.backend.trt", None)
+    with pytest.raises(RuntimeUnavailableError, match="Polygraphy is not installed"):
+        tb._polygraphy()
