@@ -246,6 +246,7 @@ class TensorRTEngine(Engine):
         if entry is not None:
             info.update(
                 strongly_typed=True,
+                tf32=False,  # built with BuilderFlag.TF32 cleared: FP32 layers compute in FP32
                 engine_path=str(entry.path),
                 cache_key=entry.key,
                 built_now=entry.built,
