@@ -14,11 +14,40 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def _is_safetensors(p: Path) -> bool:
+    """The safetensors layout: an 8-byte little-endian header length, then a JSON header."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
+def _read_safetensors(p: Path) -> dict:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise WeightsError(f"{p} is a .safetensors file; pip install safetensors") from None
+    try:
+        return dict(load_file(str(p), device="cpu"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read weights {p}: {first_line(exc, 160)}") from None
+
+
 def read_state_dict(path: str | Path) -> dict:
-    """Read a state dict with ``weights_only=True``; unwraps {'state_dict': ...} / {'model': ...}."""
+    """Read a state dict: a torch checkpoint with ``weights_only=True`` (unwrapping
+    {'state_dict': ...} / {'model': ...}), or a ``.safetensors`` file (tensors only, no code
+    by design). Nothing is ever unpickled beyond tensors and plain containers."""
     import torch
 
     p = require_file(path, "weights file")
+    if p.suffix == ".safetensors" or _is_safetensors(p):
+        obj: object = _read_safetensors(p)
+        if not obj:
+            raise WeightsError(f"{p} holds no tensors")
+        return obj  # type: ignore[return-value]
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is not one
         raise WeightsError(
             f"cannot read weights {p}: not a torch checkpoint (truncated or another format); "
@@ -46,10 +75,46 @@ def read_state_dict(path: str | Path) -> dict:
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load ``path`` into ``model`` strictly; a mismatch names the first missing/unexpected keys."""
-    state = read_state_dict(path)
+    """Load ``path`` into ``model`` strictly; a mismatch names the first missing/unexpected keys.
+
+    A checkpoint in another project's layout is first mapped by the model's own
+    ``adapt_state_dict(state)`` where it has one (the Inception models read timm's)."""
+    state = adapt(model, read_state_dict(path), path)
     check_match(model, state, path)
     model.load_state_dict(state, strict=True)
+
+
+def adapt(model: nn.Module, state: dict, path: str | Path) -> dict:
+    """``state`` in ``model``'s own keys: as it is when they match, else mapped by the model's
+    ``adapt_state_dict`` (which returns None for a layout it does not know)."""
+    own = model.state_dict()
+    if state.keys() == own.keys():
+        return state
+    adapter = getattr(model, "adapt_state_dict", None)
+    if adapter is None:
+        return state
+    try:
+        mapped = adapter(state)
+    except ValueError as exc:
+        raise WeightsError(f"weights {path} do not map onto the model: {exc}") from None
+    return state if mapped is None else mapped
+
+
+def positional_map(own: dict, theirs: dict, *, what: str) -> dict:
+    """``theirs`` renamed to ``own``'s keys, tensor by tensor in order: for checkpoints of a
+    network whose modules are registered in the same order as ours (so concatenated channels
+    line up) under other names. Every pair must agree in shape and in the last key part
+    (weight, bias, running_mean, ...); the first disagreement is a ValueError naming both."""
+    if len(own) != len(theirs):
+        raise ValueError(f"{what} has {len(theirs)} tensors, the model {len(own)}")
+    out = {}
+    for (k, v), (tk, tv) in zip(own.items(), theirs.items(), strict=True):
+        if k.rsplit(".", 1)[-1] != tk.rsplit(".", 1)[-1] or tuple(v.shape) != tuple(tv.shape):
+            raise ValueError(
+                f"{what} tensor {tk!r} {tuple(tv.shape)} does not fit {k!r} {tuple(v.shape)}"
+            )
+        out[k] = tv
+    return out
 
 
 def check_match(model: nn.Module, state: dict, path: str | Path) -> None:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: third-party runtimes imported where they are used (heavy, or optional extras)
 HEAVY = {
     "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "onnxslim",
-    "onnxconverter_common", "openvino", "tensorrt", "matplotlib", "sklearn", "pynvml", "PIL",
+    "onnxconverter_common", "openvino", "tensorrt", "matplotlib", "sklearn", "pynvml", "PIL", "safetensors",
     "google",  # protobuf, onnx's own
     "modelopt", "polygraphy",  # NVIDIA's optional extras (modelopt, trt)
 }  # fmt: skip

@@ -30,6 +30,7 @@ from cnnbench.models.googlenet import BasicConv2d
 from cnnbench.models.init import he_init
 from cnnbench.models.registry import register_model
 from cnnbench.models.spec import ModelSpec, imagenet_spec
+from cnnbench.weights import positional_map
 
 __all__ = ["Branches", "InceptionResNetV2", "InceptionV4", "Residual", "Stem"]
 
@@ -72,16 +73,27 @@ def _seq(*mods: nn.Module) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-class Stem(nn.Module):
-    """Figure 3: 299x299x3 -> 35x35x384 (Inception-v4; Inception-ResNet-v2 with ``paper=True``)."""
+def _pair(n: int, released: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The two factorized kernels of an n x n convolution, in the order the layout runs them:
+    the released network (TF-slim, timm) runs (1, n) then (n, 1); the paper's figures as we
+    read them, (n, 1) then (1, n)."""
+    return ((1, n), (n, 1)) if released else ((n, 1), (1, n))
 
-    def __init__(self) -> None:
+
+class Stem(nn.Module):
+    """Figure 3: 299x299x3 -> 35x35x384 (Inception-v4; Inception-ResNet-v2 with ``paper=True``).
+
+    ``released``: the factorized 7x7 as the released network runs it (see :func:`_pair`).
+    """
+
+    def __init__(self, released: bool = False) -> None:
         super().__init__()
+        k1, k2 = _pair(7, released)
         self.conv = _seq(_c(3, 32, 3, 2, v=True), _c(32, 32, 3, v=True), _c(32, 64, 3))
         self.mixed_a = Branches(_max(), _c(64, 96, 3, 2, v=True))
         self.mixed_b = Branches(
             _seq(_c(160, 64, 1), _c(64, 96, 3, v=True)),
-            _seq(_c(160, 64, 1), _c(64, 64, (7, 1)), _c(64, 64, (1, 7)), _c(64, 96, 3, v=True)),
+            _seq(_c(160, 64, 1), _c(64, 64, k1), _c(64, 64, k2), _c(64, 96, 3, v=True)),
         )
         self.mixed_c = Branches(_c(192, 192, 3, 2, v=True), _max())
 
@@ -92,66 +104,104 @@ class Stem(nn.Module):
         return self.mixed_c(x)  # N x 384 x 35 x 35
 
 
-def reduction_a(cin: int, k: int, l: int, m: int, n: int) -> Branches:  # noqa: E741 (paper's names)
+def _ordered(pool: nn.Module, *convs: nn.Module, pool_last: bool) -> Branches:
+    """The pooling branch first (the paper's figures, left to right) or last (the released
+    network's concatenation order, which its weights' downstream channels follow)."""
+    return Branches(*convs, pool) if pool_last else Branches(pool, *convs)
+
+
+def reduction_a(
+    cin: int,
+    k: int,
+    l: int,  # noqa: E741 (paper's names)
+    m: int,
+    n: int,
+    pool_last: bool = False,
+) -> Branches:
     """Figure 7: 35x35 -> 17x17, ``cin + n + m`` channels out."""
-    return Branches(
-        _max(), _c(cin, n, 3, 2, v=True), _seq(_c(cin, k, 1), _c(k, l, 3), _c(l, m, 3, 2, v=True))
+    return _ordered(
+        _max(),
+        _c(cin, n, 3, 2, v=True),
+        _seq(_c(cin, k, 1), _c(k, l, 3), _c(l, m, 3, 2, v=True)),
+        pool_last=pool_last,
     )
 
 
 # --- Inception-v4 blocks ------------------------------------------------------------------------
 
 
-def inception_a(cin: int = 384) -> Branches:
+def inception_a(cin: int = 384, released: bool = False) -> Branches:
     """Figure 4: 35x35, 384 channels out."""
-    return Branches(
+    return _ordered(
         _seq(_avg(), _c(cin, 96, 1)),
         _c(cin, 96, 1),
         _seq(_c(cin, 64, 1), _c(64, 96, 3)),
         _seq(_c(cin, 64, 1), _c(64, 96, 3), _c(96, 96, 3)),
+        pool_last=released,
     )
 
 
-def inception_b(cin: int = 1024) -> Branches:
-    """Figure 5: 17x17, 1024 channels out."""
-    return Branches(
+def inception_b(cin: int = 1024, released: bool = False) -> Branches:
+    """Figure 5: 17x17, 1024 channels out. Both layouts run the short branch (1x7 then 7x1);
+    the long one starts with 7x1 in the released network, 1x7 in the paper's."""
+    a, b = _pair(7, not released)
+    return _ordered(
         _seq(_avg(), _c(cin, 128, 1)),
         _c(cin, 384, 1),
         _seq(_c(cin, 192, 1), _c(192, 224, (1, 7)), _c(224, 256, (7, 1))),
-        _seq(
-            _c(cin, 192, 1),
-            _c(192, 192, (1, 7)),
-            _c(192, 224, (7, 1)),
-            _c(224, 224, (1, 7)),
-            _c(224, 256, (7, 1)),
-        ),
+        _seq(_c(cin, 192, 1), _c(192, 192, a), _c(192, 224, b), _c(224, 224, a), _c(224, 256, b)),
+        pool_last=released,
     )
 
 
-def reduction_b_v4(cin: int = 1024) -> Branches:
+def reduction_b_v4(cin: int = 1024, released: bool = False) -> Branches:
     """Figure 8: 17x17 -> 8x8, 1536 channels out."""
-    return Branches(
+    return _ordered(
         _max(),
         _seq(_c(cin, 192, 1), _c(192, 192, 3, 2, v=True)),
         _seq(
             _c(cin, 256, 1), _c(256, 256, (1, 7)), _c(256, 320, (7, 1)), _c(320, 320, 3, 2, v=True)
         ),
+        pool_last=released,
     )
 
 
-def inception_c(cin: int = 1536) -> Branches:
-    """Figure 6: 8x8, 1536 channels out (the last two branches split into 1x3 and 3x1)."""
-    return Branches(
+def inception_c(cin: int = 1536, released: bool = False) -> Branches:
+    """Figure 6: 8x8, 1536 channels out (the last two branches split into 1x3 and 3x1). The
+    long branch runs 3x1 then 1x3 in the released network, and its split 1x3 first."""
+    a, b = _pair(3, not released)
+    s1, s2 = _pair(3, released)
+    return _ordered(
         _seq(_avg(), _c(cin, 256, 1)),
         _c(cin, 256, 1),
         _seq(_c(cin, 384, 1), Branches(_c(384, 256, (1, 3)), _c(384, 256, (3, 1)))),
         _seq(
             _c(cin, 384, 1),
-            _c(384, 448, (1, 3)),
-            _c(448, 512, (3, 1)),
-            Branches(_c(512, 256, (3, 1)), _c(512, 256, (1, 3))),
+            _c(384, 448, a),
+            _c(448, 512, b),
+            Branches(_c(512, 256, s1), _c(512, 256, s2)),
         ),
+        pool_last=released,
     )
+
+
+def timm_state_dict(model: nn.Module, state: dict, marker: str, classifier: str) -> dict | None:
+    """``state`` mapped from timm's (and TF-slim's port's) layout onto ``model``, or None when
+    ``state`` is not in that layout (it lacks ``marker``). Our released layouts register their
+    modules in timm's order, so tensors map one to one, checked by shape and kind. TF-slim's
+    1001-class heads (class 0: background) lose their first row, as timm does on load."""
+    if marker not in state or f"{classifier}.weight" not in state:
+        return None
+    if getattr(model, "layout", "released") != "released" or getattr(model, "paper", False):
+        raise ValueError("timm's weights fit the released layout only")
+    state = dict(state)
+    own = model.state_dict()
+    fc_rows = own["fc.weight"].shape[0]
+    if state[f"{classifier}.weight"].shape[0] == fc_rows + 1:
+        for part in ("weight", "bias"):
+            state[f"{classifier}.{part}"] = state[f"{classifier}.{part}"][1:]
+    # our models hold no tensor timm lacks; the one buffer both may lack is BN's counter
+    return positional_map(own, state, what="timm checkpoint")
 
 
 def _init(model: nn.Module) -> None:
@@ -159,23 +209,46 @@ def _init(model: nn.Module) -> None:
     he_init(model, conv_mode="fan_in")
 
 
-class InceptionV4(nn.Module):
-    """Inception-v4 (Figure 9). Args: ``num_classes``; ``dropout`` before the fc (keep 0.8)."""
+LAYOUTS = ("released", "paper")
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+
+class InceptionV4(nn.Module):
+    """Inception-v4 (Figure 9).
+
+    Args:
+        num_classes: width of the classifier.
+        dropout: dropout before the fc (keep 0.8).
+        layout: ``"released"`` (default) builds the network the authors released (TF-slim, and
+            timm's port of it): factorized kernels in its orientation and the pooling branch
+            last in every concatenation, so its weights and its published top-1 apply.
+            ``"paper"`` builds the paper's figures as drawn: pool branch first, the other
+            orientation. Same parameters and MACs; other functions.
+    """
+
+    def __init__(
+        self, num_classes: int = 1000, dropout: float = 0.2, layout: str = "released"
+    ) -> None:
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        rel = layout == "released"
+        self.layout = layout
         self.features = _seq(
-            Stem(),
-            *(inception_a() for _ in range(4)),
-            reduction_a(384, 192, 224, 256, 384),
-            *(inception_b() for _ in range(7)),
-            reduction_b_v4(),
-            *(inception_c() for _ in range(3)),
+            Stem(released=rel),
+            *(inception_a(released=rel) for _ in range(4)),
+            reduction_a(384, 192, 224, 256, 384, pool_last=rel),
+            *(inception_b(released=rel) for _ in range(7)),
+            reduction_b_v4(released=rel),
+            *(inception_c(released=rel) for _ in range(3)),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(1536, num_classes)
         _init(self)
+
+    def adapt_state_dict(self, state: dict) -> dict | None:
+        """timm's ``inception_v4`` weights, mapped onto the released layout (None: not timm's)."""
+        return timm_state_dict(self, state, "features.0.conv.weight", "last_linear")
 
     def forward(self, x: Tensor) -> Tensor:
         # stem N x 384 x 35 x 35 -> A N x 384 x 35 x 35 -> red-A N x 1024 x 17 x 17
@@ -242,13 +315,14 @@ def block_c(c: int, scale: float, relu: bool = True) -> Residual:
     )
 
 
-def reduction_b_res(cin: int) -> Branches:
+def reduction_b_res(cin: int, pool_last: bool = False) -> Branches:
     """Figure 18: 17x17 -> 8x8, ``cin + 992`` channels out."""
-    return Branches(
+    return _ordered(
         _max(),
         _seq(_c(cin, 256, 1), _c(256, 384, 3, 2, v=True)),
         _seq(_c(cin, 256, 1), _c(256, 288, 3, 2, v=True)),
         _seq(_c(cin, 256, 1), _c(256, 288, 3), _c(288, 320, 3, 2, v=True)),
+        pool_last=pool_last,
     )
 
 
@@ -289,15 +363,17 @@ class InceptionResNetV2(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
+        self.paper = paper
         c = 384 if paper else 320
         na, nb, nc = (5, 10, 5) if paper else (10, 20, 10)
         cb, cc = c + 768, c + 768 + 992  # widths after Reduction-A and Reduction-B
         self.features = _seq(
             Stem() if paper else released_stem(),
             *(block_a(c, scales[0]) for _ in range(na)),
-            reduction_a(c, 256, 256, 384, 384),
+            # the released network concatenates the pooling branch last (its weights follow)
+            reduction_a(c, 256, 256, 384, 384, pool_last=not paper),
             *(block_b(cb, scales[1]) for _ in range(nb)),
-            reduction_b_res(cb),
+            reduction_b_res(cb, pool_last=not paper),
             *(block_c(cc, scales[2]) for _ in range(nc - 1)),
             # The released model's last block is linear (no scaling, no ReLU) before the 1x1 conv.
             block_c(cc, scales[2], relu=True) if paper else block_c(cc, 1.0, relu=False),
@@ -307,6 +383,10 @@ class InceptionResNetV2(nn.Module):
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(cc if paper else 1536, num_classes)
         _init(self)
+
+    def adapt_state_dict(self, state: dict) -> dict | None:
+        """timm's ``inception_resnet_v2`` weights, onto the released layout (None: not timm's)."""
+        return timm_state_dict(self, state, "conv2d_1a.conv.weight", "classif")
 
     def forward(self, x: Tensor) -> Tensor:
         # Released layout (paper=True: 384 / 1152 / 2144 wide, no final conv):
@@ -336,9 +416,15 @@ def _spec(name: str, top1: float) -> ModelSpec:
 
 
 @register_model(_spec("inception_v4", 80.0))
-def inception_v4(*, num_classes: int = 1000, **kwargs: Any) -> InceptionV4:
-    """Inception-v4: 42,679,816 parameters, about 12.3 G multiply-adds at 299x299."""
-    return InceptionV4(num_classes=num_classes, **kwargs)
+def inception_v4(
+    *, num_classes: int = 1000, layout: str = "released", **kwargs: Any
+) -> InceptionV4:
+    """Inception-v4: 42,679,816 parameters, about 12.3 G multiply-adds at 299x299.
+
+    Args:
+        layout: ``"released"`` (the authors' TF-slim network, timm's weights) or ``"paper"``.
+    """
+    return InceptionV4(num_classes=num_classes, layout=layout, **kwargs)
 
 
 @register_model(_spec("inception_resnet_v2", 80.1))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.models.spec import ModelSpec
 from cnnbench.naming import lookup
-from cnnbench.weights import check_match, load_weights, read_state_dict
+from cnnbench.weights import adapt, check_match, load_weights, read_state_dict
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,10 +60,9 @@ def check_weights(name: str, path: str | Path) -> None:
     (built on the meta device: no memory, no init), so a sweep fails before its first cell."""
     import torch
 
-    state = read_state_dict(path)
     with torch.device("meta"):
         model = get_model(name)
-    check_match(model, state, path)
+    check_match(model, adapt(model, read_state_dict(path), path), path)
 
 
 def get_model(

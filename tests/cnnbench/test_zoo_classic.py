@@ -356,3 +356,20 @@ def test_tv_state_dict_layout_on_meta() -> None:
     assert tuple(bn["features.1.running_mean"].shape) == (64,)
     assert "features.1.num_batches_tracked" in bn
     assert tuple(bn["classifier.0.weight"].shape) == (4096, 25088)
+
+
+def test_safetensors_weights_load_and_junk_is_one_line(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    src = get_model("lenet5", seed=1)
+    path = tmp_path / "lenet5.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.equal(get_model("lenet5", weights=path)(x), src(x))
+    renamed = tmp_path / "weights.bin"  # recognised by its header, whatever its name
+    renamed.write_bytes(path.read_bytes())
+    assert torch.equal(get_model("lenet5", weights=renamed)(x), src(x))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(WeightsError, match="cannot read weights"):
+        load_weights(get_model("lenet5"), bad)
