@@ -105,6 +105,8 @@ _MAKE = textwrap.dedent(
     with torch.no_grad():
         y = m(x)
     torch.save(m.state_dict(), out + "/w.pth")
+    from safetensors.torch import save_file  # keys sorted by name, not in module order
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, out + "/w.safetensors")
     torch.save({"x": x, "y": y}, out + "/io.pt")
     """
 )
@@ -117,8 +119,22 @@ def test_timm_weights_load_and_agree(name: str, tmp_path: Path) -> None:
         pytest.skip(f"no interpreter with timm at {TIMM_PY} (set CNNBENCH_TIMM_PYTHON)")
     subprocess.run([TIMM_PY, "-c", _MAKE, name, str(tmp_path)], check=True, timeout=600)
     io = torch.load(tmp_path / "io.pt", weights_only=True)
-    model = get_model(name, weights=tmp_path / "w.pth")
-    with torch.no_grad():
-        ours = model(io["x"])
-    rel = float((ours - io["y"]).abs().max() / io["y"].abs().max())
-    assert rel <= 1e-5, rel
+    for weights in ("w.pth", "w.safetensors"):
+        model = get_model(name, weights=tmp_path / weights)
+        with torch.no_grad():
+            ours = model(io["x"])
+        rel = float((ours - io["y"]).abs().max() / io["y"].abs().max())
+        assert rel <= 1e-5, (weights, rel)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_timm_order_restores_registration_order_from_any_order(name: str) -> None:
+    # safetensors files keep their keys sorted by name, not in timm's module order
+    from cnnbench.models.inception import timm_order
+
+    keys = [k for k, _ in DOC["models"][name]["state_dict"]]
+    assert sorted(sorted(keys), key=timm_order) == keys
+    assert sorted(reversed(keys), key=timm_order) == keys
+    model = _meta(name)
+    shuffled = dict(sorted(_timm_state(name).items()))
+    assert list(adapt(model, shuffled, "sorted.safetensors")) == list(model.state_dict())
