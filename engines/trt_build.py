@@ -154,9 +154,15 @@ def build_plan(onnx_path: Path, options: BuildOptions, timing_cache: Path | None
     del parser  # kept alive until the build is done: the network refers to its weights
     if not plan:
         raise ArtifactError(f"TensorRT failed to build {onnx_path}; see its log above")
-    if timing_cache is not None:
-        # replaces a file Polygraphy could not read (it then started from an empty cache)
-        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    cache = config.get_timing_cache() if timing_cache is not None else None
+    if timing_cache is not None and cache is not None:
+        # replaces a file TensorRT could not read (Polygraphy then attached an empty cache);
+        # where TensorRT refused the cache altogether (set_timing_cache returned False, which
+        # Polygraphy ignores) there is none to save, and the old file is dropped
+        atomic_write_bytes(timing_cache, bytes(cache.serialize()))
+    elif timing_cache is not None:
+        warn(f"TensorRT kept no timing cache for this build; {timing_cache} removed")
+        timing_cache.unlink(missing_ok=True)
     return bytes(plan)
 
 

@@ -282,3 +282,26 @@ def test_trt_build_without_polygraphy_is_one_line(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "polygraphy.backend.trt", None)
     with pytest.raises(RuntimeUnavailableError, match="Polygraphy is not installed"):
         tb._polygraphy()
+
+
+def test_a_timing_cache_tensorrt_refused_is_dropped_after_the_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # TensorRT may refuse a cache (set_timing_cache -> False, ignored by Polygraphy): then the
+    # config holds none after the build, and the bad file must not stay
+    import cnnbench.engines.trt_build as tb
+    from cnnbench.batch import BatchRange
+    from cnnbench.engines.trt_cache import BuildOptions
+
+    pg = _PgFake()
+    make = pg.CreateConfig
+    pg.CreateConfig = lambda **kw: (  # type: ignore[method-assign]
+        lambda b, n: (make(**kw)(b, n), SimpleNamespace(get_timing_cache=lambda: None))[1]
+    )
+    monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt("10.13.0"))
+    monkeypatch.setattr(tb, "_polygraphy", lambda: pg)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"refused")
+    opts = BuildOptions("fp16", BatchRange.fixed(1))
+    assert tb.build_plan(tmp_path / "model.onnx", opts, cache) == b"plan"
+    assert not cache.exists()
