@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     pass
 
 PARAMS_TO_AREA = 12.0  # marker area in pt² per million parameters
-MEASURED_MARKER = "D"
+#: the smallest top-1 range (points) the deployment plot's y axis shows
+MIN_TOP1_SPAN = 4.0
 _DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
 _PREC_MARKERS = {p.value: p.marker for p in PRECISIONS}
 PUBLISHED_MARKER = "o"
@@ -90,10 +91,11 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
     for z in sorted(models, key=lambda z: -(z.params or 0)):  # big bubbles behind small ones
         x, y = (z.macs or 0) / 1e9, float(z.top1 or 0.0)
         s = (z.params or 0) / 1e6 * PARAMS_TO_AREA
+        # published: hollow (the fill is reserved for measured accuracy)
         ax.scatter(
-            x, y, s=s, color=colours[z.family], alpha=0.55, marker=PUBLISHED_MARKER,
-            edgecolors="black" if z.name in benchmarked else "none",
-            linewidths=1.6 if z.name in benchmarked else 0, zorder=2,
+            x, y, s=s, facecolors="none", alpha=0.8, marker=PUBLISHED_MARKER,
+            edgecolors="black" if z.name in benchmarked else colours[z.family],
+            linewidths=2.2 if z.name in benchmarked else 1.3, zorder=2,
         )  # fmt: skip
         xs.append(x)
         ys.append(y)
@@ -104,10 +106,11 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
         if r.get("top1_source") == "measured" and r.get("gmacs") and num(r.get("top1")) is not None
         and r["model"] in zoo and zoo[r["model"]].imagenet
     ]  # fmt: skip
-    for r in measured:
+    for r in measured:  # measured: filled, one marker per precision
+        colour = colours.get(str(r.get("family")), "black")
         ax.scatter(
-            r["gmacs"], r["top1"], s=60, marker=MEASURED_MARKER, facecolors="white",
-            edgecolors=colours.get(str(r.get("family")), "black"), linewidths=2, zorder=4,
+            r["gmacs"], r["top1"], s=60, marker=_PREC_MARKERS.get(str(r["precision"]), "o"),
+            facecolors=colour, edgecolors="black", linewidths=0.8, zorder=4,
         )  # fmt: skip
         xs.append(r["gmacs"])
         ys.append(r["top1"])
@@ -124,21 +127,22 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
         ax.margins(y=0.12)
     place_labels(ax, xs, ys, names, [math.sqrt(s / math.pi) for s in sizes])
     handles = [
-        Line2D([], [], ls="", marker="o", ms=9, color=c, alpha=0.7, label=f)
+        Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec=c, mew=1.6, label=f)
         for f, c in colours.items()
     ]
     if benchmarked & {z.name for z in models}:
         handles.append(
-            Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=1.6,
+            Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=2.2,
                    label="in these results")
         )  # fmt: skip
     handles.append(
-        Line2D([], [], ls="", marker="o", ms=9, color="0.5", alpha=0.55, label="published top-1")
-    )
-    if measured:
+        Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="0.4", mew=1.3,
+               label="hollow: published top-1")
+    )  # fmt: skip
+    for prec in sorted({str(r["precision"]) for r in measured}):
         handles.append(
-            Line2D([], [], ls="", marker=MEASURED_MARKER, ms=8, mfc="white", mec="black", mew=2,
-                   label="measured top-1")
+            Line2D([], [], ls="", marker=_PREC_MARKERS.get(prec, "o"), ms=8, mfc="0.3", mec="black",
+                   label=f"filled: measured top-1, {prec}")
         )  # fmt: skip
     kinds = ax.legend(
         handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
@@ -158,7 +162,8 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
         "parameters and MACs from cnnbench's per-layer analysis at each model's input size. "
         + _published_note([z.top1_source or "" for z in models])
         + (
-            " Diamonds are measured top-1, not published figures." + _measured_note(measured)
+            " Filled markers are measured top-1 (one marker per precision), hollow bubbles "
+            "published figures." + _measured_note(measured)
             if measured
             else " No measured top-1 in these results: every value shown is published."
         )
@@ -171,6 +176,10 @@ def _series_label(engine: str, precision: str, device: str) -> str:
     return f"{engine} {precision}" + (f" ({device})" if device and device != "cpu" else "")
 
 
+def _engine_label(engine: str, device: str) -> str:
+    return engine + (f" ({device})" if device and device != "cpu" else "")
+
+
 def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -178,15 +187,17 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
     pts = [
         r for r in comparison if num(r.get("latency_ms_p50_b1")) and num(r.get("top1")) is not None
     ]
-    groups = sorted({_series_label(r["engine"], r["precision"], r["device"]) for r in pts})
+    # colour: engine (and device); marker: precision (the precision table's)
+    engines = sorted({_engine_label(r["engine"], r["device"]) for r in pts})
     cmap = plt.get_cmap("tab10")
-    markers = "osv^<>pP*hX"
-    style = {g: (cmap(i % 10), markers[i % len(markers)]) for i, g in enumerate(groups)}
+    colour_of = {e: cmap(i % 10) for i, e in enumerate(engines)}
+    precisions = sorted({str(r["precision"]) for r in pts})
     fig, ax = plt.subplots(figsize=(10, 6))
     title = "Top-1 accuracy vs. batch-1 latency, per engine and precision"
     xs, ys, names = [], [], []
     for r in pts:
-        colour, marker = style[_series_label(r["engine"], r["precision"], r["device"])]
+        colour = colour_of[_engine_label(r["engine"], r["device"])]
+        marker = _PREC_MARKERS.get(str(r["precision"]), "o")
         measured = r.get("top1_source") == "measured"
         shaky = r.get("valid_b1") is False  # an invalid measurement: faded, dashed edge
         ax.scatter(
@@ -196,10 +207,19 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
         )  # fmt: skip
         xs.append(r["latency_ms_p50_b1"])
         ys.append(r["top1"])
-        names.append(r["model"])
+        agree = num(r.get("fp32_top1_agreement"))
+        if not measured and agree is not None:  # no accuracy measured: the drop vs FP32 instead
+            names.append(f"{r['model']} {r['precision']}: {100 * agree:.1f}% top-1 = fp32")
+        else:
+            names.append(r["model"])
     if pts:
         log_axis(ax, "x")
         ax.margins(x=0.15, y=0.15)
+        lo, hi = min(ys), max(ys)
+        if hi - lo < MIN_TOP1_SPAN:  # never zoom into a sliver between published figures
+            mid = (lo + hi) / 2
+            lo, hi = mid - MIN_TOP1_SPAN / 2, mid + MIN_TOP1_SPAN / 2
+            ax.set_ylim(max(lo, 0.0), min(hi, 101.0))
         place_labels(ax, xs, ys, names, [5.0] * len(xs))
     else:
         no_data(ax, "no batch-1 timing rows with a top-1 in these results")
@@ -212,9 +232,13 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
     ax.grid(True, which="major", alpha=0.3)
     handles = [
         # Hollow like the published points: fill is reserved for provenance.
-        Line2D([], [], ls="", marker=m, ms=8, mfc="none", mec=c, mew=1.8, label=g)
-        for g, (c, m) in style.items()
-    ]
+        Line2D([], [], ls="", marker="o", ms=8, mfc="none", mec=c, mew=1.8, label=e)
+        for e, c in colour_of.items()
+    ] + [
+        Line2D([], [], ls="", marker=_PREC_MARKERS.get(p, "o"), ms=8, mfc="none", mec="0.3",
+               mew=1.8, label=p)
+        for p in precisions
+    ]  # fmt: skip
     n_meas = sum(r.get("top1_source") == "measured" for r in pts)
     if pts:
         handles.append(
@@ -250,6 +274,12 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
         prov = ""
     elif n_meas == 0:
         prov = " Every top-1 shown is published (hollow markers), not measured in this run."
+        if any(num(r.get("fp32_top1_agreement")) is not None for r in pts):
+            prov += (
+                " A reduced precision sits at its model's published FP32 figure; its label gives"
+                " how often its top-1 agreed with the FP32 file's in the parity check, which"
+                " bounds its accuracy drop."
+            )
     elif n_meas == len(pts):
         prov = " Every top-1 shown was measured (filled markers)." + _measured_note(pts)
     else:

@@ -112,12 +112,22 @@ def made_from(onnx_path: Path | None) -> dict[str, Any]:
         manifest = json.loads((Path(onnx_path).parent / "manifest.json").read_text("utf-8"))
     except (OSError, ValueError):
         return {}
-    extra = manifest.get("extra") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict):
+        return {}
+    out: dict[str, Any] = {}
+    parity = manifest.get("parity")
+    if manifest.get("precision") != "fp32" and isinstance(parity, dict):
+        # how often the converted file's top-1 agreed with the FP32 file's (its parity check):
+        # what the report shows where no accuracy was measured
+        agree = (parity.get("metrics") or {}).get("top1_agreement")
+        out["fp32_top1_agreement"] = float(agree) if isinstance(agree, (int, float)) else None
+    extra = manifest.get("extra")
     cal = (extra or {}).get("calibration")
     if not isinstance(cal, dict):
-        return {}
+        return out
     conv = (extra or {}).get("converter") or {}
     return {
+        **out,
         "quantizer": conv.get("quantizer"),
         "quantizer_version": conv.get("quantizer_version"),
         "calibration": cal.get("kind"),

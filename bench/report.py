@@ -59,7 +59,7 @@ __all__ = [
 COMPARISON_COLUMNS = (
     "model", "family", "engine", "precision", "device",
     "params", "gmacs",
-    "top1", "top5", "top1_source", "top1_detail",
+    "top1", "top5", "top1_source", "top1_detail", "fp32_top1_agreement",
     "latency_ms_p50_b1", "latency_ms_p99_b1",
     "best_throughput_ips", "best_batch",
     "host_peak_rss_mb", "device_mem_peak_mb", "device_mem_source",
@@ -126,6 +126,10 @@ def _max(rows: Iterable[Row], key: str) -> float | None:
     return max(vals) if vals else None
 
 
+def _first(rows: list[Row], key: str) -> float | None:
+    return next((v for r in rows if (v := num(r.get(key))) is not None), None)
+
+
 def _accuracy(acc_rows: list[Row], zoo: ZooEntry | None) -> dict[str, Any]:
     if acc_rows:
         r = acc_rows[-1]  # the latest evaluation wins
@@ -181,6 +185,7 @@ def compare_rows(rows: list[Row], zoo: Mapping[str, ZooEntry] | None = None) -> 
                 "params": int(params) if params is not None else None,
                 "gmacs": round(macs / 1e9, 4) if macs is not None else None,
                 **(_NO_MODEL if engine == "null" else _accuracy(acc, z)),
+                "fp32_top1_agreement": _first(perf, "fp32_top1_agreement"),
                 "latency_ms_p50_b1": num(b1.get("latency_ms_p50")) if b1 else None,
                 "latency_ms_p99_b1": num(b1.get("latency_ms_p99")) if b1 else None,
                 "best_throughput_ips": num(best.get("throughput_ips")) if best else None,

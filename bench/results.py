@@ -55,6 +55,7 @@ EXTRA_COLUMNS = (
     "nvml_device_match", "nvml_note",
     "energy_mj_per_image", "energy_j", "energy_source", "energy_note",
     "max_batch", "max_batch_first_oom", "max_batch_limit", "max_batch_trials",
+    "fp32_top1_agreement",
     "stop_reason", "warmup_count", "warmup_s", "stop_warmup_count", "stop_warmup_time",
     "stop_min_count", "stop_min_time", "stop_max_time", "stop_ci_target",
     "percentile_method", "ci_method", "ci_level", "throughput_definition",

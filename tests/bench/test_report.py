@@ -265,3 +265,72 @@ def test_ci_script_sweeps_reports_and_gates_on_a_baseline(tmp_path: Path) -> Non
         [*cmd, "--baseline", str(tmp_path / "nope.csv")], capture_output=True, text=True, env=env
     )
     assert missing.returncode == 2 and "baseline not found" in missing.stderr
+
+
+def _timing(precision: str, p50: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "resnet18", "engine": "onnxruntime", "precision": precision, "device": "cpu",
+        "batch": 1, "scenario": "single-stream", "latency_ms_p50": p50, "throughput_ips": 1e3 / p50,
+        "samples": 200, "valid": True, "error": None, **extra,
+    }  # fmt: skip
+
+
+def _eval(precision: str, top1: float) -> dict[str, Any]:
+    return {
+        "model": "resnet18", "engine": "onnxruntime", "precision": precision, "device": "cpu",
+        "batch": 32, "scenario": "accuracy", "top1": top1, "top5": 90.0,
+        "accuracy_source": "measured", "dataset": "imagenet-val", "images": 500, "error": None,
+    }  # fmt: skip
+
+
+def test_eval_rows_of_two_precisions_are_measured_points_distinct_from_published(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "r.jsonl"
+    write_rows(results, [_timing("fp32", 20.0), _timing("int8", 9.0),
+                         _eval("fp32", 69.6), _eval("int8", 68.9)])  # fmt: skip
+    rep = write_report([results], tmp_path / "out", zoo=ZOO)
+    got = {r["precision"]: (r["top1"], r["top1_source"]) for r in rep.rows}
+    assert got == {"fp32": (69.6, "measured"), "int8": (68.9, "measured")}
+    bubble = rep_caption(rep, "top1_vs_gmacs")
+    assert "Filled markers are measured top-1" in bubble
+    assert "filled: measured top-1, fp32" in bubble and "filled: measured top-1, int8" in bubble
+    assert "hollow: published top-1" in bubble
+    assert "Every top-1 shown was measured (filled markers)" in rep_caption(rep, "top1_vs_latency")
+
+
+def test_published_only_deployment_plot_shows_the_fp32_agreement_on_a_readable_axis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cnnbench.bench.plots as plots
+
+    spans: dict[str, tuple[float, float]] = {}
+    real_save = plots.save
+
+    def spy(fig: Any, out: Path, name: str, title: str, caption: str) -> Any:
+        spans[name] = fig.axes[0].get_ylim()
+        return real_save(fig, out, name, title, caption)
+
+    monkeypatch.setattr(plots, "save", spy)
+    results = tmp_path / "r.jsonl"
+    write_rows(results, [_timing("fp32", 20.0), _timing("int8", 9.0, fp32_top1_agreement=0.975)])
+    rep = write_report([results], tmp_path / "out", zoo=ZOO)
+    lo, hi = spans["top1_vs_latency"]
+    assert hi - lo >= plots.MIN_TOP1_SPAN - 1e-9  # both at 69.758: no 0.02-point zoom
+    text = rep_caption(rep, "top1_vs_latency")
+    assert "97.5% top-1 = fp32" in text and "bounds its accuracy drop" in text
+    int8 = next(r for r in rep.rows if r["precision"] == "int8")
+    assert int8["fp32_top1_agreement"] == 0.975 and int8["top1_source"] == "published"
+
+
+def test_a_rows_fp32_agreement_comes_from_its_files_parity_check(tmp_path: Path) -> None:
+    import json
+
+    from cnnbench.bench.prepare import made_from
+
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"precision": "int8", "parity": {"metrics": {"top1_agreement": 0.96875}}})
+    )
+    assert made_from(tmp_path / "model.onnx")["fp32_top1_agreement"] == 0.96875
+    (tmp_path / "manifest.json").write_text(json.dumps({"precision": "fp32", "parity": {}}))
+    assert "fp32_top1_agreement" not in made_from(tmp_path / "model.onnx")
