@@ -24,8 +24,9 @@ from cnnbench.artifacts import DEFAULT_ARTIFACTS, atomic_write_json, cache_dir, 
 from cnnbench.engines import get_engine_class
 from cnnbench.engines.base import Artifact
 from cnnbench.errors import CnnbenchError
+from cnnbench.export.onnx_macs import node_macs
 from cnnbench.export.precision import ensure_precision
-from cnnbench.models import get_model, get_spec
+from cnnbench.models import get_model, get_spec, user_model
 from cnnbench.models.spec import ModelSpec
 from cnnbench.precision import ONNX_PRECISIONS, Int8Recipe, Precision, parse_precision
 
@@ -150,6 +151,11 @@ def model_facts(model: str) -> dict[str, int | None]:
     From ``cnnbench.analysis.analyze`` (meta device), cached per model and zoo source version so
     cells need not import torch. Values are None when the analysis cannot run.
     """
+    um = user_model(model)
+    if um is not None and um.kind == "onnx":
+        return onnx_facts(Path(um.source))
+    if um is not None:  # a user's module: its code is not ours to hash, so no cache
+        return _facts_fallback(model)
     path = cache_dir() / "facts" / f"{model}-{_models_source_hash()}.json"
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -172,6 +178,25 @@ def model_facts(model: str) -> dict[str, int | None]:
     if facts["params"] is not None:
         atomic_write_json(path, facts)
     return facts
+
+
+def onnx_facts(path: Path) -> dict[str, int | None]:
+    """``params`` and ``macs`` of an ONNX graph: floating-point initializer elements, and
+    Conv/Gemm/MatMul multiply-accumulates per sample (the zoo's convention), from the graph."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+              onnx.TensorProto.DOUBLE}  # fmt: skip
+    params = 0
+    for t in proto.graph.initializer:
+        if t.data_type in floats:
+            n = 1
+            for d in t.dims:
+                n *= int(d)
+            params += n
+    macs = node_macs(proto)
+    return {"params": params, "macs": int(sum(macs.values())) if macs else None}
 
 
 def _facts_fallback(model: str) -> dict[str, int | None]:

@@ -16,7 +16,7 @@ from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir, probe_writable, sha25
 from cnnbench.batch import BatchRange
 from cnnbench.errors import ArtifactError, CnnbenchError
 from cnnbench.export import graph
-from cnnbench.export.gate import GateInputs, gate, parity_record
+from cnnbench.export.gate import GateInputs, gate, ort_session, parity_record
 from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -31,7 +31,8 @@ from cnnbench.export.manifest import (
 from cnnbench.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_module, resolve_opset
 from cnnbench.export.parity import FP32_GATE, ParityReport, Tolerances
 from cnnbench.export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
-from cnnbench.models import get_model, get_spec
+from cnnbench.models import get_model, get_spec, user_model
+from cnnbench.models.user import UserModel
 from cnnbench.precision import Precision
 from cnnbench.progress import StepHistory, Steps, note
 
@@ -53,6 +54,16 @@ _CACHE_VERSIONS = ("cnnbench", "torch", "onnx", "onnxscript", "onnxslim")
 def artifact_dir(out_dir: str | Path, model: str, precision: Precision = Precision.FP32) -> Path:
     """``out_dir/<model>/<precision>``: the folder of the precision's ONNX file."""
     return Path(out_dir) / model / precision.onnx_dir
+
+
+def _weights_id(model: str, weights: str | Path | None, seed: int) -> str:
+    """What the FP32 file was made from: weights (or seed), and for a user model its source."""
+    um = user_model(model)
+    if um is None:
+        return weights_id(weights, seed)
+    if um.kind == "onnx":
+        return um.weights_id  # the file's sha256: an edited file is imported again
+    return f"{um.weights_id}|{weights_id(weights, seed)}"
 
 
 def _batch_spec(batch: BatchRange | None, dynamic: bool | None) -> tuple[BatchRange, bool]:
@@ -99,11 +110,17 @@ def export_fp32(
         ParityGateError: the gate failed (its table was printed on stderr).
     """
     spec = get_spec(model)
+    um = user_model(model)
+    if um is not None and um.kind == "onnx":
+        return import_onnx(
+            um, out_dir=out_dir, check=check, data_dir=data_dir, seed=seed, samples=samples,
+            parity_batch=parity_batch, tolerances=tolerances, batch=batch,
+        )  # fmt: skip
     opset = resolve_opset(opset)
     brange, dyn = _batch_spec(batch, dynamic)
     dest = artifact_dir(out_dir, model)  # created only when there is a file to put in it
     probe_writable(dest, what="artifacts")  # an unwritable --out fails before the export
-    wid = weights_id(weights, seed)
+    wid = _weights_id(model, weights, seed)
     inputs = GateInputs(
         samples=samples,
         batch=(parity_batch or 2) if dyn else brange.opt,
@@ -177,6 +194,133 @@ def export_fp32(
     return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
 
 
+#: the parity reference of an imported ONNX file: ONNX Runtime on the CPU, on the user's file
+USER_ONNX_REFERENCE = "onnxruntime-cpu on the user's ONNX file (no PyTorch source)"
+
+
+def _opset_for(model: str, opset: int | None) -> int:
+    um = user_model(model)
+    if um is not None and um.kind == "onnx":
+        return graph.opset_of(graph.load(um.source, load_external_data=False))
+    return resolve_opset(opset)
+
+
+class _OrtReference:
+    """The user's own file on ONNX Runtime's CPU provider, called like a torch module."""
+
+    def __init__(self, path: Path) -> None:
+        self.session = ort_session(path)
+        self.name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        return torch.from_numpy(self.session.run(None, {self.name: x.numpy()})[0])
+
+
+def import_onnx(
+    um: UserModel,
+    *,
+    out_dir: str | Path = DEFAULT_ARTIFACTS,
+    check: bool = True,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    samples: int = 3,
+    parity_batch: int | None = None,
+    tolerances: Tolerances = FP32_GATE,
+    batch: BatchRange | None = None,
+) -> ExportResult:
+    """Bring a user's ONNX file in as ``out_dir/<name>/fp32/model.onnx``, the artifact every
+    engine and conversion starts from: its input and output renamed to ours, checked, shapes
+    inferred, made deterministic, and gated on parity with the user's file run by ONNX Runtime
+    on the CPU (there is no PyTorch source; the manifest's parity ``reference`` says so)."""
+    import onnx
+
+    spec = um.spec()
+    dest = artifact_dir(out_dir, um.name)
+    probe_writable(dest, what="artifacts")
+    src = Path(um.source)
+    dyn = um.dynamic_batch
+    proto = graph.load(src)
+    brange = batch or (DEFAULT_DYNAMIC_BATCH if dyn else BatchRange.fixed(_lead(proto)))
+    steps = Steps(
+        f"import {um.name}",
+        plan=["check", *(["parity"] if check else [])],
+        history=StepHistory("import", um.name, size=src.stat().st_size),
+    )
+    meta = {
+        "cnnbench.model": um.name,
+        "cnnbench.weights": um.weights_id,
+        "cnnbench.precision": Precision.FP32,
+    }
+    with steps.step("check"):
+        _rename_io(proto, um.input_name, proto.graph.output[0].name)
+        graph.make_deterministic(proto, meta)
+        graph.check(proto, what=f"ONNX file {src}")
+        proto = graph.infer_shapes(proto)
+    opset = graph.opset_of(proto)
+    inputs = GateInputs(
+        samples=samples,
+        batch=(parity_batch or 2) if dyn else brange.opt,
+        seed=seed,
+        data_dir=Path(data_dir) if data_dir is not None else None,
+    )
+    with new_dir(dest), graph.staging_dir(dest) as stage:
+        staged = stage / ONNX_NAME
+        extra_files = graph.save(proto, staged)
+        del proto
+        report: ParityReport | None = None
+        record = None
+        if check:
+            with steps.step("parity"):
+                ref: Any = _OrtReference(src)
+                report = gate(ref, staged, spec, inputs, tolerances, what=f"{um.name} fp32")
+            record = {**parity_record(report, inputs), "reference": USER_ONNX_REFERENCE}
+        external = {n: sha256_file(stage / n) for n in extra_files}
+        manifest = build_manifest(
+            model=um.name,
+            precision=Precision.FP32,
+            opset=opset,
+            exporter=f"user ONNX file {src} (imported, I/O renamed), onnx {onnx.__version__}",
+            onnx_path=staged,
+            input_shape=spec.input_shape,
+            num_classes=spec.num_classes,
+            batch=brange,
+            dynamic=dyn,
+            weights=um.weights_id,
+            parity=record,
+            timings=steps.timings,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            external_data=list(external) or None,
+            extra={
+                "source": str(src),
+                "source_sha256": um.sha256,
+                "external_data_sha256": external,
+            },
+        )
+        (dest / MANIFEST_NAME).unlink(missing_ok=True)
+        graph.publish(stage, dest, [ONNX_NAME, *extra_files])
+    manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
+    return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
+
+
+def _lead(proto: Any) -> int:
+    d = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    return int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1
+
+
+def _rename_io(proto: Any, old_in: str, old_out: str) -> None:
+    """Call the graph's input ``input`` and its output ``logits``, as our exports do."""
+    names = {old_in: INPUT_NAME, old_out: OUTPUT_NAME}
+    g = proto.graph
+    for vi in [*g.input, *g.output, *g.value_info]:
+        vi.name = names.get(vi.name, vi.name)
+    for node in g.node:
+        node.input[:] = [names.get(n, n) for n in node.input]
+        node.output[:] = [names.get(n, n) for n in node.output]
+
+
 def ensure_fp32(
     model: str,
     *,
@@ -202,8 +346,8 @@ def ensure_fp32(
     reason = _reuse_problem(
         artifact_dir(out_dir, model),
         model=model,
-        wid=weights_id(weights, seed),
-        opset=resolve_opset(opset),
+        wid=_weights_id(model, weights, seed),
+        opset=_opset_for(model, opset),
         batch=brange,
         dynamic=dyn,
         check=check,

@@ -22,6 +22,8 @@ from rich.table import Table
 
 from cnnbench import __version__
 from cnnbench.errors import CnnbenchError
+from cnnbench.models.registry import register_user_model
+from cnnbench.models.user import is_user_model
 from cnnbench.precision import (
     PRECISIONS,
     QUANTIZERS,
@@ -165,6 +167,41 @@ quantizer_option = click.option(
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for weight init and inputs."
 )
+
+
+#: a user's model (``--model x.onnx`` / ``module:callable``): how to read it
+USER_MODEL_FIELDS = ("input_shape", "name", "mean", "std")
+
+
+def user_model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--input-shape``, ``--name``, ``--mean``, ``--std`` for a user's own model."""
+    for opt in reversed((
+        click.option("--input-shape", default=None, metavar="C,H,W",
+                     help="Input shape of your model (C,H,W or N,C,H,W): needed for a module "
+                     "factory, overrides what an ONNX file says."),
+        click.option("--name", default=None,
+                     help="Name of your model in rows and caches (default: the file's stem or "
+                     "the callable's name)."),
+        click.option("--mean", default=None, metavar="M[,M,M]",
+                     help="Per-channel mean of your model's preprocessing (default ImageNet's)."),
+        click.option("--std", default=None, metavar="S[,S,S]",
+                     help="Per-channel std of your model's preprocessing (default ImageNet's)."),
+    )):  # fmt: skip
+        f = opt(f)
+    return f
+
+
+def resolve_models(names: Sequence[str], o: dict[str, Any]) -> tuple[str, ...]:
+    """Model names as the registry knows them: each ``x.onnx`` or ``module:callable`` becomes
+    a registered user model (read with ``o``'s user-model options)."""
+    users = [n for n in names if is_user_model(n)]
+    given = {k: o.get(k) for k in USER_MODEL_FIELDS if o.get(k) is not None}
+    if given and not users:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise click.UsageError(f"{flags} describe your own model: give --model x.onnx or module:fn")
+    if given.get("name") and len(users) > 1:
+        raise click.UsageError("--name names one model; give one user model per command")
+    return tuple(register_user_model(n, **given).name if is_user_model(n) else n for n in names)
 
 
 def emit_json(obj: Any) -> None:

@@ -32,7 +32,9 @@ from cnnbench.cli.app import (
     emit_json,
     emit_table,
     format_option,
+    resolve_models,
     seed_option,
+    user_model_options,
 )
 from cnnbench.cli.bench_options import (
     INT8_FIELDS,
@@ -146,7 +148,8 @@ def _print_rows(
     "--model",
     "-m",
     default=None,
-    help="Model(s), comma-separated. Default: the zoo's ImageNet models.",
+    help="Model(s), comma-separated: zoo names, your ONNX file (x.onnx) or your PyTorch "
+    "module factory (package.module:callable). Default: the zoo's ImageNet models.",
 )
 @click.option(
     "--engine",
@@ -229,6 +232,7 @@ def _print_rows(
     help="The largest batch --find-max-batch tries.",
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
+@user_model_options
 @seed_option
 @format_option()
 @columns_option
@@ -246,9 +250,9 @@ def run(**o: Any) -> None:  # fmt: skip
     hypervisor steal, few samples for p99, unstable clock); raw samples go to FILE.samples.
     """
     models = (
-        _names(o["model"], "model")
+        resolve_models(_names(o["model"], "model"), o)
         if o["model"] is not None
-        else tuple(list_models(imagenet_only=True))
+        else resolve_models(tuple(list_models(imagenet_only=True)), o)
     )
     if o["out"]:
         check_output(o["out"])  # before any work: a bad --out never costs a measurement

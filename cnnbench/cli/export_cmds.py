@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.cli.app import PrecisionType, cli, quantizer_option, weights_option
+from cnnbench.cli.app import (
+    PrecisionType,
+    cli,
+    quantizer_option,
+    resolve_models,
+    user_model_options,
+    weights_option,
+)
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.export.calibration import calibration_set
 from cnnbench.export.gate import print_report
@@ -87,6 +94,7 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--calib-samples", type=click.IntRange(min=1), help="INT8 calibration images used.")
 @quantizer_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight-init + input seed.")
+@user_model_options
 def export_cmd(
     model: str,
     weights: str | None,
@@ -107,8 +115,16 @@ def export_cmd(
     calib_samples: int | None,
     quantizer: str | None,
     seed: int,
+    input_shape: str | None,
+    name: str | None,
+    mean: str | None,
+    std: str | None,
 ) -> None:
     """Export MODEL to ONNX, check it, and gate it on parity with PyTorch.
+
+    MODEL is a zoo name, your ONNX file (x.onnx: imported, and gated on parity with itself on
+    ONNX Runtime's CPU provider, as there is no PyTorch source) or your module factory
+    (package.module:callable, with --input-shape).
 
     Writes OUT/<model>/<precision>/model.onnx and manifest.json (opset, input, dynamic axes,
     sha256, versions, parity metrics, step timings) and prints the ONNX path last. The file is
@@ -117,6 +133,9 @@ def export_cmd(
     """
     if fixed is not None and dyn is not None:
         raise click.UsageError("--batch and --dynamic-batch are mutually exclusive")
+    (model,) = resolve_models(
+        (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}
+    )
     if precision != Precision.INT8 and (calib_data or calib_method or calib_samples or quantizer):
         raise click.UsageError(
             "--calib-data/--calib-method/--calib-samples/--quantizer need --precision int8"

@@ -6,6 +6,8 @@ from cnnbench.models.registry import (
     get_spec,
     list_models,
     register_model,
+    register_user_model,
+    user_model,
 )
 from cnnbench.models.spec import ModelSpec, Preprocessing
 
@@ -17,4 +19,6 @@ __all__ = [
     "get_spec",
     "list_models",
     "register_model",
+    "register_user_model",
+    "user_model",
 ]

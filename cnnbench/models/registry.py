@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cnnbench.models.user as user
+from cnnbench.errors import InvalidInputError
 from cnnbench.models.spec import ModelSpec
 from cnnbench.naming import lookup
 from cnnbench.weights import adapt, check_match, load_weights, read_state_dict
@@ -41,6 +43,52 @@ def register_model(spec: ModelSpec) -> Callable[[Builder], Builder]:
 def _ensure_loaded() -> None:
     # The zoo modules register themselves on import; import them once, lazily.
     from cnnbench.models import zoo  # noqa: F401
+
+    # user models (an ONNX file, a module factory) named in this process or a parent
+    known = user.known()
+    for name in [n for n, e in _REGISTRY.items() if e.spec.family == user.FAMILY]:
+        if name not in known:  # forgotten (the environment was reset)
+            del _REGISTRY[name]
+    for name, um in known.items():
+        entry = _REGISTRY.get(name)
+        if entry is not None and entry.spec.family != user.FAMILY:
+            raise InvalidInputError(
+                f"{um.source} would be named {name!r}, a zoo model's name; give it --name"
+            )
+        _REGISTRY[name] = Entry(um.spec(), _user_builder(um))
+
+
+def _user_builder(um: user.UserModel) -> Builder:
+    def build(**kwargs: Any) -> nn.Module:
+        if um.kind != "module":
+            raise InvalidInputError(
+                f"{um.name} is an ONNX file ({um.source}): it has no PyTorch module; use an "
+                "engine that loads ONNX (onnxruntime, openvino, tensorrt)"
+            )
+        return user.build_module(um.source)
+
+    return build
+
+
+def register_user_model(text: str, **options: Any) -> ModelSpec:
+    """Resolve ``text`` (``path.onnx`` or ``module:callable``) into a user model, register it
+    here and for child processes, and return its spec; options: ``input_shape``, ``name``,
+    ``mean``, ``std``."""
+    um = user.resolve(text, **options)
+    _ensure_loaded()
+    taken = _REGISTRY.get(um.name)
+    if taken is not None and taken.spec.family != user.FAMILY:
+        raise InvalidInputError(
+            f"{um.source} would be named {um.name!r}, a zoo model's name; give it --name"
+        )
+    user.remember(um)  # before it is registered: a clash fails with nothing remembered
+    _ensure_loaded()
+    return um.spec()
+
+
+def user_model(name: str) -> user.UserModel | None:
+    """The user model registered as ``name``, or None for zoo models."""
+    return user.user_model(name)
 
 
 def list_models(*, imagenet_only: bool = False) -> list[str]:
