@@ -2,7 +2,9 @@
 
 Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios`` are required)::
 
-    models: imagenet            # or "all", or a list of zoo names
+    models: imagenet            # or "all", or a list of zoo names, your ONNX files (x.onnx,
+                                # relative to this file) and module factories (pkg.mod:fn), or
+                                # {model: x.onnx, name: mine, input_shape: 3,64,64}
     engines: [torch, onnxruntime]
     precisions: [fp32]
     batches: [1, 8]             # single-stream takes batch 1 only; other batches skip it
@@ -43,7 +45,8 @@ from cnnbench.engines import canonical as canonical_engine
 from cnnbench.engines import default_device, get_engine_class
 from cnnbench.engines.options import check_options, parse_assignments
 from cnnbench.errors import CnnbenchError, InvalidInputError
-from cnnbench.models import get_spec, list_models
+from cnnbench.models import get_spec, list_models, register_user_model
+from cnnbench.models.user import is_user_model
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
 
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
@@ -226,7 +229,7 @@ def load_config(path: str | Path) -> SweepConfig:
     models = raw["models"]
     if models in ("imagenet", "all"):
         models = list_models(imagenet_only=models == "imagenet")
-    models = [str(m) for m in _list(src, "models", models)]
+    models = [_model_name(src, p.parent, m) for m in _list(src, "models", models)]
     for m in models:
         _named(src, "models", lambda m=m: get_spec(m))
     # YAML reads an unquoted `null` as None: in this list that is the null engine.
@@ -318,6 +321,32 @@ def _engine_options(src: str, raw: Any, engs: list[str]) -> dict[str, tuple[dict
             raise _fail(src, f"key 'engine_options.{e}': the same option set is listed twice")
         out[e] = tuple(unique)
     return out
+
+
+_USER_KEYS = ("model", "name", "input_shape", "mean", "std")
+
+
+def _model_name(src: str, base: Path, item: Any) -> str:
+    """A ``models:`` entry as the registry names it: a zoo name; your ONNX file (``x.onnx``,
+    relative to the config's folder) or module factory (``pkg.mod:fn``); or a mapping
+    ``{model: x.onnx, name: ..., input_shape: 3,64,64, mean: ..., std: ...}``."""
+    if isinstance(item, dict):
+        unknown = sorted(set(item) - set(_USER_KEYS))
+        if unknown or "model" not in item:
+            raise _fail(src, f"key 'models': an entry's keys are {', '.join(_USER_KEYS)}")
+        text = str(item["model"])
+        opts = {k: (str(v) if not isinstance(v, list) else ",".join(map(str, v)))
+                for k, v in item.items() if k != "model"}  # fmt: skip
+    else:
+        text, opts = str(item), {}
+    if not is_user_model(text):
+        if opts:
+            raise _fail(src, f"key 'models': {text} is a zoo model; name, input_shape, mean and "
+                        "std describe your own model")  # fmt: skip
+        return text
+    if text.lower().endswith(".onnx") and not Path(text).is_absolute():
+        text = str(base / text)
+    return str(_named(src, "models", lambda: register_user_model(text, **opts).name))
 
 
 def _named(src: str, key: str, fn: Any) -> Any:

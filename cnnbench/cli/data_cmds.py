@@ -18,6 +18,8 @@ from cnnbench.cli.app import (
     emit_table,
     format_option,
     quantizer_option,
+    resolve_models,
+    user_model_options,
     weights_option,
 )
 from cnnbench.data.folders import parse_max_bad
@@ -150,6 +152,7 @@ def train_cmd(
     ".csv/.jsonl, e.g. the run's, for `cnnbench report`.",
 )  # fmt: skip
 @format_option()
+@user_model_options
 def eval_cmd(
     model: str,
     weights: str | None,
@@ -171,13 +174,22 @@ def eval_cmd(
     max_bad: str,
     out: str | None,
     fmt: str,
+    input_shape: str | None,
+    name: str | None,
+    mean: str | None,
+    std: str | None,
 ) -> None:
     """Measure MODEL's top-1 / top-5 on labelled data at PRECISION on ENGINE.
+
+    MODEL is a zoo name, your ONNX file (x.onnx) or your module factory (pkg.mod:fn).
 
     ONNX engines run the verified file for the precision (exported, converted and cached as
     needed; INT8 is calibrated on the digits TRAIN split, never on the evaluated test split).
     JSON: top1 and top5 are fractions in [0, 1]; samples is the evaluated split's size.
     """
+    (model,) = resolve_models(
+        (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}
+    )
     get_spec(model)  # an unknown model fails before anything is loaded
     if labels is not None and data is None:
         raise click.UsageError("--labels needs --data DIR")

@@ -137,3 +137,27 @@ def test_bad_user_model_input_is_one_line_exit_2(
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2, res.output
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_config_names_an_onnx_file_beside_it(workdir: Path) -> None:
+    from cnnbench.bench.sweep_config import load_config
+
+    cfg = workdir / "cfg.yaml"
+    cfg.write_text(
+        "models: [x.onnx, {model: 'mymod_cnb:build', name: mine, input_shape: [3, 64, 64]}]\n"
+        "engines: [onnxruntime]\nprecisions: [fp32]\nbatches: [1]\nscenarios: [offline]\n"
+    )
+    loaded = load_config(cfg)
+    assert loaded.models == ("x", "mine")
+    assert get_spec("mine").input_shape == (3, 64, 64)
+    cfg.write_text(cfg.read_text().replace("x.onnx", "{model: resnet18, name: y}"))
+    with pytest.raises(Exception, match="is a zoo model"):
+        load_config(cfg)
+
+
+def test_eval_takes_an_onnx_file(workdir: Path) -> None:
+    # the file resolves to a model, so the next check (the data folder) is the one that speaks
+    res = CliRunner().invoke(cli, ["eval", "x.onnx", "--data", str(workdir / "nowhere")])
+    assert res.exit_code == 2 and "dataset folder not found" in res.stderr
+    res = CliRunner().invoke(cli, ["eval", "nosuch", "--data", str(workdir / "nowhere")])
+    assert res.exit_code == 2 and "unknown model 'nosuch'" in res.stderr
