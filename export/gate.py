@@ -76,6 +76,19 @@ def ort_session(path: Path) -> Any:
         raise ArtifactError(f"onnxruntime cannot load {path}: {first_line(exc)}") from None
 
 
+class OrtReference:
+    """The user's own file on ONNX Runtime's CPU provider, called like a torch module."""
+
+    def __init__(self, path: Path) -> None:
+        self.session = ort_session(path)
+        self.name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        return torch.from_numpy(self.session.run(None, {self.name: x.numpy()})[0])
+
+
 def fixed_batch(session: Any) -> int | None:
     """The input's batch size if the file fixes it, else None (dynamic)."""
     dim = session.get_inputs()[0].shape[0]

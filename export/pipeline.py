@@ -16,7 +16,7 @@ from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir, probe_writable, sha25
 from cnnbench.batch import BatchRange
 from cnnbench.errors import ArtifactError, CnnbenchError
 from cnnbench.export import graph
-from cnnbench.export.gate import GateInputs, gate, ort_session, parity_record
+from cnnbench.export.gate import GateInputs, OrtReference, gate, parity_record
 from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -205,19 +205,6 @@ def _opset_for(model: str, opset: int | None) -> int:
     return resolve_opset(opset)
 
 
-class _OrtReference:
-    """The user's own file on ONNX Runtime's CPU provider, called like a torch module."""
-
-    def __init__(self, path: Path) -> None:
-        self.session = ort_session(path)
-        self.name = self.session.get_inputs()[0].name
-
-    def __call__(self, x: Any) -> Any:
-        import torch
-
-        return torch.from_numpy(self.session.run(None, {self.name: x.numpy()})[0])
-
-
 def import_onnx(
     um: UserModel,
     *,
@@ -273,7 +260,7 @@ def import_onnx(
         record = None
         if check:
             with steps.step("parity"):
-                ref: Any = _OrtReference(src)
+                ref: Any = OrtReference(src)
                 report = gate(ref, staged, spec, inputs, tolerances, what=f"{um.name} fp32")
             record = {**parity_record(report, inputs), "reference": USER_ONNX_REFERENCE}
         external = {n: sha256_file(stage / n) for n in extra_files}

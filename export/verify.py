@@ -11,13 +11,14 @@ from cnnbench.export.gate import (
     DEFAULT_BATCH,
     DEFAULT_SAMPLES,
     GateInputs,
+    OrtReference,
     fixed_batch,
     ort_session,
     run_parity,
 )
 from cnnbench.export.manifest import MANIFEST_NAME, verify_artifact, weights_id
 from cnnbench.export.parity import ParityReport, Tolerances
-from cnnbench.models import get_model, get_spec
+from cnnbench.models import get_model, get_spec, user_model
 from cnnbench.precision import ONNX_PRECISIONS, Precision
 from cnnbench.progress import Steps, note, warn
 
@@ -51,13 +52,22 @@ def verify_onnx(
         raise InvalidInputError(f"{path} does not say which model it holds; pass --model NAME")
     spec = get_spec(model)
     _check_holds(path, proto, model, meta.get("cnnbench.model"), spec.input_shape)
-    seed = _resolve_weights(path, meta.get("cnnbench.weights"), weights, seed)
+    um = user_model(model)
+    onnx_source = um is not None and um.kind == "onnx"
+    if not onnx_source:
+        seed = _resolve_weights(path, meta.get("cnnbench.weights"), weights, seed)
+    seed = seed or 0
     with steps.step("check"):
         external = any(t.data_location == 1 for t in proto.graph.initializer)  # EXTERNAL
         graph.check(path if external or graph.needs_external_data(proto) else proto, what=str(path))
         del proto
     session = ort_session(path)
-    module = get_model(model, weights=weights, seed=seed)
+    # a user's ONNX file has no PyTorch source: the reference is that file on ONNX Runtime CPU
+    module: Any = (
+        OrtReference(Path(um.source))
+        if um is not None and onnx_source
+        else get_model(model, weights=weights, seed=seed)
+    )
     inputs = GateInputs(
         samples=samples,
         batch=fixed_batch(session) or batch or DEFAULT_BATCH,

@@ -199,7 +199,11 @@ def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
 
 @cli.command("verify", epilog=_TOL_HELP)
 @click.argument("onnx_file", metavar="ONNX", type=click.Path(dir_okay=False))
-@click.option("--model", help="Zoo model the file holds (default: recorded in the file).")
+@click.option(
+    "--model",
+    help="The model the file holds (default: recorded in the file): a zoo name, your ONNX "
+    "file or module factory.",
+)
 @weights_option
 @_tolerance_options
 @click.option(
@@ -211,6 +215,7 @@ def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
 @click.option(
     "--seed", type=int, default=None, help="Weight-init + input seed (default: recorded)."
 )
+@user_model_options
 def verify_cmd(
     onnx_file: str,
     model: str | None,
@@ -224,13 +229,24 @@ def verify_cmd(
     preset: Precision | None,
     batch: int | None,
     seed: int | None,
+    input_shape: str | None,
+    name: str | None,
+    mean: str | None,
+    std: str | None,
 ) -> None:
     """Re-check an existing ONNX file: onnx.checker, its manifest's sha256, and the parity gate.
+
+    The reference is PyTorch eager FP32 of --model; for your own ONNX file (--model x.onnx)
+    it is that file on ONNX Runtime's CPU provider.
 
     Prints the parity table; exits 1 if the gate fails, 2 if the file is missing or corrupt.
     """
     if not Path(onnx_file).is_file():
         raise InvalidInputError(f"ONNX file not found: {onnx_file}")
+    if model is not None:
+        (model,) = resolve_models(
+            (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}
+        )
     overrides = _overrides(rtol, cosine, top1, top5)
     tol = None
     if preset is not None or overrides:

@@ -161,3 +161,9 @@ def test_eval_takes_an_onnx_file(workdir: Path) -> None:
     assert res.exit_code == 2 and "dataset folder not found" in res.stderr
     res = CliRunner().invoke(cli, ["eval", "nosuch", "--data", str(workdir / "nowhere")])
     assert res.exit_code == 2 and "unknown model 'nosuch'" in res.stderr
+
+
+def test_verify_checks_an_imported_file_against_the_users_own(workdir: Path) -> None:
+    assert CliRunner().invoke(cli, ["export", "x.onnx"]).exit_code == 0
+    res = CliRunner().invoke(cli, ["verify", "artifacts/x/fp32/model.onnx", "--model", "x.onnx"])
+    assert res.exit_code == 0 and "PASS" in res.output, res.output
