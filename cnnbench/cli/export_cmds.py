@@ -194,7 +194,10 @@ def _convert(
 def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
     parity = manifest.get("parity")
     if isinstance(parity, dict) and "metrics" in parity:
-        print_report(report_from_dict(parity), title=title)
+        ref = parity.get("reference")
+        print_report(
+            report_from_dict(parity), title=f"{title} (reference: {ref})" if ref else title
+        )
 
 
 @cli.command("verify", epilog=_TOL_HELP)

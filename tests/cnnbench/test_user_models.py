@@ -164,6 +164,7 @@ def test_eval_takes_an_onnx_file(workdir: Path) -> None:
 
 
 def test_verify_checks_an_imported_file_against_the_users_own(workdir: Path) -> None:
-    assert CliRunner().invoke(cli, ["export", "x.onnx"]).exit_code == 0
+    res = CliRunner().invoke(cli, ["export", "x.onnx"])
+    assert res.exit_code == 0 and "reference: onnxruntime-cpu on the user's ONNX file" in res.output
     res = CliRunner().invoke(cli, ["verify", "artifacts/x/fp32/model.onnx", "--model", "x.onnx"])
     assert res.exit_code == 0 and "PASS" in res.output, res.output
