@@ -16,7 +16,7 @@ from typing import Any
 
 from cnnbench.artifacts import atomic_write_json, cache_dir
 from cnnbench.errors import CnnbenchError
-from cnnbench.models import get_spec, list_models
+from cnnbench.models import get_spec, list_models, user_model
 from cnnbench.progress import warn
 
 CACHE_VERSION = 1
@@ -76,7 +76,8 @@ def zoo_listing(*, imagenet_only: bool = False, use_cache: bool = True) -> list[
     path = cache_path(key)
     rows = _read(path, key) if use_cache else None
     if rows is None:
-        rows = [summarize(n) for n in list_models()]
+        # the zoo's own models (a user's model, named in this process, is not part of it)
+        rows = [summarize(n) for n in list_models() if user_model(n) is None]
         if use_cache:
             _write(path, key, rows)
     return [r for r in rows if r["imagenet"] or not imagenet_only]

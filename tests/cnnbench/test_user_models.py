@@ -49,7 +49,7 @@ QUICK = ["--warmup-count", "1", "--warmup-time", "0", "--min-count", "20", "--mi
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv(ENV, raising=False)  # restored (to unset) after the test
+    monkeypatch.setenv(ENV, "[]")  # none yet; restored (to unset) after the test
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "mymod_cnb.py").write_text(MODULE)
