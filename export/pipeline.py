@@ -330,6 +330,12 @@ def ensure_fp32(
     """
     args = dict(weights=weights, out_dir=out_dir, opset=opset, batch=batch, dynamic=dynamic)
     brange, dyn = _batch_spec(batch, dynamic)
+    um = user_model(model)
+    if um is not None and um.kind == "onnx" and batch is None and dynamic is None:
+        # a user's file keeps its own batch axis: a fixed one is what it is reused for
+        dyn = um.dynamic_batch
+        if not dyn:
+            brange = BatchRange.fixed(_lead(graph.load(um.source, load_external_data=False)))
     reason = _reuse_problem(
         artifact_dir(out_dir, model),
         model=model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import ArtifactError, InvalidInputError
+from cnnbench.errors import ArtifactError, InvalidInputError, UnknownNameError
 from cnnbench.export import graph
 from cnnbench.export.gate import (
     DEFAULT_BATCH,
@@ -50,7 +50,15 @@ def verify_onnx(
     model = model or meta.get("cnnbench.model")
     if not model:
         raise InvalidInputError(f"{path} does not say which model it holds; pass --model NAME")
-    spec = get_spec(model)
+    try:
+        spec = get_spec(model)
+    except UnknownNameError:
+        if str(meta.get("cnnbench.weights") or "").startswith(("onnx-sha256:", "module:")):
+            raise InvalidInputError(
+                f"{path} holds your own model {model!r}: pass --model with the ONNX file or "
+                "module:callable it came from"
+            ) from None
+        raise
     _check_holds(path, proto, model, meta.get("cnnbench.model"), spec.input_shape)
     um = user_model(model)
     onnx_source = um is not None and um.kind == "onnx"

@@ -168,3 +168,28 @@ def test_verify_checks_an_imported_file_against_the_users_own(workdir: Path) -> 
     assert res.exit_code == 0 and "reference: onnxruntime-cpu on the user's ONNX file" in res.output
     res = CliRunner().invoke(cli, ["verify", "artifacts/x/fp32/model.onnx", "--model", "x.onnx"])
     assert res.exit_code == 0 and "PASS" in res.output, res.output
+
+
+def test_a_fixed_batch_onnx_file_is_imported_once_and_verify_names_what_it_needs(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mymod_cnb  # type: ignore[import-not-found]
+
+    torch.onnx.export(
+        mymod_cnb.build().eval(), (torch.randn(2, 3, 64, 64),), "fixed.onnx", dynamo=False
+    )
+    first = CliRunner().invoke(cli, ["export", "fixed.onnx"])
+    assert first.exit_code == 0, first.output
+    manifest = json.loads((workdir / "artifacts/fixed/fp32/manifest.json").read_text())
+    assert manifest["batch"] == {"min": 2, "opt": 2, "max": 2} and not manifest["dynamic_axes"]
+    import cnnbench.export.pipeline as pipeline
+
+    def no_import(*a: object, **k: object) -> None:
+        raise AssertionError("imported again")
+
+    monkeypatch.setattr(pipeline, "import_onnx", no_import)
+    again = pipeline.ensure_fp32("fixed", out_dir="artifacts")  # what run and convert use
+    assert again.manifest["onnx"]["sha256"] == manifest["onnx"]["sha256"]
+    monkeypatch.setenv(ENV, "[]")  # a new shell: the model is not named yet
+    res = CliRunner().invoke(cli, ["verify", "artifacts/fixed/fp32/model.onnx"])
+    assert res.exit_code == 2 and "holds your own model 'fixed'" in res.stderr
