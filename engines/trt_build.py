@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cnnbench.artifacts import atomic_write_bytes, require_file, sha256_file
 from cnnbench.batch import BatchRange
@@ -19,9 +19,6 @@ from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, c
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.export.graph import real_inputs
 from cnnbench.progress import StepHistory, Steps, note, warn
-
-if TYPE_CHECKING:
-    pass
 
 TRT_HINT = "pip install 'cnnbench[trt]' on a machine with an NVIDIA GPU"
 Shape = tuple[int, ...]

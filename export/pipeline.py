@@ -66,6 +66,24 @@ def _weights_id(model: str, weights: str | Path | None, seed: int) -> str:
     return f"{um.weights_id}|{weights_id(weights, seed)}"
 
 
+def _gate_inputs(
+    samples: int,
+    parity_batch: int | None,
+    dynamic: bool,
+    batch: BatchRange,
+    seed: int,
+    data_dir: str | Path | None,
+) -> GateInputs:
+    """The FP32 gate's inputs: batches of ``parity_batch`` (2) for a dynamic file, else of the
+    file's fixed batch."""
+    return GateInputs(
+        samples=samples,
+        batch=(parity_batch or 2) if dynamic else batch.opt,
+        seed=seed,
+        data_dir=Path(data_dir) if data_dir is not None else None,
+    )
+
+
 def _batch_spec(batch: BatchRange | None, dynamic: bool | None) -> tuple[BatchRange, bool]:
     if batch is None:
         return DEFAULT_DYNAMIC_BATCH, True
@@ -121,12 +139,7 @@ def export_fp32(
     dest = artifact_dir(out_dir, model)  # created only when there is a file to put in it
     probe_writable(dest, what="artifacts")  # an unwritable --out fails before the export
     wid = _weights_id(model, weights, seed)
-    inputs = GateInputs(
-        samples=samples,
-        batch=(parity_batch or 2) if dyn else brange.opt,
-        seed=seed,
-        data_dir=Path(data_dir) if data_dir is not None else None,
-    )
+    inputs = _gate_inputs(samples, parity_batch, dyn, brange, seed, data_dir)
     if inputs.data_dir is not None and check:
         inputs.batches(spec)  # a bad folder fails now, not after a minute of exporting
     module = get_model(model, weights=weights, seed=seed)
@@ -200,7 +213,7 @@ USER_ONNX_REFERENCE = "onnxruntime-cpu on the user's ONNX file (no PyTorch sourc
 
 def _opset_for(model: str, opset: int | None) -> int:
     um = user_model(model)
-    if um is not None and um.kind == "onnx":
+    if um is not None and um.kind == "onnx":  # a user's file has the opset it has
         return graph.opset_of(graph.load(um.source, load_external_data=False))
     return resolve_opset(opset)
 
@@ -229,7 +242,9 @@ def import_onnx(
     src = Path(um.source)
     dyn = um.dynamic_batch
     proto = graph.load(src)
-    brange = batch or (DEFAULT_DYNAMIC_BATCH if dyn else BatchRange.fixed(_lead(proto)))
+    brange = batch or (
+        BatchRange.fixed(um.fixed_batch) if um.fixed_batch else DEFAULT_DYNAMIC_BATCH
+    )
     steps = Steps(
         f"import {um.name}",
         plan=["check", *(["parity"] if check else [])],
@@ -246,12 +261,7 @@ def import_onnx(
         graph.check(proto, what=f"ONNX file {src}")
         proto = graph.infer_shapes(proto)
     opset = graph.opset_of(proto)
-    inputs = GateInputs(
-        samples=samples,
-        batch=(parity_batch or 2) if dyn else brange.opt,
-        seed=seed,
-        data_dir=Path(data_dir) if data_dir is not None else None,
-    )
+    inputs = _gate_inputs(samples, parity_batch, dyn, brange, seed, data_dir)
     with new_dir(dest), graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
         extra_files = graph.save(proto, staged)
@@ -292,11 +302,6 @@ def import_onnx(
     return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
 
 
-def _lead(proto: Any) -> int:
-    d = proto.graph.input[0].type.tensor_type.shape.dim[0]
-    return int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1
-
-
 def _rename_io(proto: Any, old_in: str, old_out: str) -> None:
     """Call the graph's input ``input`` and its output ``logits``, as our exports do."""
     names = {old_in: INPUT_NAME, old_out: OUTPUT_NAME}
@@ -334,8 +339,8 @@ def ensure_fp32(
     if um is not None and um.kind == "onnx" and batch is None and dynamic is None:
         # a user's file keeps its own batch axis: a fixed one is what it is reused for
         dyn = um.dynamic_batch
-        if not dyn:
-            brange = BatchRange.fixed(_lead(graph.load(um.source, load_external_data=False)))
+        if um.fixed_batch is not None:
+            brange = BatchRange.fixed(um.fixed_batch)
     reason = _reuse_problem(
         artifact_dir(out_dir, model),
         model=model,

@@ -54,7 +54,12 @@ class UserModel:
     std: tuple[float, ...]
     sha256: str | None = None  # the ONNX file's
     input_name: str = "input"
-    dynamic_batch: bool = True
+    #: an ONNX file's fixed batch size (None: a dynamic batch axis)
+    fixed_batch: int | None = None
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.fixed_batch is None
 
     def spec(self) -> ModelSpec:
         c, h, _ = self.input_shape
@@ -77,10 +82,15 @@ class UserModel:
         return f"onnx-sha256:{self.sha256}" if self.kind == "onnx" else f"module:{self.source}"
 
 
+def _parts(text: str | tuple[Any, ...]) -> tuple[Any, ...]:
+    """A tuple as given, or the items of a comma-separated text ("3,64,64")."""
+    return text if isinstance(text, tuple) else tuple(p for p in str(text).split(",") if p)
+
+
 def _shape(text: str | tuple[int, ...] | None) -> tuple[int, ...] | None:
     if text is None:
         return None
-    parts = text if isinstance(text, tuple) else tuple(p for p in str(text).split(",") if p)
+    parts = _parts(text)
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
@@ -101,7 +111,7 @@ def _norm(
 ) -> tuple[float, ...]:
     if values is None:
         return default if len(default) == c else (0.5,) * c
-    parts = values if isinstance(values, tuple) else tuple(p for p in str(values).split(",") if p)
+    parts = _parts(values)
     try:
         out = tuple(float(p) for p in parts)
     except ValueError:
@@ -177,7 +187,7 @@ def from_onnx(
         std=_norm(std, c, IMAGENET_STD, "std"),
         sha256=sha256_file(p),
         input_name=inputs[0].name,
-        dynamic_batch=not (isinstance(dims[0], int) and dims[0] > 0),
+        fixed_batch=dims[0] or None,
     )
 
 
