@@ -5,21 +5,27 @@ their target QPS); where a file holds several rows for a cell, its last row with
 For each metric the ratio new / base and the change in percent are written. Worse means higher
 for latencies and memory, lower for throughput and efficiency. A cell's metric is:
 
-* ``regression`` / ``improvement``: the change is beyond the threshold *and* significant: the
-  95 % bootstrap CI of the ratio (from both rows' stored latency samples, see
-  :mod:`bench.significance`) lies entirely beyond 1 ± threshold. Without samples (older files)
-  the two medians' 95 % CIs must not overlap instead. Metrics that have no samples behind them
-  (memory) are decided by the threshold alone.
+* ``regression`` / ``improvement``: for timings, each side holds repeats (the cell measured
+  at least twice, each time in its own process) and every new repeat is beyond every base
+  repeat by more than the threshold (:mod:`bench.compare_repeats`). Metrics that have no
+  samples behind them (memory) are decided by the threshold alone.
 * ``inconclusive``: either row is invalid (``valid`` false: noisy, shared CPU, too few
-  samples), or the change is beyond the threshold but within the noise. Never a regression.
+  samples); or the change is beyond the threshold but within the noise of the runs' samples
+  (the 95 % bootstrap CI of the ratio, :mod:`bench.significance`, reaches 1 ± threshold;
+  without samples, the medians' 95 % CIs overlap); or it is significant within the runs but
+  each side is one process, whose samples cannot show run-to-run noise. Never a regression.
 * ``ok``: within the threshold.
 
-The Mann-Whitney U p-value of the two sample sets is reported beside (``p_value``).
+Why one process per side never decides: two sweeps of ``ci_tiny.yaml`` of the same code, one
+process per cell, gave 12 "significant" changes beyond 10 % out of 28 on a quiet 2-core
+machine; the same sweeps with 5 repeats gave none. The Mann-Whitney U p-value of the two
+sample sets is reported beside (``p_value``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,12 @@ from cnnbench.errors import InvalidInputError
 from cnnbench.values import num
 
 DEFAULT_METRICS = ("latency_ms_p50", "throughput_ips")
+SINGLE_RUN_NOTE = (
+    "one process per side: significant within each run, but run-to-run noise is not seen; "
+    "measure both with --repeats 5 (or repeats: 5) to decide"
+)
+#: a row's stored latency samples (ns), or None
+SamplesOf = Callable[[dict[str, Any]], "np.ndarray | None"]
 #: metric -> the statistic of the latency samples it follows ("mean" for rates: 1 / mean)
 SAMPLE_STAT = {
     "latency_ms_p50": "50", "latency_ms_p90": "90", "latency_ms_p95": "95",
@@ -96,12 +108,13 @@ def compare_rows(
     *,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     threshold_pct: float = 5.0,
-    base_path: Path | str | None = None,
-    new_path: Path | str | None = None,
+    base_samples: SamplesOf | None = None,
+    new_samples: SamplesOf | None = None,
 ) -> Comparison:
     """Match cells and decide each metric; see the module docstring for the rules.
 
-    ``base_path`` / ``new_path`` locate the rows' stored samples (``bench.samples``).
+    ``base_samples`` / ``new_samples`` give a row's stored latency samples (from the results
+    file's sidecar, :mod:`bench.samples`, or from the store), or None where it has none.
     """
     b_good, b_err = _index(base)
     n_good, n_err = _index(new)
@@ -112,8 +125,8 @@ def compare_rows(
             out.extend(decide_repeats(bs, ns, m, threshold_pct) for m in metrics)
             continue
         b, n = bs[-1], ns[-1]
-        sb = samples.load(base_path, b) if base_path is not None else None
-        sn = samples.load(new_path, n) if new_path is not None else None
+        sb = base_samples(b) if base_samples is not None else None
+        sn = new_samples(n) if new_samples is not None else None
         for m in metrics:
             out.append(_decide(b, n, m, threshold_pct, sb, sn))
     errors = [f"{k}: base error: {v}" for k, v in b_err.items()]
@@ -156,6 +169,11 @@ def _decide(
         row["status"] = "ok"
     elif significant is False:
         row.update(status="inconclusive", note="beyond the threshold but within the noise")
+    elif m in SAMPLE_STAT:
+        # One process per side: its samples show the noise within that process only. Thread
+        # placement and memory layout move a process's timings by more than any within-run CI
+        # (LeNet-5 on a shared 2-core runner: up to 2.3x between two runs of the same code).
+        row.update(status="inconclusive", note=SINGLE_RUN_NOTE)
     else:
         row["status"] = "regression" if worse > 0 else "improvement"
     return row
@@ -173,7 +191,8 @@ def _significance(
 ) -> bool | None:
     """Whether the change is significantly beyond the threshold; None when nothing can say."""
     stat = SAMPLE_STAT.get(m)
-    if stat is None:
+    if stat is None or (higher_is_better(m) and b.get("scenario") == "server"):
+        # a server's throughput is its arrival rate, not 1 / mean latency: the threshold decides
         return None
     if sb is not None and sn is not None and sb.size and sn.size:
         point, lo, hi = ratio_ci(sb, sn, stat)
@@ -201,6 +220,47 @@ def _ci_overlap(b: dict[str, Any], n: dict[str, Any]) -> bool | None:
     return bool(lo1 <= hi2 and lo2 <= hi1)  # type: ignore[operator]
 
 
+@dataclass(frozen=True)
+class Source:
+    """One side of a comparison: its rows, where they came from, and how to get a row's
+    samples (a results file, or a run in the store)."""
+
+    label: str
+    rows: list[dict[str, Any]]
+    samples: SamplesOf
+
+
+def file_source(path: Path | str) -> Source:
+    """A results file (CSV / JSON lines) and its samples sidecar as a comparison side."""
+    rows = read_rows(path)
+    if rows and not all(c in rows[0] for c in ("model", "engine", "batch")):
+        raise InvalidInputError(f"{path} is not a cnnbench results file (no model/engine/batch)")
+    return Source(str(path), rows, lambda row: samples.load(path, row))
+
+
+def compare_sources(
+    base: Source,
+    new: Source,
+    *,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    threshold_pct: float = 5.0,
+) -> Comparison:
+    """:func:`compare_rows` on two sides; an unknown metric or no shared cell is an error."""
+    known = {k for r in (*base.rows, *new.rows) for k in r}
+    for m in metrics:
+        if m not in known:
+            raise InvalidInputError(
+                f"unknown metric '{m}': no such column in {base.label} or {new.label}"
+            )
+    cmp = compare_rows(
+        base.rows, new.rows, metrics=metrics, threshold_pct=threshold_pct,
+        base_samples=base.samples, new_samples=new.samples,
+    )  # fmt: skip
+    if not cmp.rows:
+        raise InvalidInputError(f"no cell of {base.label} is in {new.label}; nothing to compare")
+    return cmp
+
+
 def compare_files(
     base: Path | str,
     new: Path | str,
@@ -209,19 +269,6 @@ def compare_files(
     threshold_pct: float = 5.0,
 ) -> Comparison:
     """:func:`compare_rows` on two CSV / JSON-lines files; no shared cell is an error."""
-    b, n = read_rows(base), read_rows(new)
-    for path, rows in ((base, b), (new, n)):
-        if rows and not all(c in rows[0] for c in ("model", "engine", "batch")):
-            raise InvalidInputError(
-                f"{path} is not a cnnbench results file (no model/engine/batch)"
-            )
-    known = {k for r in (*b, *n) for k in r}
-    for m in metrics:
-        if m not in known:
-            raise InvalidInputError(f"unknown metric '{m}': no such column in {base} or {new}")
-    cmp = compare_rows(
-        b, n, metrics=metrics, threshold_pct=threshold_pct, base_path=base, new_path=new
+    return compare_sources(
+        file_source(base), file_source(new), metrics=metrics, threshold_pct=threshold_pct
     )
-    if not cmp.rows:
-        raise InvalidInputError(f"no cell of {base} is in {new}; nothing to compare")
-    return cmp

@@ -57,10 +57,19 @@ def test_noise_is_not_a_regression_and_a_slowdown_is(tmp_path: Path) -> None:
     slow = _results(tmp_path / "slow.csv", _lat(2, scale=1.5))
     ok = compare_files(base, same, threshold_pct=5)
     assert {r["status"] for r in ok.rows} == {"ok"} and not ok.regressions
+    # one process per side: the bootstrap and the rank test see the 50 %, but cannot see the
+    # noise between processes, so the cell is not decided from them alone
+    single = compare_files(base, slow, threshold_pct=5)
+    p50 = single.rows[0]
+    assert p50["ratio_ci_low"] > 1.05 and p50["p_value"] < 1e-6 and "bootstrap" in p50["test"]
+    assert {r["status"] for r in single.rows} == {"inconclusive"} and not single.regressions
+    # repeats on both sides (each its own process): every new one is beyond every base one
+    for i, (b_seed, n_seed) in enumerate(((3, 4), (5, 6)), start=2):
+        _results(base, _lat(b_seed), repeat=i)
+        _results(slow, _lat(n_seed, scale=1.5), repeat=i)
     bad = compare_files(base, slow, threshold_pct=5)
     assert [r["status"] for r in bad.rows] == ["regression", "regression"]
-    p50 = bad.rows[0]
-    assert p50["ratio_ci_low"] > 1.05 and p50["p_value"] < 1e-6 and "bootstrap" in p50["test"]
+    assert bad.rows[0]["repeats"] == "3/3" and bad.rows[0]["ratio_ci_low"] > 1.4
 
 
 def test_beyond_the_threshold_but_within_the_noise_is_inconclusive(tmp_path: Path) -> None:
