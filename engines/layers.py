@@ -17,18 +17,30 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnnbench.export.onnx_macs import CONV_OPS, MATMUL_OPS
+from cnnbench.precision import Precision
 
-#: precision words as runtimes spell them -> ours (int8 includes u8; unknown words pass as-is)
-_WORDS = {
-    "i8": "int8", "u8": "int8", "int8": "int8", "uint8": "int8", "i4": "int4", "u4": "int4",
-    "f16": "fp16", "fp16": "fp16", "half": "fp16", "float16": "fp16",
-    "bf16": "bf16", "bfloat16": "bf16",
-    "f32": "fp32", "fp32": "fp32", "float": "fp32", "float32": "fp32",
-    "fp8": "fp8", "f8e4m3": "fp8", "f8e5m2": "fp8", "i32": "int32", "int32": "int32",
-    "i64": "int64", "int64": "int64",
+_P = Precision
+#: precision words as runtimes spell them -> ours (int8 includes u8); our own names and words
+#: for types our table does not have (fp8, int32) pass as they are
+_WORDS: dict[str, str] = {
+    "i8": _P.INT8.value, "u8": _P.INT8.value, "uint8": _P.INT8.value, "i4": "int4", "u4": "int4",
+    "f16": _P.FP16.value, "half": _P.FP16.value, "float16": _P.FP16.value,
+    "bfloat16": _P.BF16.value, "f32": _P.FP32.value, "float": _P.FP32.value,
+    "float32": _P.FP32.value, "f8e4m3": "fp8", "f8e5m2": "fp8", "i32": "int32", "i64": "int64",
 }  # fmt: skip
-#: the precisions a MAC share is given for, in the row's column names
-SHARE_PRECISIONS = ("int8", "fp16", "bf16", "fp32")
+#: what TensorRT's format strings may name a tensor's type with
+_TRT_TOKENS = {
+    *(p.value for p in _P),
+    "half",
+    "bfloat16",
+    "float",
+    "fp8",
+    "int32",
+    "int64",
+    "uint8",
+}
+#: the precisions a MAC share is given for, in the row's column names (narrowest first)
+SHARE_PRECISIONS = tuple(p.value for p in (_P.INT8, _P.FP16, _P.BF16, _P.FP32))
 
 
 def precision_word(word: str | None) -> str | None:
@@ -43,8 +55,7 @@ def trt_format_precision(text: str) -> str | None:
     "Thirty-two wide channel vectorized row major Int8 format", "Half")."""
     for token in re.findall(r"[A-Za-z0-9]+", text):
         low = token.lower()
-        if low in ("int8", "fp16", "half", "bfloat16", "bf16", "fp32", "float", "fp8", "int32",
-                   "int64", "uint8"):  # fmt: skip
+        if low in _TRT_TOKENS:
             return precision_word(low)
     return None
 

@@ -185,7 +185,7 @@ def convert(
     key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
 
     dest = artifact_folder(out_dir, model, prec, key)
-    plan = {"fp16": ["convert"], "int8": _INT8_STEPS[quantizer]}[str(prec)]
+    plan = ["convert"] if prec == Precision.FP16 else _INT8_STEPS[quantizer]
     steps = Steps(
         f"{prec} {model}",
         plan=[*plan, *(["verify"] if check else [])],
