@@ -50,15 +50,23 @@ def _git() -> dict[str, Any]:
     env = os.environ.get("CNNBENCH_GIT_COMMIT")
     if env:
         return {"git_commit": env, "git_dirty": None}
-    if not shutil.which("git") or not (_REPO / ".git").exists():
+    if not (_REPO / ".git").exists():
+        return {"git_commit": None, "git_dirty": None}
+    return git_state(_REPO)
+
+
+def git_state(folder: Path | str) -> dict[str, Any]:
+    """``git_commit`` (HEAD) and ``git_dirty`` of the work tree holding ``folder``; both None
+    where it is not in one (or there is no git)."""
+    if not shutil.which("git"):
         return {"git_commit": None, "git_dirty": None}
     try:
         head = subprocess.run(
-            ["git", "-C", str(_REPO), "rev-parse", "HEAD"],
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            ["git", "-C", str(_REPO), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):

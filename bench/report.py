@@ -29,6 +29,7 @@ from typing import Any
 
 from cnnbench.analysis_cache import zoo_listing
 from cnnbench.artifacts import atomic_write_text, ensure_dir
+from cnnbench.bench.history_plots import write_history_plots
 from cnnbench.bench.html import write_index
 from cnnbench.bench.plots import write_plots
 from cnnbench.bench.report_rows import (
@@ -40,7 +41,7 @@ from cnnbench.bench.report_rows import (
     is_accuracy_row,
     num,
 )
-from cnnbench.bench.results import read_rows
+from cnnbench.bench.results import cell_key, read_rows
 from cnnbench.errors import InvalidInputError
 
 __all__ = [
@@ -256,22 +257,47 @@ class Report:
 
 
 def write_report(
-    paths: Sequence[str | Path], out_dir: str | Path, *, zoo: Mapping[str, ZooEntry] | None = None
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    zoo: Mapping[str, ZooEntry] | None = None,
+    store_rows: Sequence[Row] | None = None,
+    store_label: str | None = None,
 ) -> Report:
     """Read results, write comparison.csv, the plots (PNG + SVG) and index.html into ``out_dir``.
 
     ``zoo`` defaults to :func:`zoo_entries` (every registered model, for the top-1-vs-GMACs
-    plot and for params/MACs/published top-1 of cells whose rows lack them).
+    plot and for params/MACs/published top-1 of cells whose rows lack them). ``store_rows``
+    (the results store's cells, each with ``run_id`` and ``recorded_at``) add the history
+    figures, and, for cells no results file has, their newest run's rows to the comparison.
     """
-    rows = load_results(paths)
+    rows = load_results(paths) if paths else []
+    sources = [str(p) for p in paths]
+    if store_rows is not None:
+        have = {cell_key(r, repeat=False) for r in rows}
+        rows += [r for r in newest_run_rows(store_rows) if cell_key(r, repeat=False) not in have]
+        sources.append(store_label or "the results store")
+    if not rows:
+        raise InvalidInputError("no result rows: give results files, or --db with recorded runs")
     out = ensure_dir(Path(out_dir))
     zoo = dict(zoo) if zoo is not None else zoo_entries()
     comparison = compare_rows(rows, zoo)
     csv_path = out / "comparison.csv"
     _write_csv(csv_path, comparison)
     plots = write_plots(out, comparison, series_rows(rows), zoo)
-    index = write_index(out, comparison, plots, sources=[str(p) for p in paths])
+    if store_rows is not None:
+        plots.update(write_history_plots(out, store_rows))
+    index = write_index(out, comparison, plots, sources=sources)
     return Report(out, csv_path, {k: v.files for k, v in plots.items()}, index, comparison)
+
+
+def newest_run_rows(rows: Sequence[Row]) -> list[Row]:
+    """Per cell, the rows of the newest run that measured it (all its repeats)."""
+    newest: dict[str, Any] = {}
+    for r in rows:
+        k = cell_key(r, repeat=False)
+        newest[k] = max(newest.get(k, r["run_id"]), r["run_id"])
+    return [r for r in rows if r["run_id"] == newest[cell_key(r, repeat=False)]]
 
 
 def _write_csv(path: Path, rows: list[Row]) -> None:

@@ -33,15 +33,25 @@ def sidecar(results: Path | str) -> Path:
     return p.with_name(p.name + SUFFIX)
 
 
+def encode(samples: Any) -> tuple[bytes, int]:
+    """Samples (ns) as one gzip member of an ``.npy`` int64 array, and their count."""
+    arr = np.ascontiguousarray(samples, dtype=np.int64)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return gzip.compress(buf.getvalue(), compresslevel=1, mtime=0), int(arr.size)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """The array :func:`encode` made."""
+    return np.asarray(np.load(io.BytesIO(gzip.decompress(data)), allow_pickle=False), np.int64)
+
+
 def store(results: Path | str, row: dict[str, Any]) -> None:
     """Move ``row``'s samples (``SAMPLES_KEY``) into the sidecar and point the row to them."""
     samples = row.pop(SAMPLES_KEY, None)
     if samples is None:
         return
-    arr = np.ascontiguousarray(samples, dtype=np.int64)
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    data = gzip.compress(buf.getvalue(), compresslevel=1, mtime=0)
+    data, count = encode(samples)
     path = sidecar(results)
     # The folder lock creates the results' folder if needed (--out new/dir/r.csv) and makes the
     # offset exact when another run appends to the same file at the same time.
@@ -53,7 +63,7 @@ def store(results: Path | str, row: dict[str, Any]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-    row.update(samples_file=path.name, samples_offset=offset, samples_count=int(arr.size))
+    row.update(samples_file=path.name, samples_offset=offset, samples_count=count)
 
 
 def load(results: Path | str, row: Mapping[str, Any]) -> np.ndarray | None:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,14 @@ from cnnbench.bench.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
 from cnnbench.precision import Int8Recipe
 from cnnbench.progress import note, track, warn
+from cnnbench.values import num
+
+#: records one row (and its samples) in the results store; the error's text when it could not
+Record = Callable[[dict[str, Any], Any], "str | None"]
 
 __all__ = [
-    "CellRunner", "SweepConfig", "load_config", "pending_cells", "run_cells", "run_isolated",
-    "run_sweep",
+    "CellRunner", "Record", "RowSink", "SweepConfig", "check_fresh", "load_config", "pending_cells", "resume_run_id",
+    "run_cells", "run_isolated", "run_sweep",
 ]  # fmt: skip
 
 
@@ -136,14 +141,14 @@ def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
                 code = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 _kill(proc)
-                return _error_row(spec, f"timeout: cell exceeded timeout_s={timeout_s:g}s")
+                return error_row(spec, f"timeout: cell exceeded timeout_s={timeout_s:g}s")
             except BaseException:
                 _kill(proc)  # Ctrl-C: stop the child too, then let the sweep end
                 raise
         row = _read_row(result)
         if row is not None:
             return row
-        return _error_row(spec, _died(code, _tail(errlog)))
+        return error_row(spec, _died(code, _tail(errlog)))
 
 
 def _read_row(result: Path) -> dict[str, Any] | None:
@@ -157,7 +162,8 @@ def _read_row(result: Path) -> dict[str, Any] | None:
     return row
 
 
-def _error_row(spec: RunSpec, message: str) -> dict[str, Any]:
+def error_row(spec: RunSpec, message: str) -> dict[str, Any]:
+    """The row of a cell that could not be measured: its key, ``error`` and the environment."""
     row = base_row(spec)
     row["error"] = message
     row.update(env_fields())
@@ -188,14 +194,19 @@ def _prepare_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
             return {"error": _died(out.returncode, _tail(errlog))}
 
 
-def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[RunSpec], int]:
-    """Cells still to run, and how many were already done; drops stale error rows on resume."""
-    if not out.exists():
-        return specs, 0
-    if not resume:
+def check_fresh(out: Path, resume: bool) -> None:
+    """An existing results file is continued only with ``resume``; one line otherwise."""
+    if out.exists() and not resume:
         raise InvalidInputError(
             f"{out} exists; add --resume to continue it, or choose another --out"
         )
+
+
+def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[RunSpec], int]:
+    """Cells still to run, and how many were already done; drops stale error rows on resume."""
+    check_fresh(out, resume)
+    if not out.exists():
+        return specs, 0
     rows = read_rows(out)
     done = {cell_key(r) for r in rows if not r.get("error")}
     todo = [s for s in specs if s.key() not in done]
@@ -206,15 +217,28 @@ def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[R
     return todo, len(specs) - len(todo)
 
 
-def run_sweep(cfg: SweepConfig, out: Path, *, resume: bool = False) -> list[dict[str, Any]]:
-    """Run every pending cell of ``cfg``, each in its own process, appending rows to ``out``."""
+def run_sweep(
+    cfg: SweepConfig, out: Path, *, resume: bool = False, record: Record | None = None
+) -> list[dict[str, Any]]:
+    """Run every pending cell of ``cfg``, each in its own process, appending rows to ``out``
+    (and recording them with ``record``, the results store's, when given)."""
     specs, skipped = cfg.cells()
     if skipped:
         note(f"sweep: skipping {len(skipped)} combination(s) single-stream runs only at batch 1")
     todo, done = pending_cells(specs, out, resume)
     if done:
         note(f"sweep: {done} of {len(specs)} cells already in {out}; running {len(todo)}")
-    return run_cells(todo, CellRunner(isolated=True, timeout_s=cfg.timeout_s), out=out)
+    runner = CellRunner(isolated=True, timeout_s=cfg.timeout_s)
+    return run_cells(todo, runner, out=out, record=record)
+
+
+def resume_run_id(out: Path) -> int | None:
+    """The store's run id the rows of an existing results file were recorded under (the last
+    row's), so that a resumed sweep goes on recording into the same run."""
+    if not out.exists():
+        return None
+    ids = [n for r in read_rows(out) if (n := num(r.get("run_id"))) is not None]
+    return int(ids[-1]) if ids else None
 
 
 def run_cells(
@@ -224,40 +248,73 @@ def run_cells(
     out: Path | None,
     label: str = "sweep",
     extra_fields: dict[str, Any] | None = None,
+    record: Record | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``specs`` in order with ``runner``; each row (with ``extra_fields`` added) is
-    appended to ``out`` as it finishes.
+    recorded in the results store (``record``: the row with its samples, one transaction)
+    and appended to ``out`` as it finishes.
 
     ``cnnbench run`` and ``cnnbench sweep`` both measure through here: only the cells and
     whether each gets its own process differ. Ctrl-C keeps every finished row.
     """
-    rows: list[dict[str, Any]] = []
-    failed_write: str | None = None
+    sink = RowSink(out, record, label)
     try:
         for spec in track(specs, total=len(specs), description=label):
             note(f"{label}: {spec.key()} ...")
             row = runner(spec)
             row.update(extra_fields or {})
-            if out is not None and failed_write is None:
-                try:
-                    samples.store(out, row)  # first the samples, then the row pointing to them
-                    append_row(out, row)
-                except (OSError, CnnbenchError) as exc:  # keep measuring; print every row
-                    failed_write = f"cannot write {out}: {first_line(exc)}"
-                    warn(f"{failed_write}; the rows are printed instead")
-            row.pop(samples.SAMPLES_KEY, None)
-            rows.append(row)
-            if row.get("error"):
-                note(f"{label}: {spec.key()}: {row['error']}")
-            elif not row.get("valid"):
-                warn(f"{spec.key()}: invalid: {row.get('invalid_reason')}")
+            sink.add(spec.key(), row)
     except KeyboardInterrupt:
-        where = f" are in {out}" if out is not None else " were measured"
-        note(f"{label}: interrupted; {len(rows)} finished row(s) of this run{where}")
+        sink.interrupted()
         raise
-    if failed_write is not None:
-        raise ResultsWriteError(f"{failed_write}; {len(rows)} row(s) printed above", rows)
-    return rows
+    return sink.finish()
+
+
+class RowSink:
+    """Where finished rows go, as they come, whichever executor measured them: the results
+    store first (row and samples in one transaction), then ``out`` (samples, then the row).
+
+    A kill between the two leaves the cell to be measured again on ``--resume`` (a second row
+    in the store, the later one wins), never a cell missing. A write that fails is reported
+    once and measuring goes on; :meth:`finish` then raises with every row, to be printed.
+    """
+
+    def __init__(self, out: Path | None, record: Record | None, label: str) -> None:
+        self.out, self.record, self.label = out, record, label
+        self.rows: list[dict[str, Any]] = []
+        self.failed_write: str | None = None
+        self.failed_record: str | None = None
+
+    def add(self, key: str, row: dict[str, Any]) -> None:
+        if self.record is not None and (err := self.record(row, row.get(samples.SAMPLES_KEY))):
+            self.failed_record = err
+            warn(f"{err}; measuring goes on" + (f", rows go to {self.out}" if self.out else ""))
+        if self.out is not None and self.failed_write is None:
+            try:
+                samples.store(self.out, row)  # first the samples, then the row pointing to them
+                append_row(self.out, row)
+            except (OSError, CnnbenchError) as exc:  # keep measuring; print every row
+                self.failed_write = f"cannot write {self.out}: {first_line(exc)}"
+                warn(f"{self.failed_write}; the rows are printed instead")
+        row.pop(samples.SAMPLES_KEY, None)
+        self.rows.append(row)
+        if row.get("error"):
+            note(f"{self.label}: {key}: {row['error']}")
+        elif not row.get("valid"):
+            warn(f"{key}: invalid: {row.get('invalid_reason')}")
+
+    def interrupted(self) -> None:
+        where = f" are in {self.out}" if self.out is not None else " were measured"
+        note(f"{self.label}: interrupted; {len(self.rows)} finished row(s) of this run{where}")
+
+    def finish(self) -> list[dict[str, Any]]:
+        rows = self.rows
+        if self.failed_write is not None:
+            raise ResultsWriteError(f"{self.failed_write}; {len(rows)} row(s) printed above", rows)
+        if self.failed_record is not None:
+            where = f"they are in {self.out}" if self.out is not None else "they are printed above"
+            raise ResultsWriteError(f"{self.failed_record}; {where}", rows)
+        return rows
 
 
 class CellRunner:
@@ -285,14 +342,20 @@ class CellRunner:
             except CnnbenchError as exc:
                 self._runtime[rt] = error_text(exc)
         if self._runtime[rt]:
-            return _error_row(spec, str(self._runtime[rt]))
+            return error_row(spec, str(self._runtime[rt]))
         if not self.isolated:
             return run_cell_safe(spec)
-        # What the measured process should not do itself: analysis, peak microbenchmark, export.
+        ready = self.prepare(spec)
+        return ready if isinstance(ready, dict) else run_isolated(ready, self.timeout_s)
+
+    def prepare(self, spec: RunSpec, *, peak: bool = True) -> RunSpec | dict[str, Any]:
+        """What the measured process should not do itself, done once per model / artifact:
+        the analysis (params, MACs), the peak microbenchmark (``peak``: on this machine) and
+        the export; the cell ready to measure, or its error row."""
         if spec.model not in self._facts:
             self._facts[spec.model] = model_facts(spec.model)
         peak_key = (spec.device, spec.precision)
-        if spec.engine != "null" and peak_key not in self._peaks:  # measured or read once
+        if peak and spec.engine != "null" and peak_key not in self._peaks:  # measured or read once
             get_peak(*peak_key)
             self._peaks.add(peak_key)
         run = replace(spec, facts=self._facts[spec.model])
@@ -302,9 +365,9 @@ class CellRunner:
                 self._prepared[k] = _prepare_isolated(spec, self.timeout_s)
             info = self._prepared[k]
             if info.get("error"):
-                return _error_row(spec, f"prepare failed: {info['error']}")
+                return error_row(spec, f"prepare failed: {info['error']}")
             run = replace(run, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
-        return run_isolated(run, self.timeout_s)
+        return run
 
 
 def _cell_main(spec_json: str, result: str) -> int:

@@ -8,10 +8,16 @@ collection error: the CPU suite must never lose a module silently.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from typing import Any
 
 import pytest
+
+# run and sweep record into the results store by default: the suite's go into a scratch file,
+# never into the user's own store (tests that need one pass --db or set CNNBENCH_DB themselves)
+os.environ["CNNBENCH_DB"] = os.path.join(tempfile.mkdtemp(prefix="cnnbench-test-db-"), "t.db")
 
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 

@@ -16,9 +16,11 @@ HEAVY = {
     "onnxconverter_common", "openvino", "tensorrt", "matplotlib", "sklearn", "pynvml", "PIL", "safetensors",
     "google",  # protobuf, onnx's own
     "modelopt", "polygraphy",  # NVIDIA's optional extras (modelopt, trt)
+    "sqlalchemy", "psycopg",  # the results store, opened by the commands that use it
+    "ray",  # the Ray executor (an optional extra)
 }  # fmt: skip
-#: our modules that import torch at module level: imported where used, like torch itself
-TORCH_BOUND = {"cnnbench.analysis"}
+#: our modules that import a heavy runtime at module level: imported where used, like it
+TORCH_BOUND = {"cnnbench.analysis", "cnnbench.bench.store_schema"}
 #: the registry imports the architectures (which register themselves) on the first lookup
 REGISTRY = ("cnnbench/models/registry.py", "cnnbench.models")
 

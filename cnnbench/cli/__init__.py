@@ -10,6 +10,7 @@ from cnnbench.cli import (  # noqa: E402,F401  isort: skip
     engine_cmds,
     bench_cmds,
     report_cmds,
+    store_cmds,
 )
 
 

@@ -22,7 +22,16 @@ from cnnbench.bench.prepare import prepare
 from cnnbench.bench.results import THROUGHPUT_DEFINITION, check_output, columns_for
 from cnnbench.bench.runner import RunSpec, check_runtime
 from cnnbench.bench.stats import CI_METHOD, PERCENTILE_METHOD
-from cnnbench.bench.sweep import CellRunner, load_config, pending_cells, run_cells, run_sweep
+from cnnbench.bench.sweep import (
+    CellRunner,
+    Record,
+    check_fresh,
+    load_config,
+    pending_cells,
+    resume_run_id,
+    run_cells,
+    run_sweep,
+)
 from cnnbench.bench.sweep_config import SweepConfig
 from cnnbench.bench.timing import StopRule
 from cnnbench.cli.app import (
@@ -44,9 +53,11 @@ from cnnbench.cli.bench_options import (
     columns_option,
     engine_opt_option,
     int8_options,
+    record_options,
     server_options,
     stop_options,
 )
+from cnnbench.cli.store_cmds import record_into_store
 from cnnbench.engines import canonical, default_device, get_engine_class
 from cnnbench.engines.base import EngineOptions
 from cnnbench.engines.options import parse_assignments
@@ -232,6 +243,7 @@ def _print_rows(
     help="The largest batch --find-max-batch tries.",
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
+@record_options
 @user_model_options
 @seed_option
 @format_option()
@@ -280,10 +292,11 @@ def run(**o: Any) -> None:  # fmt: skip
     runner = CellRunner(isolated=not o["in_process"], timeout_s=cfg.timeout_s)
     out = Path(o["out"]) if o["out"] else None
     try:
-        if o["find_max_batch"]:
-            rows = _max_batch_rows(specs, runner, out, o["max_batch_limit"])
-        else:
-            rows = run_cells(specs, runner, out=out, label="run")
+        with record_into_store(o, kind="run", cfg=cfg, out=out) as record:
+            if o["find_max_batch"]:
+                rows = _max_batch_rows(specs, runner, out, o["max_batch_limit"], record)
+            else:
+                rows = run_cells(specs, runner, out=out, label="run", record=record)
     except ResultsWriteError as exc:  # measured but not written: print the rows all the same
         _print_rows(exc.rows, o["fmt"], "cnnbench run (not written)", o["columns"])
         raise
@@ -302,7 +315,7 @@ _TRIAL_STOP = StopRule(
 
 
 def _max_batch_rows(
-    specs: list[RunSpec], runner: CellRunner, out: Path | None, limit: int
+    specs: list[RunSpec], runner: CellRunner, out: Path | None, limit: int, record: Record | None
 ) -> list[dict[str, Any]]:
     """For each (model, engine, precision, options) of ``specs``: search the largest batch that
     fits on the GPU with short trials, then measure that batch with the full stop rule; the
@@ -329,7 +342,7 @@ def _max_batch_rows(
             warn(f"max batch: {found.best} (the --max-batch-limit) still fits; raise the limit")
         rows += run_cells(
             [replace(template, batch=found.best)], runner, out=out, label="run",
-            extra_fields=found.fields(),
+            extra_fields=found.fields(), record=record,
         )  # fmt: skip
     return rows
 
@@ -350,15 +363,17 @@ def _max_batch_rows(
     help="Continue an existing results file: skip finished cells, retry failed ones.",
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
+@record_options
 @format_option()
 @columns_option
-def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns: str | None) -> None:  # fmt: skip
+def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns: str | None, **o: Any) -> None:  # fmt: skip
     """Run a grid of models x engines x precisions x batches x scenarios from CONFIG.yaml.
 
     \b
     Each cell runs in its own process: a crash, out-of-memory kill or timeout becomes a row
     with its error, and the sweep goes on. Rows are appended (one fsynced write each), so
-    Ctrl-C keeps every finished row; --resume skips them next time.
+    Ctrl-C keeps every finished row; --resume skips them next time. Rows are also recorded
+    in the results store (--db; --no-db: not); a resumed sweep goes on in the same run.
     """
     check_output(out)
     cfg = load_config(config)
@@ -372,8 +387,11 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
             f"{len(todo)} cell(s) to run, {done} done, {len(skipped)} skipped (single-stream runs batch 1 only)"
         )
         return
+    check_fresh(Path(out), resume)  # before a run is opened in the store
+    resumed = resume_run_id(Path(out)) if resume else None
     try:
-        rows = run_sweep(cfg, Path(out), resume=resume)
+        with record_into_store(o, kind="sweep", cfg=cfg, out=Path(out), resume_run=resumed) as rec:
+            rows = run_sweep(cfg, Path(out), resume=resume, record=rec)
     except ResultsWriteError as exc:
         _print_rows(exc.rows, fmt, f"cnnbench sweep {config} (not written)", columns)
         raise

@@ -133,3 +133,24 @@ engine_opt_option = click.option(
     help="An engine option (repeatable; ENGINE.KEY=VALUE for one engine of several); "
     "see `cnnbench engines --options`. Part of the cell's identity in compare.",
 )
+
+#: the results store: --db URL (history, compare db:..., report --db, and where run/sweep record)
+db_option = click.option(
+    "--db",
+    "db",
+    default=None,
+    metavar="URL",
+    help="Results store: sqlite:///FILE, postgresql://..., or a path (default $CNNBENCH_DB, "
+    "else results.db in ~/.local/share/cnnbench).",
+)
+
+#: run and sweep: record into the store (default) or not
+record_options = options(
+    db_option,
+    click.option(
+        "--no-db",
+        "no_db",
+        is_flag=True,
+        help="Do not record this run in the results store (only --out files).",
+    ),
+)

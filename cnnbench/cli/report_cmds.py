@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
-from cnnbench.bench.compare import DEFAULT_METRICS, compare_files, parse_threshold
+from cnnbench.bench.compare import DEFAULT_METRICS, compare_sources, file_source, parse_threshold
+from cnnbench.bench.history import db_source, is_ref, machine_filter, parse_when
 from cnnbench.bench.report import write_report
 from cnnbench.bench.results import format_of, write_rows
+from cnnbench.bench.store import Store, shown_url
 from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.bench_options import db_option
 from cnnbench.errors import CheckFailedError
 
 _SHOWN = (
@@ -20,7 +24,7 @@ _SHOWN = (
 
 
 @cli.command()
-@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("results", nargs=-1, type=click.Path(dir_okay=False))
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -28,8 +32,25 @@ _SHOWN = (
     show_default=True,
     help="Folder for comparison.csv, the plots (PNG + SVG) and index.html.",
 )
+@db_option
+@click.option(
+    "--history",
+    "with_history",
+    is_flag=True,
+    help="Add the store's history figures (implied when --db or --since is given).",
+)
+@click.option("--since", default=None, help="History from this time (2026-12-01, 7d, 12h).")
+@click.option("--machine", default=None, help="History of this machine only ('this': here).")
 @format_option()
-def report(results: tuple[str, ...], out: str, fmt: str) -> None:
+def report(
+    results: tuple[str, ...],
+    out: str,
+    db: str | None,
+    with_history: bool,
+    since: str | None,
+    machine: str | None,
+    fmt: str,
+) -> None:
     """Turn RESULTS files (.csv / .jsonl from run, sweep or eval) into a comparison report.
 
     \b
@@ -42,11 +63,23 @@ def report(results: tuple[str, ...], out: str, fmt: str) -> None:
       top1_vs_latency.*       top-1 vs batch-1 latency per engine + precision
       throughput_vs_batch.*   memory_vs_batch.*
       index.html              the plots and the table; opens offline from disk
+      latency_over_time.*    with --db / --history: per cell, p50 and throughput over time
+      throughput_over_time.* from the results store, invalid rows marked
     Top-1 is measured where `cnnbench eval --data DIR --out RESULTS` rows exist for the cell,
-    else the spec's published figure; every value says which. The last line printed is the
-    path of index.html.
+    else the spec's published figure; every value says which. Without RESULTS the table is
+    the store's newest run of each cell. The last line printed is the path of index.html.
     """
-    rep = write_report(list(results), out)
+    if not results and not (db or with_history or since):
+        raise click.UsageError("give RESULTS files, or --db URL for the results store")
+    if db or with_history or since or not results:
+        with Store.open(db) as store:
+            rows = store.cells(
+                machine=machine_filter(machine), since=parse_when(since), finished_only=True
+            )
+            label = f"{shown_url(store.url)}" + (f" since {since}" if since else "")
+        rep = write_report(list(results), out, store_rows=rows, store_label=label)
+    else:
+        rep = write_report(list(results), out)
     if fmt in ("json", "csv"):
         # Keep stdout machine-readable; the path goes to stderr.
         (emit_json if fmt == "json" else emit_csv)(rep.rows)
@@ -58,8 +91,8 @@ def report(results: tuple[str, ...], out: str, fmt: str) -> None:
 
 
 @cli.command()
-@click.argument("base", type=click.Path(dir_okay=False))
-@click.argument("new", type=click.Path(dir_okay=False))
+@click.argument("base")
+@click.argument("new")
 @click.option(
     "--threshold",
     default="5%",
@@ -84,6 +117,12 @@ def report(results: tuple[str, ...], out: str, fmt: str) -> None:
     is_flag=True,
     help="Exit 1 on an inconclusive cell too (an invalid row, or a change within the noise).",
 )
+@db_option
+@click.option(
+    "--machine",
+    default=None,
+    help="db:latest / db:latest~N among runs recorded on this machine ('this': here).",
+)
 @format_option()
 def compare(
     base: str,
@@ -92,9 +131,16 @@ def compare(
     metrics: tuple[str, ...],
     out: str | None,
     fail_on_inconclusive: bool,
+    db: str | None,
+    machine: str | None,
     fmt: str,
 ) -> None:
-    """Compare two results files cell by cell; exit 1 only on a real regression.
+    """Compare two results cell by cell; exit 1 only on a real regression.
+
+    \b
+    BASE and NEW are results files (.csv / .jsonl) or runs in the results store: db:RUN_ID,
+    db:latest (the newest finished run), db:latest~N (N runs before it); see `cnnbench
+    history`. --db names the store, --machine narrows db:latest to one machine's runs.
 
     \b
     Lower is better for latencies and memory; higher for throughput_ips, gmacs_per_s,
@@ -110,7 +156,17 @@ def compare(
     )
     if out:
         format_of(out)
-    cmp = compare_files(base, new, metrics=names, threshold_pct=thr)
+    with contextlib.ExitStack() as stack:
+        sides = []
+        store: Store | None = None
+        for ref in (base, new):
+            if is_ref(ref):
+                if store is None:
+                    store = stack.enter_context(Store.open(db))
+                sides.append(db_source(store, ref, machine=machine_filter(machine)))
+            else:
+                sides.append(file_source(ref))
+        cmp = compare_sources(sides[0], sides[1], metrics=names, threshold_pct=thr)
     if out:
         write_rows(out, cmp.rows)
     if fmt == "json":
@@ -123,7 +179,8 @@ def compare(
         labels = {"change_pct": "change %", "ratio_ci_low": "ratio CI low",
                   "ratio_ci_high": "ratio CI high", "p_value": "p (MWU)", "scenario": "scen.",
                   "precision": "prec"}  # fmt: skip
-        emit_table(cmp.rows, cols, f"{base} -> {new} (threshold {thr:g}%)", labels=labels)
+        title = f"{sides[0].label} -> {sides[1].label} (threshold {thr:g}%)"
+        emit_table(cmp.rows, cols, title, labels=labels)
     for k in cmp.missing_in_new:
         click.echo(f"missing in new: {k}", err=True)
     for e in cmp.errors:
