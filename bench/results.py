@@ -60,7 +60,7 @@ EXTRA_COLUMNS = (
     "stop_min_count", "stop_min_time", "stop_max_time", "stop_ci_target",
     "percentile_method", "ci_method", "ci_level", "throughput_definition",
     "prepare_s", "load_s", "seed", "weights", "artifact", "artifact_sha256",
-    "timestamp", "cell",
+    "timestamp", "finished_at", "retried_after", "cell",
 )  # fmt: skip
 
 #: Metrics where higher is better (the others, latencies and memory, are better lower)

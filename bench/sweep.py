@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,8 @@ class RowSink:
         self.failed_record: str | None = None
 
     def add(self, key: str, row: dict[str, Any]) -> None:
+        # when the executor had the row: the spacing of these is the cost per cell, whatever ran it
+        row.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="microseconds"))
         if self.record is not None and (err := self.record(row, row.get(samples.SAMPLES_KEY))):
             self.failed_record = err
             warn(f"{err}; measuring goes on" + (f", rows go to {self.out}" if self.out else ""))

@@ -19,6 +19,7 @@ from cnnbench.bench.layers import report as layer_report
 from cnnbench.bench.layers import summary_text as layers_summary_text
 from cnnbench.bench.max_batch import find_max_batch
 from cnnbench.bench.prepare import prepare
+from cnnbench.bench.ray_executor import run_sweep_on_ray
 from cnnbench.bench.results import THROUGHPUT_DEFINITION, check_output, columns_for
 from cnnbench.bench.runner import RunSpec, check_runtime
 from cnnbench.bench.stats import CI_METHOD, PERCENTILE_METHOD
@@ -363,6 +364,20 @@ def _max_batch_rows(
     help="Continue an existing results file: skip finished cells, retry failed ones.",
 )
 @click.option("--dry-run", is_flag=True, help="List the cells and exit.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: one cell after another here; ray: each cell a Ray task (pip install "
+    "'cnnbench[ray]'), one timed cell per node or GPU at a time.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="auto|HOST:PORT|ray://HOST:PORT",
+    help="An existing Ray cluster (default: a local one, started and stopped by the sweep).",
+)
 @record_options
 @format_option()
 @columns_option
@@ -374,6 +389,7 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
     with its error, and the sweep goes on. Rows are appended (one fsynced write each), so
     Ctrl-C keeps every finished row; --resume skips them next time. Rows are also recorded
     in the results store (--db; --no-db: not); a resumed sweep goes on in the same run.
+    --executor ray spreads the cells over a Ray cluster (the same cells, rows and files).
     """
     check_output(out)
     cfg = load_config(config)
@@ -391,7 +407,12 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
     resumed = resume_run_id(Path(out)) if resume else None
     try:
         with record_into_store(o, kind="sweep", cfg=cfg, out=Path(out), resume_run=resumed) as rec:
-            rows = run_sweep(cfg, Path(out), resume=resume, record=rec)
+            if o["executor"] == "ray":
+                rows = run_sweep_on_ray(
+                    cfg, Path(out), resume=resume, record=rec, address=o["ray_address"]
+                )
+            else:
+                rows = run_sweep(cfg, Path(out), resume=resume, record=rec)
     except ResultsWriteError as exc:
         _print_rows(exc.rows, fmt, f"cnnbench sweep {config} (not written)", columns)
         raise
