@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnbench.bench import samples as sample_files
-from cnnbench.bench.results import cell_key
+from cnnbench.bench.results import append_row, cell_key, read_rows
 from cnnbench.bench.validity import row_valid
 from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.values import num
@@ -363,6 +363,27 @@ class Store:
             ).scalar()
         return None if blob is None else sample_files.decode(bytes(blob))
 
+    def backfill(self, run_id: int, out: Path) -> int:
+        """Rows of ``run_id`` that ``out`` lacks (a run killed after the store had a row and
+        before the file did), appended to ``out`` with their samples; how many. So a resumed
+        run measures no cell twice."""
+        have = {cell_key(r) for r in read_rows(out)} if out.exists() else set()
+        added = 0
+        for r in self.cells(run_ids=[run_id]):
+            if r.get("error") or cell_key(r) in have:
+                continue
+            row = {k: v for k, v in r.items() if k not in ("cell_id", "machine", "recorded_at")}
+            for k in ("samples_file", "samples_offset", "samples_count"):
+                row.pop(k, None)
+            arr = self.samples(int(r["cell_id"]))
+            if arr is not None:
+                row[sample_files.SAMPLES_KEY] = arr
+                sample_files.store(out, row)
+            append_row(out, row)
+            have.add(cell_key(r))
+            added += 1
+        return added
+
     def resolve(self, ref: str, *, machine: str | None = None) -> int:
         """A run id from ``RUN_ID``, ``latest`` or ``latest~N`` (finished runs, newest first,
         on ``machine`` when given); one-line error when there is no such run."""
@@ -429,7 +450,8 @@ def recording(
     """A run in the store for the length of the block (None when ``enabled`` is False).
 
     The run ends ``finished``, ``interrupted`` (Ctrl-C) or ``failed`` (another exception).
-    ``resume_run`` continues that run where it is in this store (a resumed sweep).
+    ``resume_run`` continues that run where it is in this store (a resumed sweep); rows the
+    store has and ``out_file`` lacks are first written to it (:meth:`Store.backfill`).
     """
     if not enabled:
         yield None
@@ -437,6 +459,8 @@ def recording(
     store = Store.open(url)
     try:
         run_id = resume_run if resume_run is not None and store.reopen_run(resume_run) else None
+        if run_id is not None and out_file is not None:
+            store.backfill(run_id, Path(out_file))
         if run_id is None:
             run_id = store.begin_run(
                 kind=kind, command=command, config=config, environment=environment, git=git,

@@ -1,6 +1,6 @@
 """The results store's tables (SQLAlchemy 2 Core) and its versioned migrations.
 
-Three tables, plus one holding the schema version:
+Four tables, plus one holding the schema version:
 
 * ``runs``: one per ``cnnbench run`` / ``sweep`` invocation: when, the command line, the
   config, the environment and library versions, the git commit of the working directory, the
@@ -8,6 +8,7 @@ Three tables, plus one holding the schema version:
 * ``cells``: one per result row, with the columns people filter on (model, engine, precision,
   device, batch, scenario, validity, headline latencies) and the whole row as JSON.
 * ``samples``: the row's raw latency samples (``.npy`` int64 nanoseconds, gzip), one per cell.
+* ``jobs`` (v2): the service's queue, one row per submitted grid with its state and progress.
 
 Migrations are numbered: :data:`MIGRATIONS` maps each version to the step that brings the
 schema from the version before to it. A database whose version is newer than
@@ -37,7 +38,7 @@ from sqlalchemy import (
 )
 
 #: the schema this cnnbench writes; databases at a higher version are refused
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -102,6 +103,27 @@ samples = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+#: v2: the service's job queue (``cnnbench serve``): a job is a grid to sweep, with a state
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", String(40), nullable=False),
+    Column("state", String(16), nullable=False),  # queued running done failed cancelled
+    Column("grid", Text, nullable=False),  # JSON: the validated sweep config
+    Column("upload_sha256", String(64)),
+    Column("cells_total", Integer),
+    Column("cells_done", Integer),
+    Column("errors", Integer),
+    Column("run_id", Integer),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_at", String(40)),
+    Column("finished_at", String(40)),
+    Column("message", Text),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+)
+Index("jobs_state", jobs.c.state, jobs.c.id)
+
 #: how a samples blob is encoded
 SAMPLES_ENCODING = "npy-int64-ns+gzip"
 
@@ -113,8 +135,14 @@ def _v1(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v2(conn: Connection) -> None:
+    jobs.create(conn, checkfirst=True)
+    for index in jobs.indexes:
+        index.create(conn, checkfirst=True)
+
+
 #: version -> the step from the version before it
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
 
 
 def stored_version(conn: Connection) -> int | None:

@@ -37,6 +37,7 @@ from cnnbench.bench.runner import RunSpec, base_row, check_runtime, error_text, 
 from cnnbench.bench.samples import SAMPLES_KEY
 from cnnbench.bench.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
+from cnnbench.host import child_env, die_with_parent
 from cnnbench.precision import Int8Recipe
 from cnnbench.progress import note, track, warn
 from cnnbench.values import num
@@ -135,7 +136,7 @@ def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
         result, errlog = Path(tmp) / "row.json", Path(tmp) / "stderr.txt"
         with open(errlog, "wb") as err, _Forward(errlog):
             proc = subprocess.Popen(
-                _child_cmd(spec, result),
+                _child_cmd(spec, result), env=child_env(),
                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
             )  # fmt: skip
             try:
@@ -374,6 +375,7 @@ class CellRunner:
 
 
 def _cell_main(spec_json: str, result: str) -> int:
+    die_with_parent()  # a cell never outlives the sweep that started it (a kill -9 of it)
     row = run_cell_safe(RunSpec.from_json(spec_json))
     samples = row.pop(SAMPLES_KEY, None)
     if samples is not None:  # before the row: a row on disk means its samples are there too

@@ -218,6 +218,12 @@ def load_config(path: str | Path) -> SweepConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise _fail(src, f"not valid YAML{where}") from None
+    return config_from_mapping(raw, src=src, base=p.parent)
+
+
+def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
+    """A sweep config from its keys (a YAML file's, or a service request's); ``src`` names it
+    in errors, ``base`` is where relative model paths are found."""
     if not isinstance(raw, dict):
         raise _fail(src, "must be a mapping of keys (models, engines, ...)")
     for k in REQUIRED:
@@ -229,7 +235,7 @@ def load_config(path: str | Path) -> SweepConfig:
     models = raw["models"]
     if models in ("imagenet", "all"):
         models = list_models(imagenet_only=models == "imagenet")
-    models = [_model_name(src, p.parent, m) for m in _list(src, "models", models)]
+    models = [_model_name(src, base, m) for m in _list(src, "models", models)]
     for m in models:
         _named(src, "models", lambda m=m: get_spec(m))
     # YAML reads an unquoted `null` as None: in this list that is the null engine.

@@ -18,9 +18,10 @@ HEAVY = {
     "modelopt", "polygraphy",  # NVIDIA's optional extras (modelopt, trt)
     "sqlalchemy", "psycopg",  # the results store, opened by the commands that use it
     "ray",  # the Ray executor (an optional extra)
+    "fastapi", "starlette", "uvicorn",  # the service (an optional extra)
 }  # fmt: skip
 #: our modules that import a heavy runtime at module level: imported where used, like it
-TORCH_BOUND = {"cnnbench.analysis", "cnnbench.bench.store_schema"}
+TORCH_BOUND = {"cnnbench.analysis", "cnnbench.bench.store_schema", "cnnbench.serve.app"}
 #: the registry imports the architectures (which register themselves) on the first lookup
 REGISTRY = ("cnnbench/models/registry.py", "cnnbench.models")
 
@@ -125,27 +126,33 @@ def test_no_import_cycles_between_modules() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
-def test_the_cli_is_the_top_layer() -> None:
-    """No module outside cnnbench.cli imports it (the service, when it lands, is the other top)."""
+@pytest.mark.parametrize("top", ["cnnbench.cli", "cnnbench.serve"])
+def test_the_cli_and_the_service_are_the_top_layer(top: str) -> None:
+    """No module below the CLI and the service imports either of them (the CLI starts the
+    service, in ``cnnbench serve``, and is the only one that may)."""
     modules = _modules()
+    tops = ("cnnbench.cli", "cnnbench.serve", "cnnbench.__main__")
     below = [
         f"{name} imports {t}"
         for name, path in modules.items()
-        if not name.startswith("cnnbench.cli") and name != "cnnbench.__main__"
-        for node in _top_level_imports(ast.parse(path.read_text()))
+        if not name.startswith(tops)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
         for t in _targets(node, modules)
-        if t.startswith("cnnbench.cli")
+        if t.startswith(top)
     ]
     assert not below
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["engines", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["run", "--help"], ["engines", "--help"], ["serve", "--help"]]
+)
 def test_help_imports_no_runtime(args: list[str]) -> None:
     code = (
         "import sys\nfrom cnnbench.cli import cli\n"
         f"try:\n    cli.main({args!r})\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'openvino', 'tensorrt', "
-        "'matplotlib', 'sklearn') if m in sys.modules]\n"
+        "'matplotlib', 'sklearn', 'sqlalchemy', 'ray', 'fastapi', 'uvicorn') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -1,6 +1,7 @@
 """The ``cnnbench`` command line. Each stage's commands live in their own module."""
 
 from cnnbench.cli.app import cli
+from cnnbench.host import die_with_parent
 
 # Each module adds its commands to ``cli``; importing them imports no heavy runtime.
 from cnnbench.cli import (  # noqa: E402,F401  isort: skip
@@ -11,11 +12,13 @@ from cnnbench.cli import (  # noqa: E402,F401  isort: skip
     bench_cmds,
     report_cmds,
     store_cmds,
+    serve_cmds,
 )
 
 
 def main() -> None:
     """Console-script entry point."""
+    die_with_parent()  # launched by the service: never outlive it
     cli.main(prog_name="cnnbench")
 
 

@@ -57,7 +57,7 @@ def test_schema_is_versioned_and_a_newer_one_is_refused(store_url: str) -> None:
             SCHEMA_VERSION
         )
         conn.execute(text("INSERT INTO cnnbench_schema VALUES (99, 'later')"))
-    with pytest.raises(InvalidInputError, match=r"schema v99, newer than this cnnbench's v1"):
+    with pytest.raises(InvalidInputError, match=r"schema v99, newer than this cnnbench's v2"):
         Store.open(store_url)
     res = CliRunner().invoke(cli, ["history", "--db", store_url])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
@@ -69,7 +69,29 @@ def test_reopening_migrates_nothing_and_keeps_rows(store_url: str) -> None:
     with Store.open(store_url) as store:
         assert len(store.cells()) == 1
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT COUNT(*) FROM cnnbench_schema")).scalar() == 1
+            count = conn.execute(text("SELECT COUNT(*) FROM cnnbench_schema")).scalar()
+            assert count == SCHEMA_VERSION  # one row per step, none applied twice
+
+
+def test_a_v1_store_is_migrated_keeping_its_rows(store_url: str) -> None:
+    """A store written by the first schema (runs, cells, samples) gains v2's job queue."""
+    import sqlalchemy as sa
+
+    from cnnbench.bench.store import now
+    from cnnbench.bench.store_schema import migrate
+
+    engine = sa.create_engine(resolve_url(store_url), poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        assert migrate(conn, now(), target=1) == (0, 1)
+        conn.execute(
+            text("INSERT INTO runs (started_at, status, kind) VALUES ('t', 'finished', 'run')")
+        )
+    engine.dispose()
+    with Store.open(store_url) as store:
+        assert [r["status"] for r in store.runs()] == [FINISHED]
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT MAX(version) FROM cnnbench_schema")).scalar() == 2
+            assert conn.execute(text("SELECT COUNT(*) FROM jobs")).scalar() == 0
 
 
 def _writer(url: str, tag: int, n: int) -> None:

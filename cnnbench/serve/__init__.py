@@ -1,0 +1,1 @@
+"""The benchmark service: HTTP API, job queue and dashboard (``cnnbench serve``)."""
