@@ -40,8 +40,8 @@ from cnnbench.bench.sweep import (
     Record,
     RowSink,
     error_row,
-    pending_cells,
     run_isolated,
+    sweep_todo,
 )
 from cnnbench.bench.sweep_config import SweepConfig
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError, first_line
@@ -282,11 +282,6 @@ def run_sweep_on_ray(
 ) -> list[dict[str, Any]]:
     """:func:`bench.sweep.run_sweep` with the cells as Ray tasks: the same pending cells (so
     ``--resume`` works across executors), the same rows, to the same files and store."""
-    specs, skipped = cfg.cells()
-    if skipped:
-        note(f"sweep: skipping {len(skipped)} combination(s) single-stream runs only at batch 1")
-    todo, done = pending_cells(specs, out, resume)
-    if done:
-        note(f"sweep: {done} of {len(specs)} cells already in {out}; running {len(todo)}")
     runner = CellRunner(isolated=True, timeout_s=cfg.timeout_s)
+    todo = sweep_todo(cfg, out, resume)
     return run_cells_on_ray(todo, runner, RowSink(out, record, "sweep"), address=address)

@@ -46,8 +46,8 @@ from cnnbench.values import num
 Record = Callable[[dict[str, Any], Any], "str | None"]
 
 __all__ = [
-    "CellRunner", "Record", "RowSink", "SweepConfig", "check_fresh", "load_config", "pending_cells", "resume_run_id",
-    "run_cells", "run_isolated", "run_sweep",
+    "CellRunner", "Record", "RowSink", "SweepConfig", "check_fresh", "load_config",
+    "pending_cells", "resume_run_id", "run_cells", "run_isolated", "run_sweep", "sweep_todo",
 ]  # fmt: skip
 
 
@@ -224,14 +224,20 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every pending cell of ``cfg``, each in its own process, appending rows to ``out``
     (and recording them with ``record``, the results store's, when given)."""
+    runner = CellRunner(isolated=True, timeout_s=cfg.timeout_s)
+    return run_cells(sweep_todo(cfg, out, resume), runner, out=out, record=record)
+
+
+def sweep_todo(cfg: SweepConfig, out: Path, resume: bool) -> list[RunSpec]:
+    """The cells of ``cfg`` a sweep into ``out`` still has to measure, whichever executor
+    measures them (saying what it skips)."""
     specs, skipped = cfg.cells()
     if skipped:
         note(f"sweep: skipping {len(skipped)} combination(s) single-stream runs only at batch 1")
     todo, done = pending_cells(specs, out, resume)
     if done:
         note(f"sweep: {done} of {len(specs)} cells already in {out}; running {len(todo)}")
-    runner = CellRunner(isolated=True, timeout_s=cfg.timeout_s)
-    return run_cells(todo, runner, out=out, record=record)
+    return todo
 
 
 def resume_run_id(out: Path) -> int | None:
