@@ -8,7 +8,8 @@ local Ray cluster, started and stopped by the sweep; the order alternates betwee
 of consecutive rows' ``finished_at`` is the cost of one cell as its executor sees it (cell
 process, measurement, and for Ray the task's scheduling and result transfer). Printed: per
 executor the median spacing over the cells of every round, the median over cells of
-ray - local (paired by cell key and round), the whole sweeps' wall times, and the load.
+ray - local (paired by cell key and round), the whole sweeps' wall times, whether both gave
+the same cell keys and how many error rows, and the load.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     a = p.parse_args()
     gaps: dict[str, list[float]] = {"local": [], "ray": []}
+    keys: dict[str, set[str]] = {}
+    errors: dict[str, int] = {"local": 0, "ray": 0}
     paired: list[float] = []
     walls: dict[str, list[float]] = {"local": [], "ray": []}
     load0 = os.getloadavg()[0]
@@ -58,6 +61,9 @@ def main() -> None:
                 )  # fmt: skip
                 walls[ex].append(time.perf_counter() - t0)
                 got[ex] = _spacing(out)
+                rows = read_rows(out)
+                keys.setdefault(ex, {cell_key(r) for r in rows})
+                errors[ex] += sum(1 for r in rows if r.get("error"))
                 gaps[ex] += list(got[ex].values())
             paired += [got["ray"][k] - got["local"][k] for k in got["ray"] if k in got["local"]]
     load1 = os.getloadavg()[0]
@@ -66,6 +72,11 @@ def main() -> None:
               f"{len(gaps[ex])} cells; sweep wall {', '.join(f'{w:.1f}' for w in walls[ex])} s")  # fmt: skip
     print(f"ray - local per cell (paired by cell and round): median {statistics.median(paired):+.3f} s"
           f" over {len(paired)} pairs")  # fmt: skip
+    same = keys.get("local") == keys.get("ray")
+    print(
+        f"cell keys: {len(keys.get('ray', ()))} on ray, the same as local: {same}; "
+        f"error rows: local {errors['local']}, ray {errors['ray']}"
+    )
     print(f"load average (1 min) before -> after: {load0:.2f} -> {load1:.2f}")
 
 

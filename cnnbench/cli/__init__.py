@@ -10,6 +10,7 @@ from cnnbench.cli import (  # noqa: E402,F401  isort: skip
     data_cmds,
     engine_cmds,
     bench_cmds,
+    layers_cmds,
     report_cmds,
     store_cmds,
     serve_cmds,

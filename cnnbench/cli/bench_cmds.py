@@ -13,12 +13,7 @@ from typing import Any
 
 import click
 
-from cnnbench.batch import BatchRange
-from cnnbench.bench.layers import SOURCES, file_artifact
-from cnnbench.bench.layers import report as layer_report
-from cnnbench.bench.layers import summary_text as layers_summary_text
 from cnnbench.bench.max_batch import find_max_batch
-from cnnbench.bench.prepare import prepare
 from cnnbench.bench.ray_executor import run_sweep_on_ray
 from cnnbench.bench.results import THROUGHPUT_DEFINITION, check_output, columns_for
 from cnnbench.bench.runner import RunSpec, check_runtime
@@ -47,25 +42,22 @@ from cnnbench.cli.app import (
     user_model_options,
 )
 from cnnbench.cli.bench_options import (
-    INT8_FIELDS,
     SERVER_FIELDS,
     STOP_FIELDS,
     artifacts_option,
+    check_inputs,
     columns_option,
     engine_opt_option,
     int8_options,
+    int8_recipe,
     record_options,
     server_options,
     stop_options,
 )
 from cnnbench.cli.store_cmds import record_into_store
-from cnnbench.engines import canonical, default_device, get_engine_class
-from cnnbench.engines.base import EngineOptions
-from cnnbench.engines.options import parse_assignments
+from cnnbench.engines import canonical
 from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteError
-from cnnbench.export.calibration import calibration_set
-from cnnbench.models import check_weights, get_spec, list_models
-from cnnbench.precision import Int8Recipe, Precision
+from cnnbench.models import list_models
 from cnnbench.progress import note, warn
 
 TABLE_COLUMNS = (
@@ -104,27 +96,6 @@ def _batches(text: str) -> tuple[int, ...]:
             raise InvalidInputError(f"--batch must be >= 1, got {n}")
         out.append(n)
     return tuple(out)
-
-
-def _int8_recipe(o: dict[str, Any]) -> Int8Recipe:
-    given = {k: o[k] for k in INT8_FIELDS if o.get(k) is not None}
-    if given and Precision.INT8 not in o["precisions"]:
-        flags = "/".join("--" + k.replace("_", "-") for k in given)
-        raise click.UsageError(f"{flags}: for INT8 only; add --precision int8")
-    if given.get("calib_data") not in (None, "digits", "random"):
-        given["calib_data"] = str(Path(given["calib_data"]).absolute())  # cells run elsewhere
-    return Int8Recipe(**given)
-
-
-def _check_inputs(cfg: SweepConfig) -> None:
-    """Inputs that would fail every cell fail here, once, before the first: the weights, and
-    INT8 calibration data given as a path (its images or array are read and checked)."""
-    for model, path in cfg.weights.items():
-        check_weights(model, path)
-    data = cfg.int8.calib_data
-    if Precision.INT8 in cfg.precisions and data not in (None, "digits", "random"):
-        for model in cfg.models:
-            calibration_set(get_spec(model), data, samples=cfg.int8.calib_samples)
 
 
 def _print_rows(
@@ -274,10 +245,10 @@ def run(**o: Any) -> None:  # fmt: skip
         precisions=o["precisions"], batches=_batches(o["batch"]) if o["batch"] is not None else None,
         scenario=o["scenario"], stop={k: o[k] for k in STOP_FIELDS}, server={k: o[k] for k in SERVER_FIELDS},
         device=o["device"], threads=o["threads"], weights=o["weights"], artifacts=o["artifacts"],
-        seed=o["seed"], repeats=o["repeats"], int8=_int8_recipe(o), engine_opts=o["engine_opts"],
+        seed=o["seed"], repeats=o["repeats"], int8=int8_recipe(o), engine_opts=o["engine_opts"],
     )  # fmt: skip
     specs, _ = cfg.cells()
-    _check_inputs(cfg)
+    check_inputs(cfg)
     if o["dry_run"]:
         for s in specs:
             click.echo(s.key())
@@ -393,7 +364,7 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
     """
     check_output(out)
     cfg = load_config(config)
-    _check_inputs(cfg)
+    check_inputs(cfg)
     if dry_run:
         specs, skipped = cfg.cells()
         todo, done = pending_cells(specs, Path(out), resume) if Path(out).exists() else (specs, 0)
@@ -424,103 +395,3 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
         raise CheckFailedError(
             f"{len(failed)} of {len(rows)} cell(s) failed; see the error column of {out}"
         )
-
-
-_LAYER_COLUMNS = ("name", "kind", "precision", "kernel", "mmacs", "nodes")
-
-
-@cli.command("layers")
-@click.argument("target", metavar="MODEL|FILE.onnx")
-@click.option(
-    "--engine",
-    "-e",
-    default="openvino",
-    show_default=True,
-    help="openvino (ov), onnxruntime (ort) or tensorrt (trt): the runtime that says what ran.",
-)
-@click.option(
-    "--precision",
-    "-p",
-    type=PrecisionType(),
-    default=None,
-    help="MODEL: which file to load (default fp32). FILE: the precision it holds, when its "
-    "graph says otherwise.",
-)
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default as for run).")
-@click.option("--threads", type=int, default=None, help="Intra-op threads for CPU engines.")
-@click.option(
-    "--weights", type=click.Path(dir_okay=False), default=None, help="MODEL's state dict."
-)
-@artifacts_option
-@int8_options
-@engine_opt_option
-@click.option("--all", "show_all", is_flag=True, help="Every layer, not only those doing MACs.")
-@seed_option
-@format_option()
-def layers_cmd(**o: Any) -> None:
-    """What really ran, per layer, in which precision, as the runtime reports it.
-
-    \b
-    OpenVINO: the compiled model's runtime graph (runtimePrecision, primitive per node).
-    ONNX Runtime: its profiler's kernel per node (a profiled session of the same file).
-    TensorRT: the engine inspector's layer information (formats and tactic per layer).
-    The summary gives the share of MACs that ran in INT8, FP16, BF16 and FP32, with MACs
-    counted on the ONNX graph; each cell's row records the same shares.
-    """
-    target = Path(o["target"])
-    engine = canonical(o["engine"])
-    if engine not in SOURCES:
-        raise InvalidInputError(
-            f"engine {engine} does not report the layers it ran; use --engine {', '.join(SOURCES)}"
-        )
-    if target.suffix.lower() == ".onnx":
-        given = {k: o[k] for k in INT8_FIELDS if o.get(k) is not None}
-        if given or o["weights"]:
-            raise click.UsageError("--weights and the INT8 recipe are for a MODEL, not a file")
-        art = file_artifact(target, o["precision"])
-        schema = {engine: get_engine_class(engine).option_schema}
-        extra = parse_assignments(o["engine_opts"], schema, canonical).get(engine, {})
-        device = o["device"] or default_device(engine)
-        try:
-            eng = get_engine_class(engine)(EngineOptions(device, o["threads"], extra))
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from None
-        check_runtime(engine, eng.device, art.precision)
-    else:
-        o["precisions"] = (o["precision"] or Precision.FP32,)
-        cfg = SweepConfig.from_flags(
-            models=(o["target"],), engines=(engine,), precisions=o["precisions"], batches=(1,),
-            scenario="offline", stop={}, server={}, device=o["device"], threads=o["threads"],
-            weights=o["weights"], artifacts=o["artifacts"], seed=o["seed"],
-            int8=_int8_recipe(o), engine_opts=o["engine_opts"],
-        )  # fmt: skip
-        _check_inputs(cfg)
-        spec = cfg.cells()[0][0]
-        check_runtime(spec.engine, spec.device, spec.precision)  # before any export
-        art = prepare(
-            spec.model, spec.engine, spec.precision, weights=spec.weights,
-            artifacts=Path(spec.artifacts), seed=spec.seed, int8=spec.int8,
-        ).artifact  # fmt: skip
-        eng = spec.make_engine()
-    with eng:
-        eng.load(art, BatchRange.fixed(1))
-        rep = layer_report(eng)
-    assert rep is not None  # every engine in SOURCES reports its layers
-    if o["fmt"] == "json":
-        emit_json(rep.to_dict())
-        return
-    shown = [
-        {
-            **layer.to_dict(),
-            "mmacs": round(layer.macs / 1e6, 2) if layer.macs else None,
-            "nodes": ", ".join(layer.nodes[:3]) + (" …" if len(layer.nodes) > 3 else ""),
-        }
-        for layer in rep.layers
-        if o["show_all"] or layer.macs
-    ]
-    if o["fmt"] == "csv":
-        emit_csv(shown, _LAYER_COLUMNS)
-        return
-    title = f"{rep.engine} {rep.engine_version}: {rep.onnx_path} ({rep.artifact_precision})"
-    emit_table(shown, _LAYER_COLUMNS, title=title, labels={"mmacs": "MMACs"})
-    click.echo(layers_summary_text(rep))

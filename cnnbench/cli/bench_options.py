@@ -1,14 +1,19 @@
-"""The options ``run`` and ``sweep`` share: the stop rule, the server scenario, table columns."""
+"""The options ``run``, ``sweep`` and ``layers`` share (the stop rule, the server scenario, table
+columns, the INT8 recipe, the store), and the checks of their inputs before any cell runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from cnnbench.bench.sweep_config import SweepConfig
 from cnnbench.cli.app import quantizer_option
-from cnnbench.precision import CALIB_METHODS
+from cnnbench.export.calibration import calibration_set
+from cnnbench.models import check_weights, get_spec
+from cnnbench.precision import CALIB_METHODS, Int8Recipe, Precision
 
 #: the INT8 recipe's fields, as ``run`` passes them on (cnnbench.precision.Int8Recipe)
 INT8_FIELDS = ("quantizer", "calib_data", "calib_method", "calib_samples")
@@ -154,3 +159,24 @@ record_options = options(
         help="Do not record this run in the results store (only --out files).",
     ),
 )
+
+
+def int8_recipe(o: dict[str, Any]) -> Int8Recipe:
+    given = {k: o[k] for k in INT8_FIELDS if o.get(k) is not None}
+    if given and Precision.INT8 not in o["precisions"]:
+        flags = "/".join("--" + k.replace("_", "-") for k in given)
+        raise click.UsageError(f"{flags}: for INT8 only; add --precision int8")
+    if given.get("calib_data") not in (None, "digits", "random"):
+        given["calib_data"] = str(Path(given["calib_data"]).absolute())  # cells run elsewhere
+    return Int8Recipe(**given)
+
+
+def check_inputs(cfg: SweepConfig) -> None:
+    """Inputs that would fail every cell fail here, once, before the first: the weights, and
+    INT8 calibration data given as a path (its images or array are read and checked)."""
+    for model, path in cfg.weights.items():
+        check_weights(model, path)
+    data = cfg.int8.calib_data
+    if Precision.INT8 in cfg.precisions and data not in (None, "digits", "random"):
+        for model in cfg.models:
+            calibration_set(get_spec(model), data, samples=cfg.int8.calib_samples)
