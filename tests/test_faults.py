@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: a step's progress line ("[export vgg16 1/4] export done in 61.2s") or a step's reason
 PROGRESS = re.compile(
     r"^\[[^\]]+ \d+/\d+\] |^exporting \S+: |^reusing verified |^(run|sweep): \S+ \.\.\.$"
-    r"|^(run|sweep) \d+/\d+ elapsed |^  measuring: "
+    r"|^(run|sweep) \d+/\d+ elapsed |^  measuring: |^recorded as run \d+ in "
 )
 QUICK = ["--warmup-count", "1", "--warmup-time", "0", "--min-count", "100", "--min-time",
          "0.05", "--max-time", "1"]  # fmt: skip
