@@ -48,6 +48,16 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
     return res.status, res.read()
 
 
+def _once(port: int, path: str) -> bytes:
+    """One GET on a connection of its own (the driver's calls are far apart: uvicorn closes
+    keep-alive connections idle for 5 s)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        return _get(c, path)[1]
+    finally:
+        c.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=2000)
@@ -74,7 +84,7 @@ def main() -> None:
                          {"Authorization": "Bearer load", "Content-Type": "application/json"})  # fmt: skip
             job = json.loads(conn.getresponse().read())
             jid = job["id"]
-            while json.loads(_get(conn, f"/api/jobs/{jid}")[1])["state"] != "running":
+            while json.loads(_once(port, f"/api/jobs/{jid}"))["state"] != "running":
                 time.sleep(0.1)
             time.sleep(3.0)  # into the measuring
             paths = [f"/api/jobs/{jid}", "/api/jobs", f"/api/results?job={jid}", "/"]
@@ -107,19 +117,20 @@ def main() -> None:
             for t in threads:
                 t.join()
             wall = time.perf_counter() - t0
-            state = json.loads(_get(conn, f"/api/jobs/{jid}")[1])["state"]
+            state = json.loads(_once(port, f"/api/jobs/{jid}"))["state"]
             ms = np.array(lat) * 1e3
             print(f"{len(lat)} GETs, concurrency {a.concurrency}, {errors} error(s), {wall:.1f} s "
                   f"({len(lat) / wall:.0f} req/s); latency ms p50 {np.percentile(ms, 50):.2f} "
                   f"p99 {np.percentile(ms, 99):.2f} max {ms.max():.2f}; job {state} at the end "
                   f"(load {load0:.2f} -> {os.getloadavg()[0]:.2f})")  # fmt: skip
-            while json.loads(_get(conn, f"/api/jobs/{jid}")[1])["state"] in ("queued", "running"):
+            while json.loads(_once(port, f"/api/jobs/{jid}"))["state"] in ("queued", "running"):
                 time.sleep(0.5)
             # the job overhead, without the load: the same grid again (its files are cached)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             conn.request("POST", "/api/jobs", json.dumps(GRID),
                          {"Authorization": "Bearer load", "Content-Type": "application/json"})  # fmt: skip
             jid2 = json.loads(conn.getresponse().read())["id"]
-            while (j := json.loads(_get(conn, f"/api/jobs/{jid2}")[1]))["state"] in (
+            while (j := json.loads(_once(port, f"/api/jobs/{jid2}")))["state"] in (
                 "queued",
                 "running",
             ):
