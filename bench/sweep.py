@@ -47,7 +47,8 @@ Record = Callable[[dict[str, Any], Any], "str | None"]
 
 __all__ = [
     "CellRunner", "Record", "RowSink", "SweepConfig", "check_fresh", "load_config",
-    "pending_cells", "resume_run_id", "run_cells", "run_isolated", "run_sweep", "sweep_todo",
+    "pending_cells", "resume_run_id", "run_cells", "run_id_of", "run_isolated", "run_sweep",
+    "sweep_todo",
 ]  # fmt: skip
 
 
@@ -243,9 +244,12 @@ def sweep_todo(cfg: SweepConfig, out: Path, resume: bool) -> list[RunSpec]:
 def resume_run_id(out: Path) -> int | None:
     """The store's run id the rows of an existing results file were recorded under (the last
     row's), so that a resumed sweep goes on recording into the same run."""
-    if not out.exists():
-        return None
-    ids = [n for r in read_rows(out) if (n := num(r.get("run_id"))) is not None]
+    return run_id_of(read_rows(out)) if out.exists() else None
+
+
+def run_id_of(rows: list[dict[str, Any]]) -> int | None:
+    """The store's run id of the last of ``rows`` that has one."""
+    ids = [n for r in rows if (n := num(r.get("run_id"))) is not None]
     return int(ids[-1]) if ids else None
 
 

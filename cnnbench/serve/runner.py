@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from cnnbench.bench.results import read_rows
+from cnnbench.bench.sweep import run_id_of
 from cnnbench.errors import CnnbenchError, first_line
 from cnnbench.host import child_env
 from cnnbench.serve.jobs import CANCELLED, DONE, FAILED, JobQueue
@@ -52,6 +53,8 @@ class JobRunner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cnnbench-jobs", daemon=True)
         self._proc: subprocess.Popen[bytes] | None = None
+        #: per job, the progress last written to the store
+        self._shown: dict[int, tuple[int, int, int | None]] = {}
 
     def start(self) -> list[int]:
         """Queue again what a stopped service left running, then start; the resumed ids."""
@@ -130,11 +133,11 @@ class JobRunner:
             rows = read_rows(out) if out.exists() else []
         except CnnbenchError:
             return 0, 0, None
-        done, errors = len(rows), sum(1 for r in rows if r.get("error"))
-        ids = [r.get("run_id") for r in rows if r.get("run_id") is not None]
-        run_id = int(str(ids[-1])) if ids else None
-        self.queue.update(job_id, cells_done=done, errors=errors, run_id=run_id)
-        return done, errors, run_id
+        now = (len(rows), sum(1 for r in rows if r.get("error")), run_id_of(rows))
+        if self._shown.get(job_id) != now:  # a write only when a cell has finished
+            self.queue.update(job_id, cells_done=now[0], errors=now[1], run_id=now[2])
+            self._shown[job_id] = now
+        return now
 
 
 def _last_line(log: Path) -> str | None:
