@@ -10,6 +10,11 @@ the precision the compiled model actually uses, never just the file's.
     num_streams: N or auto, NUM_STREAMS (default 1 under the latency hint, else OpenVINO's).
         The engine keeps one infer request in flight, so more streams split the threads and
         do not overlap requests.
+    snippets: enable | disable, the CPU plugin's SNIPPETS_MODE (an internal property; default
+        OpenVINO's, enable). With static shapes, Snippets take a residual block's Add+ReLU(+Q)
+        into a kernel of their own when the conv branch leaves the conv unquantized (the
+        TensorRT placement of INT8 files); ``disable`` lets that convolution absorb them as a
+        sum post-op instead, as it does when the conv output is quantized.
     config: a JSON object of further CPU properties, passed to ``compile_model`` as given.
 """
 
@@ -31,12 +36,15 @@ from cnnbench.values import mib
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT",
          "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}  # fmt: skip
+SNIPPETS = {"enable": "ENABLE", "disable": "DISABLE"}
 OPTIONS = (
     Option("inference_precision", "choice", "INFERENCE_PRECISION_HINT (default: OpenVINO's)",
            choices=("f32", "bf16", "f16")),
     Option("hint", "choice", "PERFORMANCE_HINT (default latency)", choices=tuple(HINTS)),
     Option("num_streams", "int", "NUM_STREAMS (default 1 under the latency hint)", minimum=1,
            words=("auto",)),
+    Option("snippets", "choice", "SNIPPETS_MODE (default enable); disable lets a conv absorb "
+           "the residual Add of TensorRT-style INT8", choices=tuple(SNIPPETS)),
     Option("config", "json", "further CPU properties for compile_model, as a JSON object"),
 )  # fmt: skip
 # OpenVINO element type name -> our precision names
@@ -51,6 +59,7 @@ def compile_config(
     inference_precision: str | None = None,
     hint: str = "latency",
     num_streams: int | str | None = None,
+    snippets: str | None = None,
 ) -> dict[str, Any]:
     """The CPU properties this engine compiles with (shared with bench/scripts)."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint], "INFERENCE_NUM_THREADS": threads}
@@ -60,6 +69,8 @@ def compile_config(
         config["NUM_STREAMS"] = "AUTO" if num_streams == "auto" else num_streams
     if inference_precision is not None:
         config["INFERENCE_PRECISION_HINT"] = inference_precision
+    if snippets is not None:
+        config["SNIPPETS_MODE"] = SNIPPETS[snippets]
     return config
 
 
@@ -132,6 +143,7 @@ class OpenVinoEngine(Engine):
             extra.get("inference_precision"),
             extra.get("hint", "latency"),
             extra.get("num_streams"),
+            extra.get("snippets"),
         )
         self.config.update(extra.get("config", {}))
         self._threads = self.options.threads or physical_cores()

@@ -12,6 +12,10 @@ INT8 (``cnnbench layers``), and the load average before and after.
 
     cnnbench export resnet50 --precision int8          # today's file (and its ranges)
     python bench/scripts/int8_placement_ab.py --model resnet50 --pairs 400
+    python bench/scripts/int8_placement_ab.py --model resnet50 --today-opt snippets=disable
+
+``--today-opt`` / ``--wave1-opt KEY=VALUE`` (repeatable) are OpenVINO engine options for one
+file only (``cnnbench engines --options``); each file's runtime layer count is printed too.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from cnnbench.bench.layers import report
 from cnnbench.data.images import random_batches
 from cnnbench.engines import create
 from cnnbench.engines.base import Artifact, EngineOptions
+from cnnbench.engines.openvino_engine import OPTIONS
+from cnnbench.engines.options import parse_assignments
 from cnnbench.export.calibration import cache_path
 from cnnbench.export.int8 import op_types, preprocess
 from cnnbench.export.qdq_placement import check_placement
@@ -78,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
     ap.add_argument("--wave1-first", action="store_true", help="load the wave-1 file first")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    for name in ("today", "wave1"):
+        ap.add_argument(f"--{name}-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"an OpenVINO engine option for the {name} file only")  # fmt: skip
     args = ap.parse_args(argv)
+    opts = {
+        "today": parse_assignments(args.today_opt, {"openvino": OPTIONS}).get("openvino", {}),
+        "wave1": parse_assignments(args.wave1_opt, {"openvino": OPTIONS}).get("openvino", {}),
+    }
 
     spec = get_spec(args.model)
     fp32 = args.artifacts / args.model / "fp32" / "model.onnx"
@@ -102,12 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     x = random_batches(spec, count=1, batch=1, seed=0)[0]
     engines: dict[str, Any] = {}
     for name, path in files.items():
-        eng = create("openvino", EngineOptions(threads=args.threads))
+        eng = create("openvino", EngineOptions(threads=args.threads, extra=opts[name]))
         eng.load(Artifact.for_spec(spec, Precision.INT8, onnx_path=path), BatchRange.fixed(1))
         engines[name] = eng
         rep = report(eng)
         share = rep.summary["macs_int8_share"] if rep else None
-        print(f"{name:6s} {path}")
+        ran = eng.executed_layers() or []
+        subgraphs = sum(la.kind == "Subgraph" for la in ran)
+        print(f"{name:6s} {path}  {eng.option_text(opts[name]) if opts[name] else ''}")
+        print(f"       openvino runtime graph: {len(ran)} layers, {subgraphs} Snippets subgraphs")
         print(f"       placement: {placement_line(path)}")
         print(f"       openvino ran {100 * (share or 0):.1f}% of MACs in INT8")
     for eng in engines.values():
@@ -134,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch": 1,
         "pairs": args.pairs,
         "loaded_first": next(iter(files)),
+        "options_today": opts["today"],
+        "options_wave1": opts["wave1"],
         "p50_ms_today": round(statistics.median(lat["today"]), 3),
         "p50_ms_wave1": round(statistics.median(lat["wave1"]), 3),
         "ratio_median_of_pairs": round(float(q[1]), 4),

@@ -32,6 +32,7 @@ def _flags(*opts: str, engines: tuple[str, ...] = ("openvino",)) -> SweepConfig:
         ("openvino", "inference_precision=F32", {"inference_precision": "f32"}),
         ("openvino", "num_streams=2", {"num_streams": 2}),
         ("openvino", "num_streams=auto", {"num_streams": "auto"}),
+        ("openvino", "snippets=Disable", {"snippets": "disable"}),
         ("openvino", 'config={"ENABLE_CPU_PINNING": false}', {"config": {"ENABLE_CPU_PINNING": False}}),
         ("torch", "compile=true", {"compile": True}),
         ("torch", "compile=max-autotune", {"compile": "max-autotune"}),
@@ -56,6 +57,7 @@ def test_text_values_come_out_typed(engine: str, text: str, typed: dict[str, Any
         ("openvino", "num_streams=0", "num_streams: out of range"),
         ("openvino", "num_streams=two", "num_streams: not an integer"),
         ("openvino", "config=[1]", "config: not a JSON object"),
+        ("openvino", "snippets=off", "snippets: not a known value.*enable|disable"),
         ("torch", "compile=fast", "compile: not true or false"),
         ("onnxruntime", "graph_optimization_level=99", "not a known value"),
         ("tensorrt", "builder_optimization_level=6", "out of range.*0..5"),
@@ -146,6 +148,76 @@ def test_openvino_compile_config_follows_hint_and_streams() -> None:
     tput = compile_config(4, "bf16", "throughput")
     assert "NUM_STREAMS" not in tput and tput["INFERENCE_PRECISION_HINT"] == "bf16"
     assert compile_config(4, None, "throughput", "auto")["NUM_STREAMS"] == "AUTO"
+    assert compile_config(4, snippets="disable")["SNIPPETS_MODE"] == "DISABLE"
+    assert "SNIPPETS_MODE" not in compile_config(4)
+
+
+def _int8_residual_block(path: Path) -> Path:
+    """A residual block placed the TensorRT way: Q/DQ on conv inputs, int8 weights, the conv
+    branch left float into the Add, the identity (the block's quantized input) the Add's other
+    input, then ReLU and the next conv's input Q/DQ."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes: list[Any] = []
+    inits: list[Any] = []
+
+    def scale(tag: str) -> list[str]:
+        inits.append(numpy_helper.from_array(np.array(0.05, np.float32), f"{tag}_s"))
+        inits.append(numpy_helper.from_array(np.array(0, np.int8), f"{tag}_z"))
+        return [f"{tag}_s", f"{tag}_z"]
+
+    def qdq(src: str) -> str:
+        nodes.append(helper.make_node("QuantizeLinear", [src, *scale(src)], [f"{src}_q"]))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{src}_q", *scale(src + "d")],
+                                      [f"{src}_dq"]))  # fmt: skip
+        return f"{src}_dq"
+
+    def conv(src: str, name: str, k: int) -> str:
+        w = rng.integers(-100, 100, (32, 32, k, k), dtype=np.int8)
+        inits.extend([numpy_helper.from_array(w, f"{name}_w"),
+                      numpy_helper.from_array(np.zeros(32, np.float32), f"{name}_b")])  # fmt: skip
+        nodes.append(helper.make_node("DequantizeLinear", [f"{name}_w", *scale(name)],
+                                      [f"{name}_wdq"]))  # fmt: skip
+        nodes.append(helper.make_node("Conv", [src, f"{name}_wdq", f"{name}_b"], [name],
+                                      name=name, pads=[k // 2] * 4))  # fmt: skip
+        return name
+
+    x = qdq("x")
+    nodes.append(helper.make_node("Relu", [conv(x, "conv1", 3)], ["r1"], name="relu1"))
+    nodes.append(helper.make_node("Add", [conv(qdq("r1"), "conv2", 3), x], ["s"], name="add"))
+    nodes.append(helper.make_node("Relu", ["s"], ["r2"], name="relu2"))
+    conv(qdq("r2"), "conv3", 1)
+    g = helper.make_graph(
+        nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 16, 16])],
+        [helper.make_tensor_value_info("conv3", TensorProto.FLOAT, [1, 32, 16, 16])], inits,
+    )  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def test_openvino_snippets_off_lets_the_conv_absorb_the_residual_add(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from cnnbench.engines.base import Artifact
+    from cnnbench.precision import Precision
+
+    art = Artifact(model="block", precision=Precision.INT8, input_shape=(32, 16, 16), num_classes=32,
+                   input_name="x",
+                   onnx_path=_int8_residual_block(tmp_path / "block.onnx"))  # fmt: skip
+    absorbed_by = {}
+    for snippets in ("enable", "disable"):
+        with create("ov", EngineOptions(threads=1, extra={"snippets": snippets})) as eng:
+            eng.load(art, BatchRange.fixed(1))
+            assert eng.describe()["requested_config"]["SNIPPETS_MODE"] == snippets.upper()
+            layers = eng.executed_layers() or []
+        absorbed_by[snippets] = next(la.kind for la in layers if "add" in la.nodes)
+    # the Add (and the ReLU after it) run inside conv2 once Snippets step aside; with them on,
+    # OpenVINO 2024-2026 run them as a Subgraph of their own (recorded, not required)
+    assert absorbed_by["disable"] == "Convolution", absorbed_by
 
 
 def test_openvino_runs_the_requested_precision_and_hint(onnx_fp32: Callable[[str], Path]) -> None:
