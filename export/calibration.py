@@ -50,8 +50,9 @@ PERCENTILE = 99.999
 #: bump when the calibrator's settings change, so older cache entries are not reused
 CACHE_SCHEME = 1
 RANDOM_WARNING = (
-    "calibrating {model} on seeded RANDOM input: INT8 ranges come from noise, so any accuracy "
-    "figure from this file is MEANINGLESS; pass --calib-data DIR with real images"
+    "{model} INT8 is calibrated on seeded RANDOM input (made now or reused): its ranges come "
+    "from noise, so any accuracy figure from this file is MEANINGLESS; pass --calib-data DIR "
+    "with real images"
 )
 
 
