@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import tempfile
 from typing import Any
 
@@ -18,6 +19,14 @@ import pytest
 # run and sweep record into the results store by default: the suite's go into a scratch file,
 # never into the user's own store (tests that need one pass --db or set CNNBENCH_DB themselves)
 os.environ["CNNBENCH_DB"] = os.path.join(tempfile.mkdtemp(prefix="cnnbench-test-db-"), "t.db")
+
+# The Ctrl-C tests send SIGINT as a terminal does to its foreground job. A launcher that starts
+# the suite in the background without job control (`cmd &` in a script, nohup) leaves SIGINT
+# ignored, and an ignored signal stays ignored across exec: every CLI child would then run
+# through its Ctrl-C. A handler is reset to the default on exec, so setting Python's own here
+# gives the children a terminal's disposition (and lets Ctrl-C stop pytest itself).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 
