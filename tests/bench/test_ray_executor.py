@@ -79,6 +79,7 @@ def _cell_on(raylet_pid: int) -> bool:
     return False
 
 
+@pytest.mark.slow  # a process killed mid-run and recovered: tens of seconds
 def test_two_nodes_share_the_cells_and_a_killed_node_loses_none(tmp_path: Path) -> None:
     from ray.cluster_utils import Cluster
 
@@ -148,6 +149,7 @@ def _ours(tag: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow  # a process killed mid-run and recovered: tens of seconds
 def test_ctrl_c_cancels_the_cells_and_keeps_the_finished_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

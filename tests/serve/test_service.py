@@ -188,6 +188,7 @@ def test_an_uploaded_onnx_file_nobody_here_wrote_runs_to_done(server: Server) ->
     assert rows[0]["model"] == f"upload-{job['upload_sha256'][:12]}" and rows[0]["macs"] > 0
 
 
+@pytest.mark.slow  # a process killed mid-run and recovered: tens of seconds
 def test_a_killed_service_resumes_its_job_and_records_each_cell_once(tmp_path: Path) -> None:
     db, data = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "data"
     srv = start(tmp_path, db, data)
