@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"an OpenVINO engine option for the {name} file only")  # fmt: skip
     args = ap.parse_args(argv)
     opts = {
-        "today": parse_assignments(args.today_opt, {"openvino": OPTIONS}).get("openvino", {}),
-        "wave1": parse_assignments(args.wave1_opt, {"openvino": OPTIONS}).get("openvino", {}),
+        name: parse_assignments(getattr(args, f"{name}_opt"), {"openvino": OPTIONS}).get(
+            "openvino", {}
+        )
+        for name in ("today", "wave1")
     }
 
     spec = get_spec(args.model)
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         share = rep.summary["macs_int8_share"] if rep else None
         ran = eng.executed_layers() or []
         subgraphs = sum(la.kind == "Subgraph" for la in ran)
-        print(f"{name:6s} {path}  {eng.option_text(opts[name]) if opts[name] else ''}")
+        print(f"{name:6s} {path}  {eng.option_text(opts[name])}")
         print(f"       openvino runtime graph: {len(ran)} layers, {subgraphs} Snippets subgraphs")
         print(f"       placement: {placement_line(path)}")
         print(f"       openvino ran {100 * (share or 0):.1f}% of MACs in INT8")
