@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnbench.analysis_trace import LayerStats, NeedsValues, trace
 from cnnbench.errors import InvalidInputError
-from cnnbench.layer_trace import LayerStats, NeedsValues, trace
 from cnnbench.meta_fast import SkipMetaInit
 from cnnbench.models import get_model, get_spec
 from cnnbench.weights import load_weights

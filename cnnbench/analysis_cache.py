@@ -29,7 +29,7 @@ def cache_key() -> str:
     files = sorted((_HERE / "models").glob("*.py"))
     ours = (
         "analysis.py",
-        "layer_trace.py",
+        "analysis_trace.py",
         "receptive_field.py",
         "meta_fast.py",
         "analysis_cache.py",

@@ -246,5 +246,5 @@ class Int8Recipe:
             object.__setattr__(self, "calib_data", str(self.calib_data))
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``export.precision.ensure_precision`` (its field names)."""
+        """Keyword arguments of ``export.convert.ensure_precision`` (its field names)."""
         return asdict(self)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from cnnbench.batch import BatchRange
-from cnnbench.engines.layers import ExecutedLayer
+from cnnbench.engines.executed import ExecutedLayer
 from cnnbench.engines.options import Option, check_options, render
 from cnnbench.errors import InvalidInputError
 from cnnbench.precision import PRECISIONS, Precision, precision_field
@@ -163,7 +163,7 @@ class Engine(abc.ABC):
         """Prepare to serve ``batches`` of ``artifact``; heavy work happens here, not in infer."""
 
     def executed_layers(self) -> list[ExecutedLayer] | None:
-        """After ``load``: each layer as the runtime ran it (cnnbench.engines.layers), or None
+        """After ``load``: each layer as the runtime ran it (cnnbench.engines.executed), or None
         when this runtime does not say."""
         return None
 

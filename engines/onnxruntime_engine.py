@@ -22,7 +22,7 @@ import numpy as np
 from cnnbench.artifacts import cache_dir, ensure_dir, sha256_file
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import device_index
-from cnnbench.engines.layers import ExecutedLayer, ort_profile_layers
+from cnnbench.engines.executed import ExecutedLayer, ort_profile_layers
 from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.layers import ExecutedLayer, precision_word
+from cnnbench.engines.executed import ExecutedLayer, precision_word
 from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores

@@ -20,7 +20,7 @@ import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import cuda_available
-from cnnbench.engines.layers import ExecutedLayer, trt_inspector_layers
+from cnnbench.engines.executed import ExecutedLayer, trt_inspector_layers
 from cnnbench.engines.options import Option
 from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
 from cnnbench.engines.trt_cache import MAX_OPT_LEVEL, BuildOptions, EngineCache

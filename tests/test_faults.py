@@ -225,7 +225,7 @@ def _wait_for(cond: Callable[[], bool], timeout: float = 120.0) -> None:
 
 
 def _rows(path: Path) -> list[dict[str, object]]:
-    from cnnbench.bench.results import read_rows
+    from cnnbench.bench.results.files import read_rows
 
     return read_rows(path)
 
@@ -264,7 +264,7 @@ def _worker(sweep_pid: int) -> int | None:
         for child in psutil.Process(sweep_pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 cmd = child.cmdline()
-                if "cnnbench.bench.sweep" in cmd and "--cell" in cmd:
+                if "cnnbench.bench.run.local" in cmd and "--cell" in cmd:
                     return int(child.pid)
     return None
 
@@ -348,7 +348,7 @@ def test_rows_are_printed_when_the_results_file_cannot_be_written(
 ) -> None:
     from click.testing import CliRunner
 
-    from cnnbench.bench import sweep as sweep_mod
+    from cnnbench.bench.run import local as sweep_mod
     from cnnbench.cli import cli
 
     def disk_full(path: object, row: object) -> None:

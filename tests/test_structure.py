@@ -21,7 +21,7 @@ HEAVY = {
     "fastapi", "starlette", "uvicorn",  # the service (an optional extra)
 }  # fmt: skip
 #: our modules that import a heavy runtime at module level: imported where used, like it
-TORCH_BOUND = {"cnnbench.analysis", "cnnbench.bench.store_schema", "cnnbench.serve.app"}
+TORCH_BOUND = {"cnnbench.analysis", "cnnbench.bench.results.schema", "cnnbench.serve.app"}
 #: the registry imports the architectures (which register themselves) on the first lookup
 REGISTRY = ("cnnbench/models/registry.py", "cnnbench.models")
 

@@ -1,6 +1,6 @@
 """The ``cnnbench`` command line. Each stage's commands live in their own module."""
 
-from cnnbench.cli.app import cli
+from cnnbench.cli.common import cli
 from cnnbench.host import die_with_parent
 
 # Each module adds its commands to ``cli``; importing them imports no heavy runtime.

@@ -13,12 +13,11 @@ from typing import Any
 
 import click
 
-from cnnbench.bench.max_batch import find_max_batch
-from cnnbench.bench.ray_executor import run_sweep_on_ray
-from cnnbench.bench.results import THROUGHPUT_DEFINITION, check_output, columns_for
-from cnnbench.bench.runner import RunSpec, check_runtime
-from cnnbench.bench.stats import CI_METHOD, PERCENTILE_METHOD
-from cnnbench.bench.sweep import (
+from cnnbench.bench.measure.stats import CI_METHOD, PERCENTILE_METHOD
+from cnnbench.bench.measure.timing import StopRule
+from cnnbench.bench.results.files import THROUGHPUT_DEFINITION, check_output, columns_for
+from cnnbench.bench.run.cell import RunSpec, check_runtime
+from cnnbench.bench.run.local import (
     CellRunner,
     Record,
     check_fresh,
@@ -28,19 +27,9 @@ from cnnbench.bench.sweep import (
     run_cells,
     run_sweep,
 )
-from cnnbench.bench.sweep_config import SweepConfig
-from cnnbench.bench.timing import StopRule
-from cnnbench.cli.app import (
-    PrecisionType,
-    cli,
-    emit_csv,
-    emit_json,
-    emit_table,
-    format_option,
-    resolve_models,
-    seed_option,
-    user_model_options,
-)
+from cnnbench.bench.run.max_batch import find_max_batch
+from cnnbench.bench.run.ray_executor import run_sweep_on_ray
+from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.cli.bench_options import (
     SERVER_FIELDS,
     STOP_FIELDS,
@@ -53,6 +42,17 @@ from cnnbench.cli.bench_options import (
     record_options,
     server_options,
     stop_options,
+)
+from cnnbench.cli.common import (
+    PrecisionType,
+    cli,
+    emit_csv,
+    emit_json,
+    emit_table,
+    format_option,
+    resolve_models,
+    seed_option,
+    user_model_options,
 )
 from cnnbench.cli.store_cmds import record_into_store
 from cnnbench.engines import canonical

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from cnnbench.bench.sweep_config import SweepConfig
-from cnnbench.cli.app import quantizer_option
+from cnnbench.bench.run.sweep_config import SweepConfig
+from cnnbench.cli.common import quantizer_option
 from cnnbench.export.calibration import calibration_set
 from cnnbench.models import check_weights, get_spec
 from cnnbench.precision import CALIB_METHODS, Int8Recipe, Precision

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from cnnbench.bench.accuracy import evaluate
-from cnnbench.bench.eval_folders import accuracy_row, eval_folder
-from cnnbench.bench.results import append_row, check_output
-from cnnbench.cli.app import (
+from cnnbench.bench.results.files import append_row, check_output
+from cnnbench.bench.run.accuracy import evaluate
+from cnnbench.bench.run.eval_folders import accuracy_row, eval_folder
+from cnnbench.cli.common import (
     PrecisionType,
     cli,
     emit_csv,

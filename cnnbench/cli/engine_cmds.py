@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.cli.app import (
+from cnnbench.cli.common import (
     PrecisionType,
     cli,
     emit_csv,
@@ -20,7 +20,7 @@ from cnnbench.engines import engine_names, get_engine_class, probe_all
 from cnnbench.engines.tensorrt_engine import TensorRTEngine
 from cnnbench.engines.trt_build import ensure_engine, require_trt
 from cnnbench.engines.trt_cache import BuildOptions
-from cnnbench.export.precision import ensure_precision
+from cnnbench.export.convert import ensure_precision
 from cnnbench.models import get_spec
 from cnnbench.precision import Precision
 

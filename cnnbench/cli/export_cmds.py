@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.cli.app import (
+from cnnbench.cli.common import (
     PrecisionType,
     cli,
     quantizer_option,
@@ -19,10 +19,10 @@ from cnnbench.cli.app import (
 )
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.export.calibration import calibration_set
+from cnnbench.export.convert import DEFAULT_CALIB_SAMPLES, convert
 from cnnbench.export.gate import print_report
 from cnnbench.export.parity import report_from_dict
 from cnnbench.export.pipeline import ensure_fp32, export_fp32, verify_onnx
-from cnnbench.export.precision import DEFAULT_CALIB_SAMPLES, convert
 from cnnbench.export.verify import recorded_precision
 from cnnbench.models import get_spec
 from cnnbench.precision import CALIB_METHODS, ONNX_PRECISIONS, Precision

@@ -8,21 +8,12 @@ from typing import Any
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.bench.layers import SOURCES, file_artifact
-from cnnbench.bench.layers import report as layer_report
-from cnnbench.bench.layers import summary_text as layers_summary_text
-from cnnbench.bench.prepare import prepare
-from cnnbench.bench.runner import check_runtime
-from cnnbench.bench.sweep_config import SweepConfig
-from cnnbench.cli.app import (
-    PrecisionType,
-    cli,
-    emit_csv,
-    emit_json,
-    emit_table,
-    format_option,
-    seed_option,
-)
+from cnnbench.bench.measure.layer_report import SOURCES, file_artifact
+from cnnbench.bench.measure.layer_report import report as layer_report
+from cnnbench.bench.measure.layer_report import summary_text as layers_summary_text
+from cnnbench.bench.run.cell import check_runtime
+from cnnbench.bench.run.prepare import prepare
+from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.cli.bench_options import (
     INT8_FIELDS,
     artifacts_option,
@@ -30,6 +21,15 @@ from cnnbench.cli.bench_options import (
     engine_opt_option,
     int8_options,
     int8_recipe,
+)
+from cnnbench.cli.common import (
+    PrecisionType,
+    cli,
+    emit_csv,
+    emit_json,
+    emit_table,
+    format_option,
+    seed_option,
 )
 from cnnbench.engines import canonical, default_device, get_engine_class
 from cnnbench.engines.base import EngineOptions

@@ -7,13 +7,18 @@ from pathlib import Path
 
 import click
 
-from cnnbench.bench.compare import DEFAULT_METRICS, compare_sources, file_source, parse_threshold
-from cnnbench.bench.history import db_source, is_ref, machine_filter, parse_when
-from cnnbench.bench.report import write_report
-from cnnbench.bench.results import format_of, write_rows
-from cnnbench.bench.store import Store, shown_url
-from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.bench.report.build import write_report
+from cnnbench.bench.results.compare import (
+    DEFAULT_METRICS,
+    compare_sources,
+    file_source,
+    parse_threshold,
+)
+from cnnbench.bench.results.files import format_of, write_rows
+from cnnbench.bench.results.history import db_source, is_ref, machine_filter, parse_when
+from cnnbench.bench.results.store import Store, shown_url
 from cnnbench.cli.bench_options import db_option
+from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.errors import CheckFailedError
 
 _SHOWN = (

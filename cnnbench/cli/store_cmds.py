@@ -13,13 +13,13 @@ from typing import Any
 
 import click
 
-from cnnbench.bench.compare import DEFAULT_METRICS, parse_threshold
-from cnnbench.bench.environment import capture, git_state
-from cnnbench.bench.history import machine_filter, parse_when, regressions, run_summary
-from cnnbench.bench.store import Recorder, Store, recording, shown_url
-from cnnbench.bench.sweep_config import SweepConfig
-from cnnbench.cli.app import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.bench.measure.environment import capture, git_state
+from cnnbench.bench.results.compare import DEFAULT_METRICS, parse_threshold
+from cnnbench.bench.results.history import machine_filter, parse_when, regressions, run_summary
+from cnnbench.bench.results.store import Recorder, Store, recording, shown_url
+from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.cli.bench_options import db_option, options
+from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.engines import canonical
 from cnnbench.errors import CheckFailedError
 from cnnbench.precision import parse_precision

@@ -42,7 +42,7 @@ _PREFETCH_BATCHES = 2
 class ImageDataset:
     """A labelled list of image files prepared for one model's preprocessing.
 
-    It satisfies ``bench.accuracy.LabelledDataset`` (``name``, ``calib_data``, ``len()``,
+    It satisfies ``bench.run.accuracy.LabelledDataset`` (``name``, ``calib_data``, ``len()``,
     ``batches(batch)``), so any engine and precision can evaluate it.
 
     Attributes:

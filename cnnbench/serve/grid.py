@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnnbench.bench.sweep_config import SweepConfig, config_from_mapping
+from cnnbench.bench.run.sweep_config import SweepConfig, config_from_mapping
 from cnnbench.errors import InvalidInputError
 
 #: the keys a request may give

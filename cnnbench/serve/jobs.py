@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cnnbench.bench.store import Store, now
+from cnnbench.bench.results.store import Store, now
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
@@ -25,7 +25,7 @@ class JobQueue:
         self.store = store
 
     def submit(self, grid: dict[str, Any], *, cells: int, upload_sha256: str | None) -> int:
-        from cnnbench.bench.store_schema import jobs
+        from cnnbench.bench.results.schema import jobs
 
         values = dict(
             created_at=now(), state=QUEUED, grid=json.dumps(grid, sort_keys=True, default=str),
@@ -45,7 +45,7 @@ class JobQueue:
         """Jobs, newest first."""
         from sqlalchemy import select
 
-        from cnnbench.bench.store_schema import jobs
+        from cnnbench.bench.results.schema import jobs
 
         q = select(jobs).order_by(jobs.c.id.desc())
         if job_id is not None:
@@ -63,7 +63,7 @@ class JobQueue:
         """The oldest queued job, now ``running`` (one attempt more); None when none waits."""
         from sqlalchemy import select, update
 
-        from cnnbench.bench.store_schema import jobs
+        from cnnbench.bench.results.schema import jobs
 
         with self.store.engine.begin() as conn:
             row = conn.execute(
@@ -83,7 +83,7 @@ class JobQueue:
     def update(self, job_id: int, **values: Any) -> None:
         from sqlalchemy import update
 
-        from cnnbench.bench.store_schema import jobs
+        from cnnbench.bench.results.schema import jobs
 
         if values.get("state") in ENDED:
             values.setdefault("finished_at", now())
@@ -95,7 +95,7 @@ class JobQueue:
         Its state afterwards, or None when there is no such job."""
         from sqlalchemy import update
 
-        from cnnbench.bench.store_schema import jobs
+        from cnnbench.bench.results.schema import jobs
 
         with self.store.engine.begin() as conn:
             conn.execute(
@@ -113,7 +113,7 @@ class JobQueue:
         """Jobs left ``running`` by a service that stopped: queued again, to be resumed."""
         from sqlalchemy import select, update
 
-        from cnnbench.bench.store_schema import jobs
+        from cnnbench.bench.results.schema import jobs
 
         with self.store.engine.begin() as conn:
             ids = [r.id for r in conn.execute(select(jobs.c.id).where(jobs.c.state == RUNNING))]

@@ -25,9 +25,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from cnnbench.artifacts import ensure_dir
-from cnnbench.bench.compare import DEFAULT_METRICS, compare_sources, parse_threshold
-from cnnbench.bench.history_plots import write_history_plots
-from cnnbench.bench.report import write_report
+from cnnbench.bench.report.build import write_report
+from cnnbench.bench.report.history_plots import write_history_plots
+from cnnbench.bench.results.compare import DEFAULT_METRICS, compare_sources, parse_threshold
 from cnnbench.errors import CnnbenchError, first_line
 
 if TYPE_CHECKING:

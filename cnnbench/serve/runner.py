@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from cnnbench.bench.results import read_rows
-from cnnbench.bench.sweep import run_id_of
+from cnnbench.bench.results.files import read_rows
+from cnnbench.bench.run.local import run_id_of
 from cnnbench.errors import CnnbenchError, first_line
 from cnnbench.host import child_env
 from cnnbench.serve.jobs import CANCELLED, DONE, FAILED, JobQueue

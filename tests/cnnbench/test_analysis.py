@@ -243,7 +243,7 @@ def test_builders_that_fail_on_meta_fall_back_to_the_cpu(monkeypatch: pytest.Mon
 
 def test_forward_needing_values_reruns_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import cnnbench.analysis
-    from cnnbench.layer_trace import NeedsValues, trace
+    from cnnbench.analysis_trace import NeedsValues, trace
 
     def picky(model: nn.Module, name: str, shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
         if next(model.parameters()).device.type == "meta":

@@ -49,7 +49,7 @@ class Score:
 def evaluate(
     ds: ImageDataset, infer=_infer, *, batch: int = 8, workers: int = 2, max_bad=0.01, **_: object
 ) -> Score:
-    """Top-1/top-5 (%) of ``infer`` over the dataset's batches (what bench.accuracy does)."""
+    """Top-1/top-5 (%) of ``infer`` over the dataset's batches (what bench.run.accuracy does)."""
     ds.workers, ds.max_bad, ds.progress = workers, max_bad, False
     n = c1 = c5 = 0
     for x, y in ds.batches(batch):

@@ -140,7 +140,7 @@ def test_bad_user_model_input_is_one_line_exit_2(
 
 
 def test_a_sweep_config_names_an_onnx_file_beside_it(workdir: Path) -> None:
-    from cnnbench.bench.sweep_config import load_config
+    from cnnbench.bench.run.sweep_config import load_config
 
     cfg = workdir / "cfg.yaml"
     cfg.write_text(

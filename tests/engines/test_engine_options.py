@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cnnbench.bench.runner import RunSpec, base_row
-from cnnbench.bench.sweep_config import SweepConfig, load_config
+from cnnbench.bench.run.cell import RunSpec, base_row
+from cnnbench.bench.run.sweep_config import SweepConfig, load_config
 from cnnbench.engines import canonical, create, engine_names, get_engine_class
 from cnnbench.engines.base import BatchRange, EngineOptions
 from cnnbench.engines.openvino_engine import compile_config

@@ -113,8 +113,8 @@ def test_a_cell_on_cuda_n_runs_under_device_n(
 ) -> None:
     # bug 4 and 5 together: the whole cell (load, measurement, close) runs with cuda:N
     # current, and NVML is asked for that device (here the null engine, which touches no GPU)
-    import cnnbench.bench.runner as runner
-    from cnnbench.bench.timing import StopRule
+    import cnnbench.bench.run.cell as runner
+    from cnnbench.bench.measure.timing import StopRule
 
     entered: list[str] = []
     sampled: list[int] = []

@@ -18,7 +18,7 @@ INT8_SANITY = Tolerances(min_cosine=0.99, min_top1_agreement=0.75)
 
 @pytest.fixture(scope="module")
 def precision_files(artifact_root: Path) -> dict[str, Path]:
-    from cnnbench.export.precision import ensure_precision
+    from cnnbench.export.convert import ensure_precision
 
     root = artifact_root
     return {

@@ -34,8 +34,8 @@ def _private_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def lenet_fp16(art_root: Path, cache: Path):
+    from cnnbench.export.convert import convert
     from cnnbench.export.pipeline import ensure_fp32
-    from cnnbench.export.precision import convert
 
     fp32 = ensure_fp32("lenet5", out_dir=art_root)
     return fp32, convert("lenet5", fp32, "fp16", out_dir=art_root / "fp16-tests")
@@ -95,7 +95,7 @@ def test_fp16_runs_on_onnxruntime_and_tracks_fp32(lenet_fp16) -> None:
 
 
 def test_ensure_precision_reuses_then_rebuilds_a_tampered_file(lenet_fp16) -> None:
-    from cnnbench.export.precision import ensure_precision
+    from cnnbench.export.convert import ensure_precision
 
     fp32, res = lenet_fp16
     root = res.onnx_path.parents[2]
@@ -112,8 +112,8 @@ def test_ensure_precision_reuses_then_rebuilds_a_tampered_file(lenet_fp16) -> No
 def test_corrupt_fp32_file_fails_in_one_line_and_writes_nothing(lenet_fp16, tmp_path) -> None:
     import shutil
 
+    from cnnbench.export.convert import convert
     from cnnbench.export.manifest import ExportResult
-    from cnnbench.export.precision import convert
 
     fp32, _ = lenet_fp16
     folder = tmp_path / "lenet5" / "fp32"
@@ -128,7 +128,7 @@ def test_corrupt_fp32_file_fails_in_one_line_and_writes_nothing(lenet_fp16, tmp_
 
 
 def test_unknown_precision_is_one_clear_line(lenet_fp16, tmp_path) -> None:
-    from cnnbench.export.precision import convert
+    from cnnbench.export.convert import convert
 
     fp32, _ = lenet_fp16
     with pytest.raises(UnknownNameError, match="unknown precision 'fp8'"):
@@ -153,8 +153,8 @@ def test_export_cli_writes_fp16_and_prints_the_path_last(lenet_fp16, art_root) -
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet18", "googlenet"])
 def test_imagenet_fp16_keeps_float32_io(model: str, art_root: Path) -> None:
+    from cnnbench.export.convert import convert
     from cnnbench.export.pipeline import ensure_fp32
-    from cnnbench.export.precision import convert
 
     fp32 = ensure_fp32(model, out_dir=art_root)
     res = convert(model, fp32, "fp16", out_dir=art_root)

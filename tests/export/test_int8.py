@@ -41,7 +41,7 @@ def fp32(art_root: Path, cache: Path):
 
 @pytest.fixture(scope="module")
 def lenet_int8(fp32, art_root: Path, cache: Path):
-    from cnnbench.export.precision import convert
+    from cnnbench.export.convert import convert
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNBENCH_CACHE", str(cache))
@@ -140,7 +140,7 @@ def test_int8_runs_on_onnxruntime(lenet_int8, fp32) -> None:
 
 @pytest.mark.parametrize("method", ["max", "percentile"])
 def test_other_calibration_methods(method: str, fp32, tmp_path) -> None:
-    from cnnbench.export.precision import convert
+    from cnnbench.export.convert import convert
 
     res = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_method=method, calib_samples=32)
     assert describe_qdq(res.onnx_path)["ok"]
@@ -149,7 +149,7 @@ def test_other_calibration_methods(method: str, fp32, tmp_path) -> None:
 
 def test_calibration_cache_hit_and_corrupt_entry_rebuilt(fp32, tmp_path, capfd) -> None:
     from cnnbench.export.calibration import cache_path
-    from cnnbench.export.precision import convert
+    from cnnbench.export.convert import convert
 
     first = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_samples=40)
     cal = first.manifest["extra"]["calibration"]
@@ -221,7 +221,7 @@ def test_image_folder_and_npy_calibration(tmp_path) -> None:
 
 @pytest.mark.parametrize("case", ["missing", "empty", "small-images", "wrong-npy", "zero-samples"])
 def test_bad_calibration_data_is_one_line_and_writes_nothing(case: str, fp32, tmp_path) -> None:
-    from cnnbench.export.precision import convert
+    from cnnbench.export.convert import convert
 
     data = tmp_path / "data"
     samples = 8
@@ -244,7 +244,7 @@ def test_bad_calibration_data_is_one_line_and_writes_nothing(case: str, fp32, tm
 
 
 def test_accuracy_gate_failure_publishes_nothing(fp32, tmp_path) -> None:
-    from cnnbench.export.precision import convert
+    from cnnbench.export.convert import convert
 
     with pytest.raises(CheckFailedError, match="accuracy gate failed"):
         # a negative allowance cannot be met unless INT8 beats FP32
@@ -273,8 +273,8 @@ def test_export_cli_bad_calib_data_exits_2(fp32, art_root, tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet18", "googlenet"])
 def test_imagenet_int8_structure(model: str, art_root: Path) -> None:
+    from cnnbench.export.convert import convert
     from cnnbench.export.pipeline import ensure_fp32
-    from cnnbench.export.precision import convert
 
     fp32 = ensure_fp32(model, out_dir=art_root)
     res = convert(model, fp32, "int8", out_dir=art_root, calib_data="random", calib_samples=8)

@@ -40,7 +40,7 @@ def test_a_recipe_rejects_what_its_quantizer_cannot_do() -> None:
 def test_a_calibrated_file_is_never_overwritten_by_another_recipe(
     tmp_path: Path, cache: Path
 ) -> None:
-    from cnnbench.export.precision import ensure_precision
+    from cnnbench.export.convert import ensure_precision
 
     art = tmp_path / "art"
     digits = ensure_precision("lenet5", "int8", out_dir=art, calib_data="digits", calib_samples=32)
@@ -71,7 +71,7 @@ def test_run_reuses_the_file_export_calibrated_and_says_how_it_was_made(
     """export --calib-data X, then run -p int8 --calib-data X: the same file (same sha256)."""
     import numpy as np
 
-    from cnnbench.bench.results import read_rows
+    from cnnbench.bench.results.files import read_rows
 
     x = np.random.default_rng(1).random((40, 1, 32, 32), dtype=np.float32)
     np.save(tmp_path / "calib.npy", x)
@@ -103,7 +103,7 @@ def test_run_checks_calibration_data_before_any_cell(tmp_path: Path, cache: Path
 
 
 def test_a_sweep_config_takes_the_recipe(tmp_path: Path) -> None:
-    from cnnbench.bench.sweep_config import load_config
+    from cnnbench.bench.run.sweep_config import load_config
 
     cfg = tmp_path / "s.yaml"
     cfg.write_text(
@@ -121,8 +121,8 @@ def test_a_sweep_config_takes_the_recipe(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not HAS_MODELOPT, reason="nvidia-modelopt not installed (cnnbench[modelopt])")
 def test_modelopt_int8_follows_the_placement_rules(tmp_path: Path, cache: Path) -> None:
+    from cnnbench.export.convert import ensure_precision
     from cnnbench.export.int8 import describe_qdq
-    from cnnbench.export.precision import ensure_precision
 
     res = ensure_precision(
         "lenet5", "int8", out_dir=tmp_path, calib_data="digits", calib_samples=64,

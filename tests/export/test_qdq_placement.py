@@ -149,8 +149,8 @@ def test_a_projection_identity_gets_a_pair_from_its_calibrated_range(tmp_path: P
 
 
 def _int8_of(model: str, tmp: Path, quantizer: str = "ort") -> Path:
+    from cnnbench.export.convert import convert
     from cnnbench.export.pipeline import ensure_fp32
-    from cnnbench.export.precision import convert
 
     fp32 = ensure_fp32(model, out_dir=tmp, check=False)
     # ModelOpt calibrates with entropy or max (its own percentile differs): max for both

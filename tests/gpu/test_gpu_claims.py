@@ -2,7 +2,7 @@
 energy, ``run_cell`` on CUDA at each precision and with CUDA graphs, FP32 parity with TF32 off.
 
 This module imports nothing beyond what a bare GPU machine has (torch, numpy, nvidia-ml-py,
-onnx): ``bench/scripts/gpu_check.sh`` runs it there. Without a GPU every test skips, saying so.
+onnx): ``tools/gpu_check.sh`` runs it there. Without a GPU every test skips, saying so.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def nvml(torch: Any) -> Any:
 
 
 def _stop() -> Any:
-    from cnnbench.bench.timing import StopRule
+    from cnnbench.bench.measure.timing import StopRule
 
     return StopRule(warmup_count=10, warmup_time=0.5, min_count=100, min_time=1.0, max_time=10)
 
@@ -53,7 +53,7 @@ def _resnet18(torch: Any, precision: str, graphs: bool = False, batch: int = 8) 
 
 
 def test_cuda_event_timer_agrees_with_a_pipelined_event_measurement(torch: Any) -> None:
-    from cnnbench.bench.timing import measure_cuda
+    from cnnbench.bench.measure.timing import measure_cuda
     from tests.engines.conftest import inputs
 
     x = inputs("resnet18", batch=32)
@@ -79,7 +79,7 @@ def test_cuda_event_timer_agrees_with_a_pipelined_event_measurement(torch: Any) 
 def test_nvml_sampler_sees_a_4_gib_allocation(torch: Any, nvml: Any) -> None:
     import time
 
-    from cnnbench.bench.memory import NvmlSampler
+    from cnnbench.bench.measure.memory import NvmlSampler
     from cnnbench.engines.cuda import cuda_ids
 
     torch.cuda.init()
@@ -102,7 +102,7 @@ def test_nvml_sampler_sees_a_4_gib_allocation(torch: Any, nvml: Any) -> None:
     ("precision", "graphs"), [("fp32", False), ("fp16", False), ("bf16", False), ("fp16", True)]
 )
 def test_run_cell_on_cuda(torch: Any, tmp_path: Any, precision: str, graphs: bool) -> None:
-    from cnnbench.bench.runner import RunSpec, run_cell
+    from cnnbench.bench.run.cell import RunSpec, run_cell
 
     spec = RunSpec(
         "resnet18", "torch", precision=precision, batch=8, device="cuda", stop=_stop(),
@@ -138,7 +138,7 @@ def test_fp32_parity_at_1e_5_with_tf32_off(torch: Any) -> None:
 
 
 def test_gpu_energy_counter_moves(torch: Any, nvml: Any) -> None:
-    from cnnbench.bench.energy import EnergyMeter
+    from cnnbench.bench.measure.energy import EnergyMeter
     from cnnbench.engines.cuda import cuda_ids
 
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
@@ -154,7 +154,7 @@ def test_gpu_energy_counter_moves(torch: Any, nvml: Any) -> None:
 
 
 def test_nvml_matches_the_device_torch_uses(torch: Any, nvml: Any) -> None:
-    from cnnbench.bench.memory import nvml_handle
+    from cnnbench.bench.measure.memory import nvml_handle
     from cnnbench.engines.cuda import cuda_ids
 
     ids = cuda_ids(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.test_report_html import CHROMIUM, _problems, needs_chromium
+from tests.bench.report.test_report_html import CHROMIUM, _problems, needs_chromium
 
 pytest.importorskip("fastapi", reason="the service needs fastapi: pip install 'cnnbench[serve]'")
 

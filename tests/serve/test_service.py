@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from cnnbench.bench.results import cell_key
-from cnnbench.bench.store import Store
+from cnnbench.bench.results.files import cell_key
+from cnnbench.bench.results.store import Store
 
 pytest.importorskip("fastapi", reason="the service needs fastapi: pip install 'cnnbench[serve]'")
 pytest.importorskip("uvicorn", reason="the service needs uvicorn: pip install 'cnnbench[serve]'")

@@ -1,0 +1,399 @@
+"""The report's four figures, each saved as PNG and SVG (matplotlib, Agg backend).
+
+* ``top1_vs_gmacs``: top-1 against multiply-accumulates, bubble area ∝ parameters, colour by
+  family (after Canziani et al. 2016), every ImageNet zoo model at its published top-1, with
+  measured top-1 overlaid as separate markers.
+* ``top1_vs_latency``: top-1 against batch-1 p50 latency, one series per engine + precision.
+* ``throughput_vs_batch`` and ``memory_vs_batch``: one line per model / engine / precision.
+
+Every figure says where its top-1 values come from, in its legend and in its caption.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnbench.bench.report.plot_helpers import (
+    Plot,
+    add_caption,
+    log_axis,
+    no_data,
+    place_labels,
+    save,
+)
+from cnnbench.bench.report.rows import Row, ZooEntry, invalid, num
+from cnnbench.precision import PRECISIONS
+
+__all__ = ["Plot", "write_plots"]
+
+if TYPE_CHECKING:
+    pass
+
+PARAMS_TO_AREA = 12.0  # marker area in pt² per million parameters
+#: the smallest top-1 range (points) the deployment plot's y axis shows
+MIN_TOP1_SPAN = 4.0
+_DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+_PREC_MARKERS = {p.value: p.marker for p in PRECISIONS}
+PUBLISHED_MARKER = "o"
+
+
+def write_plots(
+    out: Path,
+    comparison: list[Row],
+    series: Mapping[tuple[str, str, str, str], list[Row]],
+    zoo: Mapping[str, ZooEntry],
+) -> dict[str, Plot]:
+    """Draw and save the four figures into ``out``; returns them by name."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    # SVG text stays text (searchable, selectable, smaller); no timestamps in the files.
+    rc: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "cnnbench"}
+    with matplotlib.rc_context(rc):  # type: ignore[arg-type]
+        plots = (
+            _top1_vs_gmacs(out, comparison, zoo),
+            _top1_vs_latency(out, comparison, zoo),
+            _vs_batch(out, series, "throughput"),
+            _vs_batch(out, series, "memory"),
+        )
+    return {p.name: p for p in plots}
+
+
+def _family_colours(families: Sequence[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {f: cmap(i % 10) for i, f in enumerate(sorted(set(families)))}
+
+
+def _measured_note(rows: Sequence[Row]) -> str:
+    measured = [r for r in rows if r.get("top1_source") == "measured"]
+    shown = "; ".join(f"{r['model']} {r['top1_detail']}" for r in measured[:6])
+    more = f" (+{len(measured) - 6} more)" if len(measured) > 6 else ""
+    return f" Measured top-1: {shown}{more}." if measured else ""
+
+
+def _published_note(sources: Sequence[str]) -> str:
+    uniq = sorted({s for s in sources if s})
+    return "Published top-1 from: " + "; ".join(uniq) + "." if uniq else ""
+
+
+def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    models = [z for z in zoo.values() if z.imagenet and z.top1 is not None and z.macs and z.params]
+    benchmarked = {r["model"] for r in comparison if (r.get("cells") or 0) > 0}
+    colours = _family_colours(
+        [z.family for z in models] + [str(r.get("family")) for r in comparison if r.get("family")]
+    )
+    fig, ax = plt.subplots(figsize=(11, 7))
+    xs: list[float] = []
+    ys: list[float] = []
+    sizes: list[float] = []
+    names: list[str] = []
+    for z in sorted(models, key=lambda z: -(z.params or 0)):  # big bubbles behind small ones
+        x, y = (z.macs or 0) / 1e9, float(z.top1 or 0.0)
+        s = (z.params or 0) / 1e6 * PARAMS_TO_AREA
+        # published: hollow (the fill is reserved for measured accuracy)
+        ax.scatter(
+            x, y, s=s, facecolors="none", alpha=0.8, marker=PUBLISHED_MARKER,
+            edgecolors="black" if z.name in benchmarked else colours[z.family],
+            linewidths=2.2 if z.name in benchmarked else 1.3, zorder=2,
+        )  # fmt: skip
+        xs.append(x)
+        ys.append(y)
+        sizes.append(s)
+        names.append(z.name)
+    measured = [
+        r for r in comparison
+        if r.get("top1_source") == "measured" and r.get("gmacs") and num(r.get("top1")) is not None
+        and r["model"] in zoo and zoo[r["model"]].imagenet
+    ]  # fmt: skip
+    for r in measured:  # measured: filled, one marker per precision
+        colour = colours.get(str(r.get("family")), "black")
+        ax.scatter(
+            r["gmacs"], r["top1"], s=60, marker=_PREC_MARKERS.get(str(r["precision"]), "o"),
+            facecolors=colour, edgecolors="black", linewidths=0.8, zorder=4,
+        )  # fmt: skip
+        xs.append(r["gmacs"])
+        ys.append(r["top1"])
+        sizes.append(60.0)
+        names.append(f"{r['model']} ({r['engine']} {r['precision']}, measured)")
+    log_axis(ax, "x")
+    ax.set_xlabel("Operations: multiply-accumulates per image (GMACs, log scale)")
+    ax.set_ylabel("ImageNet top-1 accuracy (%)")
+    title = "Top-1 accuracy vs. operations (bubble area ∝ parameters)"
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    if xs:
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+        ax.margins(y=0.12)
+    place_labels(ax, xs, ys, names, [math.sqrt(s / math.pi) for s in sizes])
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec=c, mew=1.6, label=f)
+        for f, c in colours.items()
+    ]
+    if benchmarked & {z.name for z in models}:
+        handles.append(
+            Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=2.2,
+                   label="in these results")
+        )  # fmt: skip
+    handles.append(
+        Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="0.4", mew=1.3,
+               label="hollow: published top-1")
+    )  # fmt: skip
+    for prec in sorted({str(r["precision"]) for r in measured}):
+        handles.append(
+            Line2D([], [], ls="", marker=_PREC_MARKERS.get(prec, "o"), ms=8, mfc="0.3", mec="black",
+                   label=f"filled: measured top-1, {prec}")
+        )  # fmt: skip
+    kinds = ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+    )
+    ax.add_artist(kinds)
+    sizes_h = [
+        Line2D([], [], ls="", marker="o", ms=math.sqrt(p * PARAMS_TO_AREA), color="0.6",
+               alpha=0.5, label=f"{p}M parameters")
+        for p in (10, 50, 140)
+    ]  # fmt: skip
+    ax.legend(
+        handles=sizes_h, loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=8,
+        labelspacing=2.2, borderpad=1.2, handletextpad=1.6, frameon=False,
+    )  # fmt: skip
+    caption = (
+        f"Every ImageNet model in the zoo ({len(models)}) at its published top-1; "
+        "parameters and MACs from cnnbench's per-layer analysis at each model's input size. "
+        + _published_note([z.top1_source or "" for z in models])
+        + (
+            " Filled markers are measured top-1 (one marker per precision), hollow bubbles "
+            "published figures." + _measured_note(measured)
+            if measured
+            else " No measured top-1 in these results: every value shown is published."
+        )
+    )
+    add_caption(fig, caption)
+    return save(fig, out, "top1_vs_gmacs", title, caption)
+
+
+def _series_label(engine: str, precision: str, device: str) -> str:
+    return f"{engine} {precision}" + (f" ({device})" if device and device != "cpu" else "")
+
+
+def _engine_label(engine: str, device: str) -> str:
+    return engine + (f" ({device})" if device and device != "cpu" else "")
+
+
+def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    pts = [
+        r for r in comparison if num(r.get("latency_ms_p50_b1")) and num(r.get("top1")) is not None
+    ]
+    # colour: engine (and device); marker: precision (the precision table's)
+    engines = sorted({_engine_label(r["engine"], r["device"]) for r in pts})
+    cmap = plt.get_cmap("tab10")
+    colour_of = {e: cmap(i % 10) for i, e in enumerate(engines)}
+    precisions = sorted({str(r["precision"]) for r in pts})
+    fig, ax = plt.subplots(figsize=(10, 6))
+    title = "Top-1 accuracy vs. batch-1 latency, per engine and precision"
+    xs, ys, names = [], [], []
+    for r in pts:
+        colour = colour_of[_engine_label(r["engine"], r["device"])]
+        marker = _PREC_MARKERS.get(str(r["precision"]), "o")
+        measured = r.get("top1_source") == "measured"
+        shaky = r.get("valid_b1") is False  # an invalid measurement: faded, dashed edge
+        ax.scatter(
+            r["latency_ms_p50_b1"], r["top1"], s=70, marker=marker, zorder=3,
+            facecolors=colour if measured else "none", edgecolors=colour, linewidths=1.8,
+            alpha=0.35 if shaky else 1.0, linestyles="--" if shaky else "-",
+        )  # fmt: skip
+        xs.append(r["latency_ms_p50_b1"])
+        ys.append(r["top1"])
+        agree = num(r.get("fp32_top1_agreement"))
+        if not measured and agree is not None:  # no accuracy measured: the drop vs FP32 instead
+            names.append(f"{r['model']} {r['precision']}: {100 * agree:.1f}% top-1 = fp32")
+        else:
+            names.append(r["model"])
+    if pts:
+        log_axis(ax, "x")
+        ax.margins(x=0.15, y=0.15)
+        lo, hi = min(ys), max(ys)
+        if hi - lo < MIN_TOP1_SPAN:  # never zoom into a sliver between published figures
+            mid = (lo + hi) / 2
+            lo, hi = mid - MIN_TOP1_SPAN / 2, mid + MIN_TOP1_SPAN / 2
+            ax.set_ylim(max(lo, 0.0), min(hi, 101.0))
+        place_labels(ax, xs, ys, names, [5.0] * len(xs))
+    else:
+        no_data(ax, "no batch-1 timing rows with a top-1 in these results")
+    ax.set_xlabel("Batch-1 latency, p50 (ms per image, log scale)")
+    other = sorted({r["model"] for r in pts if r["model"] in zoo and not zoo[r["model"]].imagenet})
+    ax.set_ylabel("Top-1 accuracy (%)" if other else "ImageNet top-1 accuracy (%)")
+    if pts:
+        ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    handles = [
+        # Hollow like the published points: fill is reserved for provenance.
+        Line2D([], [], ls="", marker="o", ms=8, mfc="none", mec=c, mew=1.8, label=e)
+        for e, c in colour_of.items()
+    ] + [
+        Line2D([], [], ls="", marker=_PREC_MARKERS.get(p, "o"), ms=8, mfc="none", mec="0.3",
+               mew=1.8, label=p)
+        for p in precisions
+    ]  # fmt: skip
+    n_meas = sum(r.get("top1_source") == "measured" for r in pts)
+    if pts:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                ms=8,
+                mfc="none",
+                mec="0.3",
+                mew=1.8,
+                label="hollow: published top-1",
+            )
+        )
+        if n_meas:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker="o",
+                    ms=8,
+                    mfc="0.3",
+                    mec="0.3",
+                    label="filled: measured top-1",
+                )
+            )
+        ax.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+        )
+    if not pts:
+        prov = ""
+    elif n_meas == 0:
+        prov = " Every top-1 shown is published (hollow markers), not measured in this run."
+        if any(num(r.get("fp32_top1_agreement")) is not None for r in pts):
+            prov += (
+                " A reduced precision sits at its model's published FP32 figure; its label gives"
+                " how often its top-1 agreed with the FP32 file's in the parity check, which"
+                " bounds its accuracy drop."
+            )
+    elif n_meas == len(pts):
+        prov = " Every top-1 shown was measured (filled markers)." + _measured_note(pts)
+    else:
+        prov = (
+            f" Mixed provenance: filled markers ({n_meas}) are measured top-1, "
+            f"hollow markers ({len(pts) - n_meas}) are published top-1." + _measured_note(pts)
+        )
+    if other:
+        prov += f" Not ImageNet models, top-1 on their own dataset: {', '.join(other)}."
+    caption = (
+        "Latency: p50 over the batch-1 cell (single-stream where run) on each cell's device." + prov
+    )
+    if any(r.get("valid_b1") is False for r in pts):
+        caption += " Faded markers with dashed edges: invalid measurements (see invalid_reason)."
+    add_caption(fig, caption)
+    return save(fig, out, "top1_vs_latency", title, caption)
+
+
+def _vs_batch(out: Path, series: Mapping[tuple[str, str, str, str], list[Row]], kind: str) -> Plot:
+    import matplotlib.pyplot as plt
+
+    keys = sorted(series)
+    # Colour: model; line style: engine; marker: precision; so 30 lines still read.
+    models = sorted({k[0] for k in keys})
+    engines = sorted({k[1] for k in keys})
+    cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+    colour = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+    dash = {e: _DASHES[i % len(_DASHES)] for i, e in enumerate(engines)}
+    if kind == "throughput":
+        panels = [("throughput_ips", "Throughput (images/s, log scale)")]
+        title = "Throughput vs. batch size"
+        caption = "Throughput: images/s = batch × completed queries / wall time of the measured window (offline rows where run)."
+    else:
+        has_dev = any(num(r.get("device_mem_peak_mb")) for rows in series.values() for r in rows)
+        panels = [("host_peak_rss_mb", "Host peak RSS (MB)")]
+        if has_dev:
+            panels.append(("device_mem_peak_mb", "Device memory peak (MB)"))
+        title = "Memory vs. batch size"
+        sources = sorted(
+            {
+                str(r.get("device_mem_source"))
+                for rows in series.values()
+                for r in rows
+                if num(r.get("device_mem_peak_mb")) and r.get("device_mem_source")
+            }
+        )
+        if not has_dev:
+            device_note = "No device-memory figures in these results (CPU only)."
+        elif len(sources) > 1:  # never side by side without saying so
+            device_note = (
+                "Device: figures from different sources, not directly comparable: "
+                + "; ".join(sources)
+                + " (the source of each is in device_mem_source)."
+            )
+        else:
+            device_note = f"Device: {sources[0] if sources else 'peak device memory'}."
+        caption = "Host: peak resident set size of the benchmark process. " + device_note
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(7 + 3.5 * (len(panels) - 1) + 3, 5.5), squeeze=False
+    )
+    drawn = 0
+    any_invalid = False
+    for ax, (col, ylabel) in zip(axes[0], panels, strict=True):
+        for key in keys:
+            pts = [(num(r.get("batch")), num(r.get(col))) for r in series[key]]
+            pts = [(b, v) for b, v in pts if b and v]
+            if not pts:
+                continue
+            model, engine, precision, device = key
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker=_PREC_MARKERS.get(precision, "o"),
+                ms=5, ls=dash[engine], color=colour[model], lw=1.6,
+                label=f"{model} · {_series_label(engine, precision, device)}",
+            )  # fmt: skip
+            shaky = [(num(r.get("batch")), num(r.get(col))) for r in series[key] if invalid(r)]
+            shaky = [(b, v) for b, v in shaky if b and v]
+            if shaky:  # invalid measurements: a grey cross over the point
+                ax.scatter(
+                    [p[0] for p in shaky], [p[1] for p in shaky], marker="x", s=60,
+                    color="0.25", zorder=4, linewidths=1.5,
+                )  # fmt: skip
+                any_invalid = True
+            drawn += 1
+        ax.set_xlabel("Batch size (images per query, log₂ scale)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+        if drawn:
+            log_axis(ax, "x", base=2)
+            if kind == "throughput":
+                log_axis(ax, "y")
+        else:
+            no_data(ax, "no timing rows in these results")
+    fig.suptitle(title)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 0.92),
+            fontsize=8,
+            frameon=False,
+            ncol=1 if len(handles) <= 24 else 2,
+        )
+    fig.tight_layout()
+    if any_invalid:
+        caption += " Grey crosses: invalid measurements (see invalid_reason in the results)."
+    add_caption(fig, caption)
+    name = f"{kind}_vs_batch"
+    return save(fig, out, name, title, caption)

@@ -1,0 +1,196 @@
+"""Measured top-1 / top-5 accuracy of a model at a precision on an engine, on labelled data.
+
+A dataset is anything with ``name``, ``__len__`` and ``batches(batch)`` yielding
+``(images (N, C, H, W) float32, labels (N,) int64)`` (:class:`LabelledDataset`);
+:func:`open_dataset` maps a name to one. The digits test split is built in; image folders
+(ImageFolder / ImageNet-val layouts) plug in the same way.
+
+For ONNX engines the file comes from ``export.convert.ensure_precision`` (verified, cached);
+INT8 is calibrated on ``calib_data`` (default: the dataset's own calibration source, e.g. the
+digits TRAIN split, never the evaluation split).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from cnnbench.artifacts import cache_dir, sha256_file
+from cnnbench.batch import BatchRange
+from cnnbench.data import digits
+from cnnbench.engines import canonical, get_engine_class
+from cnnbench.engines.base import Artifact, EngineOptions, unsupported
+from cnnbench.errors import InvalidInputError
+from cnnbench.export.convert import ensure_precision
+from cnnbench.models import get_spec
+from cnnbench.naming import lookup
+from cnnbench.precision import Precision, parse_precision
+
+if TYPE_CHECKING:
+    from cnnbench.models.spec import ModelSpec
+
+DATASETS = ("digits",)
+
+
+class LabelledDataset(Protocol):
+    """Labelled evaluation data, batched."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def calib_data(self) -> str | None:
+        """What INT8 files evaluated on this data are calibrated on (``ensure_precision``'s
+        ``calib_data``), or None for the converter's default."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """A dataset held in memory (the digits split, or any preloaded arrays)."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    calib_data: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or len(self.images) != len(self.labels):
+            raise ValueError(
+                f"images must be (N, C, H, W) with one label each, got {self.images.shape} "
+                f"and {self.labels.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batches(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(0, len(self), batch):
+            yield self.images[i : i + batch], self.labels[i : i + batch]
+
+
+def open_dataset(name: str, spec: ModelSpec) -> LabelledDataset:
+    """The labelled evaluation data called ``name`` for ``spec``'s model.
+
+    Raises:
+        UnknownNameError: an unknown dataset name.
+        InvalidInputError: a model the dataset cannot feed.
+    """
+    lookup("dataset", name, {d: d for d in DATASETS})
+
+    test = digits.load_split("test", spec)
+    return ArrayDataset("digits:test", test.images, test.labels, calib_data="digits")
+
+
+def _padded(x: np.ndarray, batch: int) -> np.ndarray:
+    # engines may be built for one batch size (TensorRT profiles): pad the last batch
+    if len(x) == batch:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    pad = np.repeat(x[:1], batch - len(x), axis=0)
+    return np.ascontiguousarray(np.concatenate([x, pad]), dtype=np.float32)
+
+
+def evaluate(
+    model: str,
+    *,
+    dataset: LabelledDataset | str = "digits",
+    weights: str | Path | None = None,
+    precision: str = "fp32",
+    engine: str = "torch",
+    batch: int = 64,
+    artifacts: str | Path | None = None,
+    calib_data: str | Path | None = None,
+    calib_method: str = "entropy",
+    calib_samples: int = 256,
+    seed: int = 0,
+    threads: int | None = None,
+    device: str = "cpu",
+    quantizer: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole dataset through ``engine`` and count top-1 / top-5 hits.
+
+    Returns:
+        A result dict: model, engine, precision, dataset, samples, top1, top5 (fractions in
+        [0, 1]), correct_top1, correct_top5, ``source: "measured"``, weights, onnx (path and
+        sha256 of the file that ran, or None), calibration (INT8), seconds, engine details.
+    """
+    if batch < 1:
+        raise InvalidInputError(f"batch must be >= 1, got {batch}")
+    spec = get_spec(model)
+    data = open_dataset(dataset, spec) if isinstance(dataset, str) else dataset
+    if len(data) == 0:
+        raise InvalidInputError(f"dataset {data.name} is empty")
+    eng_name = canonical(engine)
+    cls = get_engine_class(eng_name)
+    prec = parse_precision(precision)
+    if prec not in cls.precisions_on(device):
+        raise unsupported(eng_name, prec, device, cls.precisions_on(device))
+    onnx_path: Path | None = None
+    onnx_sha: str | None = None
+    calibration: dict[str, Any] | None = None
+    if cls.loads_onnx:
+        root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
+        res = ensure_precision(
+            model,
+            prec,
+            weights=weights,
+            out_dir=root,
+            calib_data=calib_data if calib_data is not None else data.calib_data,
+            calib_method=calib_method,
+            calib_samples=calib_samples,
+            seed=seed,
+            quantizer=quantizer or "ort",
+        )
+        onnx_path, onnx_sha = res.onnx_path, res.sha256
+        calibration = (res.manifest.get("extra") or {}).get("calibration")
+    artifact = Artifact.for_spec(
+        spec, prec, onnx_path=onnx_path, weights=weights, sha256=onnx_sha, seed=seed
+    )
+    correct1 = correct5 = seen = 0
+    k = min(5, spec.num_classes)
+    t0 = time.perf_counter()
+    try:
+        options = EngineOptions(device=device, threads=threads)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    with cls(options) as eng:
+        eng.load(artifact, BatchRange.fixed(batch))
+        for images, labels in data.batches(batch):
+            n = len(labels)
+            logits = np.asarray(eng.infer(_padded(images, batch)))[:n]
+            top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+            correct1 += int((top[:, 0] == labels).sum())
+            correct5 += int((top == labels[:, None]).any(axis=1).sum())
+            seen += n
+        details = eng.describe()
+    seconds = time.perf_counter() - t0
+    return {
+        "model": model,
+        "engine": eng_name,
+        "precision": prec,
+        "dataset": data.name,
+        "samples": seen,
+        "top1": correct1 / seen,
+        "top5": correct5 / seen,
+        "correct_top1": correct1,
+        "correct_top5": correct5,
+        "source": "measured",
+        "weights": str(weights) if weights is not None else f"seeded-init:{seed}",
+        "weights_sha256": sha256_file(weights) if weights is not None else None,
+        "onnx": str(onnx_path) if onnx_path is not None else None,
+        "onnx_sha256": onnx_sha,
+        "calibration": calibration,
+        "quantizer": (quantizer or "ort") if prec == Precision.INT8 else None,
+        "batch": batch,
+        "device": device,
+        "seconds": round(seconds, 3),
+        "engine_details": details,
+    }

@@ -1,0 +1,412 @@
+"""Running a sweep: each cell in its own process, rows appended as they finish, resumable.
+
+A crashed, killed (out of memory) or timed-out cell process becomes a row whose ``error`` says
+so, and the sweep goes on. Rerunning with ``--resume`` skips cells that already have a row
+without error and retries the others (their old error rows are dropped). Ctrl-C stops the
+running cell; every row already appended stays (each is written with one fsynced write).
+The grid and its validation live in :mod:`bench.run.sweep_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnbench.artifacts import atomic_write_text
+from cnnbench.bench.measure import samples
+from cnnbench.bench.measure.environment import env_fields
+from cnnbench.bench.measure.peak import get_peak
+from cnnbench.bench.measure.samples import SAMPLES_KEY
+from cnnbench.bench.results.files import append_row, cell_key, read_rows, write_rows
+from cnnbench.bench.run.cell import RunSpec, base_row, check_runtime, error_text, run_cell_safe
+from cnnbench.bench.run.prepare import model_facts, needs_onnx
+from cnnbench.bench.run.sweep_config import SweepConfig, load_config
+from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
+from cnnbench.host import child_env, die_with_parent
+from cnnbench.precision import Int8Recipe
+from cnnbench.progress import note, track, warn
+from cnnbench.values import num
+
+#: records one row (and its samples) in the results store; the error's text when it could not
+Record = Callable[[dict[str, Any], Any], "str | None"]
+
+__all__ = [
+    "CellRunner", "Record", "RowSink", "SweepConfig", "check_fresh", "load_config",
+    "pending_cells", "resume_run_id", "run_cells", "run_id_of", "run_isolated", "run_sweep",
+    "sweep_todo",
+]  # fmt: skip
+
+
+def _child_cmd(spec: RunSpec, result: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cnnbench.bench.run.local",
+        "--cell",
+        spec.to_json(),
+        "--result",
+        str(result),
+    ]
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _died(code: int, stderr_tail: str) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = " (out of memory?)" if -code == signal.SIGKILL else ""
+        msg = f"cell process killed by {name}{why}"
+    else:
+        msg = f"cell process exited with code {code} without a result"
+    return f"{msg}: {stderr_tail}" if stderr_tail else msg
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " ".join(lines[-1].split())[:300] if lines else ""
+
+
+class _Forward:
+    """Copies the lines a cell process writes to its log onto our stderr as they come (its live
+    progress and warnings), while the log keeps them for the error row's tail."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._done = path, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Forward:
+        # no thread to be had (a memory limit): the log still keeps it all
+        with contextlib.suppress(RuntimeError):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        pos, pending = 0, b""
+        while True:
+            finished = self._done.wait(0.25)
+            try:
+                with open(self.path, "rb") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+            except OSError:
+                chunk = b""
+            pos += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                sys.stderr.write(line.decode(errors="replace") + "\n")
+            sys.stderr.flush()
+            if finished:
+                return
+
+
+def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
+    """Run one cell in a fresh process; a crash, kill or timeout becomes an error row."""
+    with tempfile.TemporaryDirectory(prefix="cnnbench-cell-") as tmp:
+        result, errlog = Path(tmp) / "row.json", Path(tmp) / "stderr.txt"
+        with open(errlog, "wb") as err, _Forward(errlog):
+            proc = subprocess.Popen(
+                _child_cmd(spec, result), env=child_env(),
+                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            )  # fmt: skip
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                return error_row(spec, f"timeout: cell exceeded timeout_s={timeout_s:g}s")
+            except BaseException:
+                _kill(proc)  # Ctrl-C: stop the child too, then let the sweep end
+                raise
+        row = _read_row(result)
+        if row is not None:
+            return row
+        return error_row(spec, _died(code, _tail(errlog)))
+
+
+def _read_row(result: Path) -> dict[str, Any] | None:
+    """The row a cell process wrote (with its samples), or None when it wrote none."""
+    try:
+        row = dict(json.loads(result.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+    if result.with_suffix(".npy").is_file():
+        row[SAMPLES_KEY] = np.load(result.with_suffix(".npy"), allow_pickle=False)
+    return row
+
+
+def error_row(spec: RunSpec, message: str) -> dict[str, Any]:
+    """The row of a cell that could not be measured: its key, ``error`` and the environment."""
+    row = base_row(spec)
+    row["error"] = message
+    row.update(env_fields())
+    return row
+
+
+def _prepare_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "cnnbench.bench.run.prepare", "--model", spec.model,
+           "--precision", spec.precision, "--artifacts", spec.artifacts, "--seed", str(spec.seed)]  # fmt: skip
+    if spec.weights:
+        cmd += ["--weights", spec.weights]
+    if spec.precision == "int8":
+        cmd += ["--int8", json.dumps(asdict(spec.int8))]
+    with tempfile.TemporaryDirectory(prefix="cnnbench-prepare-") as tmp:
+        errlog = Path(tmp) / "stderr.txt"
+        # its progress and warnings (a cache entry rebuilt, random calibration) reach the user
+        with open(errlog, "wb") as err, _Forward(errlog):
+            try:
+                out = subprocess.run(
+                    cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout_s
+                )
+            except subprocess.TimeoutExpired:
+                return {"error": f"prepare timed out after {timeout_s:g}s"}
+        lines = out.stdout.strip().splitlines()
+        try:
+            return dict(json.loads(lines[-1]))
+        except (IndexError, ValueError):
+            return {"error": _died(out.returncode, _tail(errlog))}
+
+
+def check_fresh(out: Path, resume: bool) -> None:
+    """An existing results file is continued only with ``resume``; one line otherwise."""
+    if out.exists() and not resume:
+        raise InvalidInputError(
+            f"{out} exists; add --resume to continue it, or choose another --out"
+        )
+
+
+def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[RunSpec], int]:
+    """Cells still to run, and how many were already done; drops stale error rows on resume."""
+    check_fresh(out, resume)
+    if not out.exists():
+        return specs, 0
+    rows = read_rows(out)
+    done = {cell_key(r) for r in rows if not r.get("error")}
+    todo = [s for s in specs if s.key() not in done]
+    retry = {s.key() for s in todo}
+    kept = [r for r in rows if not (r.get("error") and cell_key(r) in retry)]
+    if len(kept) != len(rows):
+        write_rows(out, kept)
+    return todo, len(specs) - len(todo)
+
+
+def run_sweep(
+    cfg: SweepConfig, out: Path, *, resume: bool = False, record: Record | None = None
+) -> list[dict[str, Any]]:
+    """Run every pending cell of ``cfg``, each in its own process, appending rows to ``out``
+    (and recording them with ``record``, the results store's, when given)."""
+    runner = CellRunner(isolated=True, timeout_s=cfg.timeout_s)
+    return run_cells(sweep_todo(cfg, out, resume), runner, out=out, record=record)
+
+
+def sweep_todo(cfg: SweepConfig, out: Path, resume: bool) -> list[RunSpec]:
+    """The cells of ``cfg`` a sweep into ``out`` still has to measure, whichever executor
+    measures them (saying what it skips)."""
+    specs, skipped = cfg.cells()
+    if skipped:
+        note(f"sweep: skipping {len(skipped)} combination(s) single-stream runs only at batch 1")
+    todo, done = pending_cells(specs, out, resume)
+    if done:
+        note(f"sweep: {done} of {len(specs)} cells already in {out}; running {len(todo)}")
+    return todo
+
+
+def resume_run_id(out: Path) -> int | None:
+    """The store's run id the rows of an existing results file were recorded under (the last
+    row's), so that a resumed sweep goes on recording into the same run."""
+    return run_id_of(read_rows(out)) if out.exists() else None
+
+
+def run_id_of(rows: list[dict[str, Any]]) -> int | None:
+    """The store's run id of the last of ``rows`` that has one."""
+    ids = [n for r in rows if (n := num(r.get("run_id"))) is not None]
+    return int(ids[-1]) if ids else None
+
+
+def run_cells(
+    specs: list[RunSpec],
+    runner: CellRunner,
+    *,
+    out: Path | None,
+    label: str = "sweep",
+    extra_fields: dict[str, Any] | None = None,
+    record: Record | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``specs`` in order with ``runner``; each row (with ``extra_fields`` added) is
+    recorded in the results store (``record``: the row with its samples, one transaction)
+    and appended to ``out`` as it finishes.
+
+    ``cnnbench run`` and ``cnnbench sweep`` both measure through here: only the cells and
+    whether each gets its own process differ. Ctrl-C keeps every finished row.
+    """
+    sink = RowSink(out, record, label)
+    try:
+        for spec in track(specs, total=len(specs), description=label):
+            note(f"{label}: {spec.key()} ...")
+            row = runner(spec)
+            row.update(extra_fields or {})
+            sink.add(spec.key(), row)
+    except KeyboardInterrupt:
+        sink.interrupted()
+        raise
+    return sink.finish()
+
+
+class RowSink:
+    """Where finished rows go, as they come, whichever executor measured them: the results
+    store first (row and samples in one transaction), then ``out`` (samples, then the row).
+
+    A kill between the two leaves the cell to be measured again on ``--resume`` (a second row
+    in the store, the later one wins), never a cell missing. A write that fails is reported
+    once and measuring goes on; :meth:`finish` then raises with every row, to be printed.
+    """
+
+    def __init__(self, out: Path | None, record: Record | None, label: str) -> None:
+        self.out, self.record, self.label = out, record, label
+        self.rows: list[dict[str, Any]] = []
+        self.failed_write: str | None = None
+        self.failed_record: str | None = None
+
+    def add(self, key: str, row: dict[str, Any]) -> None:
+        # when the executor had the row: the spacing of these is the cost per cell, whatever ran it
+        row.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+        if self.record is not None and (err := self.record(row, row.get(samples.SAMPLES_KEY))):
+            self.failed_record = err
+            warn(f"{err}; measuring goes on" + (f", rows go to {self.out}" if self.out else ""))
+        if self.out is not None and self.failed_write is None:
+            try:
+                samples.store(self.out, row)  # first the samples, then the row pointing to them
+                append_row(self.out, row)
+            except (OSError, CnnbenchError) as exc:  # keep measuring; print every row
+                self.failed_write = f"cannot write {self.out}: {first_line(exc)}"
+                warn(f"{self.failed_write}; the rows are printed instead")
+        row.pop(samples.SAMPLES_KEY, None)
+        self.rows.append(row)
+        if row.get("error"):
+            note(f"{self.label}: {key}: {row['error']}")
+        elif not row.get("valid"):
+            warn(f"{key}: invalid: {row.get('invalid_reason')}")
+
+    def interrupted(self) -> None:
+        where = f" are in {self.out}" if self.out is not None else " were measured"
+        note(f"{self.label}: interrupted; {len(self.rows)} finished row(s) of this run{where}")
+
+    def finish(self) -> list[dict[str, Any]]:
+        rows = self.rows
+        if self.failed_write is not None:
+            raise ResultsWriteError(f"{self.failed_write}; {len(rows)} row(s) printed above", rows)
+        if self.failed_record is not None:
+            where = f"they are in {self.out}" if self.out is not None else "they are printed above"
+            raise ResultsWriteError(f"{self.failed_record}; {where}", rows)
+        return rows
+
+
+class CellRunner:
+    """Measures one cell: in a fresh process (``isolated``) or in this one.
+
+    A cell whose runtime is missing here becomes an error row without starting anything.
+    Isolated, the ONNX file of each (model, precision) is prepared once, in a process of its
+    own, before the cells that load it; a crash, kill or timeout becomes that cell's error row.
+    """
+
+    def __init__(self, *, isolated: bool, timeout_s: float) -> None:
+        self.isolated = isolated
+        self.timeout_s = timeout_s
+        self._prepared: dict[tuple[str, str, Int8Recipe | None], dict[str, Any]] = {}
+        self._runtime: dict[tuple[str, str, str], str | None] = {}
+        self._facts: dict[str, dict[str, Any]] = {}
+        self._peaks: set[tuple[str, str]] = set()
+
+    def __call__(self, spec: RunSpec) -> dict[str, Any]:
+        rt = (spec.engine, spec.device, spec.precision)
+        if rt not in self._runtime:
+            try:
+                check_runtime(*rt)
+                self._runtime[rt] = None
+            except CnnbenchError as exc:
+                self._runtime[rt] = error_text(exc)
+        if self._runtime[rt]:
+            return error_row(spec, str(self._runtime[rt]))
+        if not self.isolated:
+            return run_cell_safe(spec)
+        ready = self.prepare(spec)
+        return ready if isinstance(ready, dict) else run_isolated(ready, self.timeout_s)
+
+    def prepare(self, spec: RunSpec, *, peak: bool = True) -> RunSpec | dict[str, Any]:
+        """What the measured process should not do itself, done once per model / artifact:
+        the analysis (params, MACs), the peak microbenchmark (``peak``: on this machine) and
+        the export; the cell ready to measure, or its error row."""
+        if spec.model not in self._facts:
+            self._facts[spec.model] = model_facts(spec.model)
+        peak_key = (spec.device, spec.precision)
+        if peak and spec.engine != "null" and peak_key not in self._peaks:  # measured or read once
+            get_peak(*peak_key)
+            self._peaks.add(peak_key)
+        run = replace(spec, facts=self._facts[spec.model])
+        if needs_onnx(spec.engine):
+            k = (spec.model, spec.precision, spec.int8 if spec.precision == "int8" else None)
+            if k not in self._prepared:
+                self._prepared[k] = _prepare_isolated(spec, self.timeout_s)
+            info = self._prepared[k]
+            if info.get("error"):
+                return error_row(spec, f"prepare failed: {info['error']}")
+            run = replace(run, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
+        return run
+
+
+def _cell_main(spec_json: str, result: str) -> int:
+    die_with_parent()  # a cell never outlives the sweep that started it (a kill -9 of it)
+    row = run_cell_safe(RunSpec.from_json(spec_json))
+    samples = row.pop(SAMPLES_KEY, None)
+    if samples is not None:  # before the row: a row on disk means its samples are there too
+        np.save(Path(result).with_suffix(".npy"), np.asarray(samples, dtype=np.int64))
+    atomic_write_text(result, json.dumps(row, default=_jsonable) + "\n")
+    return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Internal: run one sweep cell and write its row.")
+    p.add_argument("--cell", required=True, help="RunSpec as JSON")
+    p.add_argument("--result", required=True, help="where to write the row (JSON)")
+    a = p.parse_args(argv)
+    return _cell_main(a.cell, a.result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The sweep config: a YAML grid of benchmark cells, validated to one-line errors.
+
+Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios`` are required)::
+
+    models: imagenet            # or "all", or a list of zoo names, your ONNX files (x.onnx,
+                                # relative to this file) and module factories (pkg.mod:fn), or
+                                # {model: x.onnx, name: mine, input_shape: 3,64,64}
+    engines: [torch, onnxruntime]
+    precisions: [fp32]
+    batches: [1, 8]             # single-stream takes batch 1 only; other batches skip it
+    scenarios: [single-stream, offline]
+    device: cpu                 # optional from here on (default: cpu; cuda for tensorrt)
+    threads: null
+    seed: 0
+    artifacts: artifacts
+    weights: {resnet18: r18.pt} # optional per-model state dicts
+    timeout_s: 600              # per cell; a cell past it becomes an error row
+    repeats: 1                  # measure each cell N times, each in its own process
+    stop: {warmup_count: 1, warmup_time: 0, min_count: 3, min_time: 0.5, max_time: 5}
+    server: {target_qps: 100, max_queue_delay_ms: 2, latency_bound_ms: 50, find_peak: false}
+    quantizer: ort              # INT8 recipe: ort | modelopt, calib_data, calib_method, ...
+    engine_options:             # per engine: one set of options, or a list of sets to compare
+      openvino: [{}, {inference_precision: f32}]
+      onnxruntime: {graph_optimization_level: extended}
+
+``models`` names zoo models; the grid runs model-major so each model's export happens once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnbench import engines
+from cnnbench.bench.measure.loadgen import ServerConfig
+from cnnbench.bench.measure.scenarios import SCENARIOS, canonical_scenario, check_batch
+from cnnbench.bench.measure.timing import StopRule
+from cnnbench.bench.run.cell import RunSpec
+from cnnbench.engines import canonical as canonical_engine
+from cnnbench.engines import default_device, get_engine_class
+from cnnbench.engines.options import check_options, parse_assignments
+from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.models import get_spec, list_models, register_user_model
+from cnnbench.models.user import is_user_model
+from cnnbench.precision import Int8Recipe, Precision, parse_precision
+
+REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
+OPTIONAL = (
+    "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
+    "quantizer", "calib_data", "calib_method", "calib_samples", "engine_options",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated grid of cells: from a YAML file (:func:`load_config`) or from the flags of
+    ``cnnbench run`` (:meth:`from_flags`). Both give the same cells to the same runner."""
+
+    models: tuple[str, ...]
+    engines: tuple[str, ...]
+    precisions: tuple[Precision, ...]
+    batches: tuple[int, ...]
+    scenarios: tuple[str, ...]
+    device: str | None = None
+    threads: int | None = None
+    seed: int = 0
+    artifacts: str = "artifacts"
+    weights: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 600.0
+    stop: StopRule = field(default_factory=StopRule)
+    server: ServerConfig | None = None
+    #: measurements of each cell, each in its own process (compare then sees run-to-run noise)
+    repeats: int = 1
+    #: how INT8 files are made (quantizer, calibration data, method, samples)
+    int8: Int8Recipe = field(default_factory=Int8Recipe)
+    #: per engine, the option sets to measure (each a cell of its own); none given: ({},)
+    engine_options: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise InvalidInputError(f"repeats must be a positive integer, got {self.repeats!r}")
+
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        models: tuple[str, ...],
+        engines: tuple[str, ...],
+        precisions: tuple[Precision, ...],
+        batches: tuple[int, ...] | None,
+        scenario: str,
+        stop: dict[str, Any],
+        server: dict[str, Any],
+        device: str | None = None,
+        threads: int | None = None,
+        weights: str | None = None,
+        artifacts: str = "artifacts",
+        seed: int = 0,
+        repeats: int = 1,
+        int8: Int8Recipe | None = None,
+        engine_opts: tuple[str, ...] = (),
+    ) -> SweepConfig:
+        """The grid ``cnnbench run`` measures; a bad value is one line naming its ``--option``.
+
+        ``stop`` and ``server`` hold the stop-rule and server options as given (None: default);
+        ``engine_opts`` the ``--engine-opt`` texts (``KEY=VALUE`` or ``ENGINE.KEY=VALUE``);
+        ``batches`` None means the scenario's default batch. Unlike a sweep file, a batch the
+        scenario cannot take (single-stream at batch 8) is an error, not a skipped cell.
+        """
+        scenario = canonical_scenario(scenario)
+        engine_names = tuple(dict.fromkeys(canonical_engine(e) for e in engines))
+        batches = batches or (SCENARIOS[scenario].default_batch,)
+        for b in batches:
+            check_batch(scenario, b)
+        if weights and len(models) > 1:
+            raise InvalidInputError("--weights applies to one model; give a single --model")
+        try:
+            rule = StopRule(**{k: v for k, v in stop.items() if v is not None})
+            sv = _server_config(server, batches, seed) if scenario == "server" else None
+        except ValueError as exc:
+            raise _as_options(exc) from None
+        schemas = {e: get_engine_class(e).option_schema for e in engine_names}
+        opts = parse_assignments(engine_opts, schemas, canonical_engine)
+        return cls(
+            models=tuple(models), engines=tuple(engines), precisions=tuple(precisions),
+            batches=tuple(batches), scenarios=(scenario,), device=device, threads=threads,
+            seed=seed, artifacts=artifacts, weights={models[0]: weights} if weights else {},
+            timeout_s=max(600.0, rule.max_time * 4), stop=rule, server=sv, repeats=repeats,
+            int8=int8 or Int8Recipe(), engine_options={e: (o,) for e, o in opts.items()},
+        )  # fmt: skip
+
+    def cells(self) -> tuple[list[RunSpec], list[str]]:
+        """The cells in run order (model-major, so each model's export happens once) and the
+        combinations skipped as not applicable. With ``repeats``, the whole grid runs again
+        after the first pass (interleaved, so a drift of the machine spreads over all cells)."""
+        specs: list[RunSpec] = []
+        skipped: list[str] = []
+        for m in self.models:
+            mspec = asdict(get_spec(m))
+            for e, p, sc, b in itertools.product(
+                self.engines, self.precisions, self.scenarios, self.batches
+            ):
+                if sc == "single-stream" and b != 1:
+                    skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
+                    continue
+                for opts in self.engine_options.get(engines.canonical(e), ({},)):
+                    specs.append(
+                        RunSpec(
+                            model=m,
+                            engine=e,
+                            precision=p,
+                            batch=b,
+                            scenario=sc,
+                            device=self.device or default_device(e),
+                            threads=self.threads,
+                            stop=self.stop,
+                            server=self.server if sc == "server" else None,
+                            weights=self.weights.get(m),
+                            artifacts=self.artifacts,
+                            seed=self.seed,
+                            model_spec=mspec,
+                            int8=self.int8,
+                            engine_options=opts,
+                        )  # fmt: skip
+                    )
+        if self.repeats > 1:
+            specs = [replace(s, repeat=r) for r in range(self.repeats) for s in specs]
+        return specs, skipped
+
+
+def _server_config(given: dict[str, Any], batches: tuple[int, ...], seed: int) -> ServerConfig:
+    """The server scenario's settings; the dynamic batcher's maximum is the largest batch."""
+    return ServerConfig(
+        max_batch=max(batches), seed=seed, **{k: v for k, v in given.items() if v is not None}
+    )
+
+
+# StopRule / ServerConfig field names as ``cnnbench run`` spells them
+_OPTION_FIELDS = (
+    "warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target",
+    "target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time",
+)  # fmt: skip
+
+
+def _as_options(exc: ValueError) -> InvalidInputError:
+    """A config ValueError with its field names spelled as the CLI options."""
+    msg = str(exc)
+    for f in _OPTION_FIELDS:
+        msg = msg.replace(f, "--" + f.replace("_", "-"))
+    return InvalidInputError(msg)
+
+
+def _fail(src: str, msg: str) -> InvalidInputError:
+    return InvalidInputError(f"config {src}: {msg}")
+
+
+def _list(src: str, key: str, v: Any) -> list[Any]:
+    items = v if isinstance(v, list) else [v] if isinstance(v, (str, int)) else None
+    if not items:
+        raise _fail(src, f"key '{key}' must be a non-empty list")
+    return items
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file; every problem is one line naming the key."""
+    p = Path(path)
+    src = str(p)
+    if not p.is_file():
+        raise InvalidInputError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise _fail(src, f"not valid YAML{where}") from None
+    return config_from_mapping(raw, src=src, base=p.parent)
+
+
+def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
+    """A sweep config from its keys (a YAML file's, or a service request's); ``src`` names it
+    in errors, ``base`` is where relative model paths are found."""
+    if not isinstance(raw, dict):
+        raise _fail(src, "must be a mapping of keys (models, engines, ...)")
+    for k in REQUIRED:
+        if k not in raw or raw[k] is None:
+            raise _fail(src, f"missing key '{k}'")
+    unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise _fail(src, f"unknown key '{unknown[0]}' (known: {', '.join(REQUIRED + OPTIONAL)})")
+    models = raw["models"]
+    if models in ("imagenet", "all"):
+        models = list_models(imagenet_only=models == "imagenet")
+    models = [_model_name(src, base, m) for m in _list(src, "models", models)]
+    for m in models:
+        _named(src, "models", lambda m=m: get_spec(m))
+    # YAML reads an unquoted `null` as None: in this list that is the null engine.
+    engs = [
+        _named(src, "engines", lambda e=e: engines.canonical("null" if e is None else str(e)))
+        for e in _list(src, "engines", raw["engines"])
+    ]
+    precs = [
+        _named(src, "precisions", lambda x=x: parse_precision(str(x)))
+        for x in _list(src, "precisions", raw["precisions"])
+    ]
+    batches = []
+    for b in _list(src, "batches", raw["batches"]):
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise _fail(src, f"key 'batches': batch must be a positive integer, got {b!r}")
+        batches.append(b)
+    scens = [
+        _named(src, "scenarios", lambda s=s: canonical_scenario(str(s)))
+        for s in _list(src, "scenarios", raw["scenarios"])
+    ]
+    kw: dict[str, Any] = {}
+    try:
+        if "stop" in raw:
+            kw["stop"] = StopRule(**_mapping(src, "stop", raw["stop"]))
+        if "server" in raw:
+            sv = _mapping(src, "server", raw["server"])
+            kw["server"] = _server_config(sv, tuple(batches), 0)
+    except TypeError as exc:
+        raise _fail(src, f"unknown option in 'stop' or 'server': {exc}") from None
+    except ValueError as exc:
+        raise _fail(src, str(exc)) from None
+    if "server" in scens and "server" not in kw:
+        raise _fail(src, "missing key 'server' (target_qps or find_peak) for the server scenario")
+    for k in ("device", "artifacts"):
+        if raw.get(k) is not None:
+            kw[k] = str(raw[k])
+    for k in ("threads", "seed", "repeats"):
+        if raw.get(k) is not None:
+            if isinstance(raw[k], bool) or not isinstance(raw[k], int):
+                raise _fail(src, f"key '{k}' must be an integer, got {raw[k]!r}")
+            kw[k] = raw[k]
+    if raw.get("timeout_s") is not None:
+        t = raw["timeout_s"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
+            raise _fail(src, f"key 'timeout_s' must be a positive number, got {t!r}")
+        kw["timeout_s"] = float(t)
+    recipe = {k: raw[k] for k in ("quantizer", "calib_data", "calib_method", "calib_samples")
+              if raw.get(k) is not None}  # fmt: skip
+    if recipe:
+        if "calib_data" in recipe:
+            recipe["calib_data"] = str(recipe["calib_data"])
+        try:
+            kw["int8"] = Int8Recipe(**recipe)
+        except CnnbenchError as exc:
+            raise _fail(src, str(exc)) from None
+    if raw.get("engine_options") is not None:
+        kw["engine_options"] = _engine_options(src, raw["engine_options"], engs)
+    if raw.get("weights") is not None:
+        kw["weights"] = {
+            str(k): str(v) for k, v in _mapping(src, "weights", raw["weights"]).items()
+        }
+    cfg = SweepConfig(tuple(models), tuple(engs), tuple(precs), tuple(batches), tuple(scens), **kw)
+    try:
+        cfg.cells()
+    except CnnbenchError as exc:
+        raise _fail(src, str(exc)) from None
+    return cfg
+
+
+def _engine_options(src: str, raw: Any, engs: list[str]) -> dict[str, tuple[dict[str, Any], ...]]:
+    """``engine_options:``: per engine of the grid, a mapping of options or a list of them."""
+    out: dict[str, tuple[dict[str, Any], ...]] = {}
+    for name, given in _mapping(src, "engine_options", raw).items():
+        e = _named(src, "engine_options", lambda n=name: engines.canonical(str(n)))
+        if e not in engs:
+            raise _fail(src, f"key 'engine_options': engine {e} is not in 'engines'")
+        sets = given if isinstance(given, list) else [given]
+        if not sets or not all(isinstance(g, dict) or g is None for g in sets):
+            raise _fail(src, f"key 'engine_options.{e}' must be a mapping or a list of mappings")
+        schema = engines.get_engine_class(e).option_schema
+        typed = [
+            _named(
+                src, f"engine_options.{e}", lambda g=g, e=e, s=schema: check_options(e, s, g or {})
+            )
+            for g in sets
+        ]
+        unique = list({json.dumps(t, sort_keys=True): t for t in typed}.values())
+        if len(unique) != len(typed):
+            raise _fail(src, f"key 'engine_options.{e}': the same option set is listed twice")
+        out[e] = tuple(unique)
+    return out
+
+
+_USER_KEYS = ("model", "name", "input_shape", "mean", "std")
+
+
+def _model_name(src: str, base: Path, item: Any) -> str:
+    """A ``models:`` entry as the registry names it: a zoo name; your ONNX file (``x.onnx``,
+    relative to the config's folder) or module factory (``pkg.mod:fn``); or a mapping
+    ``{model: x.onnx, name: ..., input_shape: 3,64,64, mean: ..., std: ...}``."""
+    if isinstance(item, dict):
+        unknown = sorted(set(item) - set(_USER_KEYS))
+        if unknown or "model" not in item:
+            raise _fail(src, f"key 'models': an entry's keys are {', '.join(_USER_KEYS)}")
+        text = str(item["model"])
+        opts = {k: (str(v) if not isinstance(v, list) else ",".join(map(str, v)))
+                for k, v in item.items() if k != "model"}  # fmt: skip
+    else:
+        text, opts = str(item), {}
+    if not is_user_model(text):
+        if opts:
+            raise _fail(src, f"key 'models': {text} is a zoo model; name, input_shape, mean and "
+                        "std describe your own model")  # fmt: skip
+        return text
+    if text.lower().endswith(".onnx") and not Path(text).is_absolute():
+        text = str(base / text)
+    return str(_named(src, "models", lambda: register_user_model(text, **opts).name))
+
+
+def _named(src: str, key: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except CnnbenchError as exc:
+        raise _fail(src, f"key '{key}': {exc}") from None
+
+
+def _mapping(src: str, key: str, v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise _fail(src, f"key '{key}' must be a mapping")
+    return v

@@ -1,0 +1,371 @@
+"""FP16 and INT8 files from a verified FP32 export, each verified against FP32 on ONNX Runtime.
+
+``convert`` always converts; ``ensure_precision`` reuses ``DIR/<model>/<precision>`` when its
+manifest records the same request (FP32 sha256, precision, calibration data hash, method,
+samples, library versions) and the file's sha256 matches the manifest. Files are built in a
+staging folder and published by rename only after verification, so a failure leaves the folder
+as it was.
+
+Verification runs the FP32 file and the candidate on ONNX Runtime (CPU) on the same inputs and
+compares them with :mod:`export.parity` (FP16: ``FP16_GATE``; INT8: ``INT8_REPORT`` unless a
+gate is given). With labelled data (digits) the top-1 of both and the drop in points are
+recorded, and ``max_accuracy_drop`` (points) turns the drop into a gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir
+from cnnbench.errors import ArtifactError, InvalidInputError
+from cnnbench.export import convert_check, graph, int8, modelopt_int8
+from cnnbench.export.calibration import (
+    METHODS,
+    CalibrationSet,
+    cache_key,
+    calibrate,
+    calibration_set,
+)
+from cnnbench.export.fp16 import convert_fp16
+from cnnbench.export.manifest import (
+    MANIFEST_NAME,
+    ONNX_NAME,
+    ExportResult,
+    build_manifest,
+    library_versions,
+    read_manifest,
+    verify_artifact,
+    write_manifest,
+)
+from cnnbench.export.parity import Tolerances
+from cnnbench.export.pipeline import ensure_fp32
+from cnnbench.models import get_spec
+from cnnbench.naming import lookup
+from cnnbench.precision import (
+    DEFAULT_CALIB_SAMPLES,
+    PRECISIONS,
+    QUANTIZERS,
+    Precision,
+    parse_precision,
+)
+from cnnbench.progress import StepHistory, Steps, note
+
+__all__ = ["CONVERTIBLE", "convert", "ensure_precision", "request_key"]
+
+#: the precisions converted from the FP32 export
+CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
+_KEY_VERSIONS = ("cnnbench", "onnx", "onnxruntime", "onnxconverter-common")
+
+
+def _check_args(precision: str, calib_method: str, quantizer: str = "ort") -> Precision:
+    lookup("calibration method", calib_method, {m: m for m in METHODS})
+    lookup("quantizer", quantizer, {q: q for q in QUANTIZERS})
+    prec = parse_precision(precision, CONVERTIBLE, what="conversion from FP32")
+    if prec == "int8" and quantizer == "modelopt":
+        modelopt_int8.check_method(calib_method)
+    return prec
+
+
+def artifact_folder(out_dir: str | Path, model: str, prec: Precision, key: str) -> Path:
+    """Where the file of request ``key`` lives: ``<model>/<precision>/``, unless that folder
+    holds a good file made from another INT8 request (other data, method, quantizer...), which
+    is never overwritten: then ``<model>/int8-<key[:10]>/``."""
+    base = Path(out_dir) / model / prec.onnx_dir
+    if prec != "int8":
+        return base
+    alt = base.with_name(f"{base.name}-{key[:10]}")
+    for folder in (base, alt):
+        if _made_from(folder) == key:
+            return folder
+    return base if _made_from(base) is None else alt
+
+
+def _made_from(folder: Path) -> str | None:
+    """The request key of the good file in ``folder``, or None (none there, or unusable)."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return None
+    try:
+        manifest = read_manifest(folder)
+        verify_artifact(folder)
+    except ArtifactError:
+        return None
+    key = (manifest.get("extra") or {}).get("key")
+    return str(key) if key else None
+
+
+def request_key(
+    fp32_sha256: str,
+    precision: Precision,
+    calib: CalibrationSet | None,
+    calib_method: str,
+    tolerances: Tolerances | None,
+    max_accuracy_drop: float | None,
+    quantizer: str = "ort",
+) -> str:
+    """What a converted file was made from; equal keys mean the file can be reused."""
+    versions = library_versions(("onnxconverter-common",))
+    req: dict[str, Any] = {
+        "fp32": fp32_sha256,
+        "precision": precision,
+        "versions": {k: versions.get(k) for k in _KEY_VERSIONS},
+        "tolerances": (tolerances or precision.gate).to_dict(),
+        "max_accuracy_drop": max_accuracy_drop,
+    }
+    if precision == "int8":
+        req["placement"] = int8.PLACEMENT_SCHEME
+        req["quantizer"] = quantizer
+        if quantizer == "modelopt":
+            req["quantizer_version"] = modelopt_int8.version()
+    if precision == "int8" and calib is not None:
+        req["calibration"] = {
+            "data": calib.sha256,
+            "samples": calib.samples,
+            "method": calib_method,
+        }
+    return hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()
+
+
+def convert(
+    model: str,
+    fp32: ExportResult,
+    precision: str,
+    *,
+    out_dir: str | Path = DEFAULT_ARTIFACTS,
+    calib_data: str | Path | None = None,
+    calib_method: str = "entropy",
+    calib_samples: int = DEFAULT_CALIB_SAMPLES,
+    seed: int = 0,
+    check: bool = True,
+    tolerances: Tolerances | None = None,
+    max_accuracy_drop: float | None = None,
+    quantizer: str = "ort",
+    _calib: CalibrationSet | None = None,
+) -> ExportResult:
+    """Make ``out_dir/<model>/<precision>/model.onnx`` (+ manifest) from the FP32 artifact.
+
+    Args:
+        model: zoo name (must match the FP32 manifest).
+        fp32: the verified FP32 export (``export.pipeline.ensure_fp32``).
+        precision: ``fp16`` or ``int8``.
+        out_dir: artifact root.
+        calib_data: INT8 calibration source: an image folder, a .npy file, ``digits`` or
+            ``random`` (default: digits for lenet5, random otherwise, with a warning).
+        calib_method: ``entropy``, ``max`` (min-max) or ``percentile``.
+        calib_samples: number of calibration inputs.
+        seed: seed of random calibration and verification inputs.
+        check: verify against FP32 on ONNX Runtime (and gate FP16).
+        tolerances: parity bounds (default FP16_GATE for fp16, INT8_REPORT for int8).
+        max_accuracy_drop: with labelled data, fail if top-1 drops by more points than this.
+        quantizer: INT8 by ``ort`` (ONNX Runtime) or ``modelopt`` (NVIDIA ModelOpt).
+
+    Raises:
+        UnknownNameError: unknown precision or calibration method.
+        InvalidInputError: bad calibration data, or a model that does not match ``fp32``.
+        ArtifactError: corrupt FP32 file, or a conversion ORT cannot load.
+        CheckFailedError: the parity gate or the accuracy gate failed.
+    """
+    prec = _check_args(precision, calib_method, quantizer)
+    spec = get_spec(model)
+    if fp32.manifest.get("model") != model or fp32.manifest.get("precision") != "fp32":
+        raise InvalidInputError(
+            f"{fp32.onnx_path} holds {fp32.manifest.get('model')} "
+            f"{fp32.manifest.get('precision')}, not {model} fp32"
+        )
+    src, fp32_manifest = verify_artifact(fp32.onnx_path)  # corrupt or swapped files fail here
+    graph.load(src, load_external_data=False)
+    fp32_sha = str(fp32_manifest["onnx"]["sha256"])  # what is on disk now, verified
+    calib = None
+    if prec == "int8":
+        calib = _calib or calibration_set(spec, calib_data, samples=calib_samples, seed=seed)
+    tol = tolerances or prec.gate
+    vset = convert_check.verification_set(spec, calib, seed=seed) if check else None
+    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
+
+    dest = artifact_folder(out_dir, model, prec, key)
+    plan = ["convert"] if prec == Precision.FP16 else _INT8_STEPS[quantizer]
+    steps = Steps(
+        f"{prec} {model}",
+        plan=[*plan, *(["verify"] if check else [])],
+        history=StepHistory(
+            str(prec),
+            f"{model} {quantizer} {calib_method} n{calib.samples}" if calib is not None else model,
+            size=src.stat().st_size,
+        ),
+    )
+    extra: dict[str, Any] = {
+        "key": key,
+        "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},
+    }
+    with new_dir(dest), graph.staging_dir(dest) as stage:
+        staged = stage / ONNX_NAME
+        if prec == "fp16":
+            with steps.step("convert"):
+                record = convert_fp16(src, staged)
+            extra["converter"] = record
+            exporter = f"{record['converter']} {record['converter_version']}"
+        else:
+            assert calib is not None
+            record = _int8(
+                src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer
+            )
+            extra.update(record)
+            exporter = (
+                f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
+            )
+        # The converters copy the FP32 file's metadata; the file must say what it now is.
+        graph.set_metadata(staged, {"cnnbench.precision": prec})
+        parity = None
+        if vset is not None:
+            with steps.step("verify"):
+                report, acc = convert_check.verify(src, staged, vset, tol)
+            parity = convert_check.parity_record(report, vset)
+            extra["accuracy"] = acc
+            convert_check.enforce(report, acc, max_accuracy_drop, what=f"{model} {prec}")
+        manifest = build_manifest(
+            model=model,
+            precision=prec,
+            opset=graph.opset_of(graph.load(staged, load_external_data=False)),
+            exporter=exporter,
+            onnx_path=staged,
+            input_shape=spec.input_shape,
+            num_classes=spec.num_classes,
+            batch=fp32.batch,
+            dynamic=bool(fp32_manifest.get("dynamic_axes")),
+            weights=str(fp32_manifest["weights"]),
+            parity=parity,
+            timings=steps.timings,
+            input_name=str(fp32_manifest["input"]["name"]),
+            output_name=str(fp32_manifest["output"]["name"]),
+            extra=extra,
+        )
+        (dest / MANIFEST_NAME).unlink(missing_ok=True)
+        graph.publish(stage, dest, [ONNX_NAME])
+    manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
+    return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
+
+
+_INT8_STEPS = {"ort": ["pre-process", "calibrate", "quantize"], "modelopt": ["calibrate+quantize"]}
+
+
+def _int8(
+    src: Path,
+    staged: Path,
+    stage: Path,
+    calib: CalibrationSet,
+    method: str,
+    fp32_sha: str,
+    fp32_manifest: dict[str, Any],
+    steps: Steps,
+    quantizer: str = "ort",
+) -> dict[str, Any]:
+    input_name = str(fp32_manifest["input"]["name"])
+    calibration: dict[str, Any] = {**calib.describe(), "method": method}
+    if quantizer == "modelopt":
+        with steps.step("calibrate+quantize"):  # ModelOpt calibrates inside its quantize
+            record = modelopt_int8.quantize(src, staged, calib, method, input_name)
+        calibration.update(calibrator=modelopt_int8.QUANTIZER, cache_key=None, cache_hit=False)
+    else:
+        pre = stage / "preprocessed.onnx"
+        with steps.step("pre-process"):
+            int8.preprocess(src, pre)
+        ckey = cache_key(fp32_sha, calib, method)
+        with steps.step("calibrate"):
+            ranges, hit = calibrate(
+                pre, input_name, calib, method, key=ckey, op_types=int8.op_types()
+            )
+        with steps.step("quantize"):
+            record = int8.quantize(pre, staged, ranges, method)
+        pre.unlink(missing_ok=True)
+        calibration.update(calibrator="onnxruntime.quantization", cache_key=ckey, cache_hit=hit)
+    qdq = int8.describe_qdq(staged)
+    if not qdq["ok"]:
+        raise ArtifactError(
+            f"INT8 file for {src} does not have TensorRT's Q/DQ form: {json.dumps(qdq)[:200]}"
+        )
+    if not qdq["placement"]["ok"]:
+        raise ArtifactError(
+            f"INT8 file for {src} breaks the Q/DQ placement rules: "
+            f"{qdq['placement']['violations'][0]}"
+        )
+    return {"converter": record, "calibration": calibration, "qdq": qdq}
+
+
+def ensure_precision(
+    model: str,
+    precision: str,
+    *,
+    weights: str | Path | None = None,
+    out_dir: str | Path = DEFAULT_ARTIFACTS,
+    calib_data: str | Path | None = None,
+    calib_method: str = "entropy",
+    calib_samples: int = DEFAULT_CALIB_SAMPLES,
+    seed: int = 0,
+    check: bool = True,
+    tolerances: Tolerances | None = None,
+    max_accuracy_drop: float | None = None,
+    quantizer: str = "ort",
+    **fp32_kwargs: Any,
+) -> ExportResult:
+    """Reuse the file made from the same request (see :func:`artifact_folder`), else build it.
+
+    An INT8 file made from another request (other calibration data, method, sample count or
+    quantizer) is never overwritten: the new one goes beside it. ``fp32`` is accepted too (then
+    this is ``ensure_fp32``). The FP32 file comes from ``ensure_fp32(model, weights=...,
+    out_dir=..., seed=..., check=..., **fp32_kwargs)``.
+    """
+    if precision == "fp32":
+        return ensure_fp32(
+            model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
+        )
+    prec = _check_args(precision, calib_method, quantizer)
+    calib = None
+    if prec == "int8":  # bad calibration data fails before any export
+        calib = calibration_set(get_spec(model), calib_data, samples=calib_samples, seed=seed)
+    fp32 = ensure_fp32(
+        model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
+    )
+    tol = tolerances or prec.gate
+    key = request_key(fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
+    folder = artifact_folder(out_dir, model, prec, key)
+    reason = _reuse_problem(folder, key, check)
+    if reason is None:
+        onnx_path, manifest = verify_artifact(folder)
+        note(f"reusing verified {onnx_path} (sha256 {manifest['onnx']['sha256'][:12]})")
+        return ExportResult(onnx_path, onnx_path.with_name(MANIFEST_NAME), manifest)
+    base = Path(out_dir) / model / prec.onnx_dir
+    if folder != base and reason == "no cached artifact":
+        reason = f"{base} holds an INT8 file made otherwise (kept); this one goes to {folder}"
+    note(f"converting {model} to {precision}: {reason}")
+    return convert(
+        model,
+        fp32,
+        precision,
+        out_dir=out_dir,
+        calib_data=calib_data,
+        calib_method=calib_method,
+        calib_samples=calib_samples,
+        seed=seed,
+        check=check,
+        tolerances=tolerances,
+        max_accuracy_drop=max_accuracy_drop,
+        quantizer=quantizer,
+        _calib=calib,
+    )
+
+
+def _reuse_problem(folder: Path, key: str, check: bool) -> str | None:
+    if not (folder / MANIFEST_NAME).is_file():
+        return "no cached artifact"
+    try:
+        manifest = read_manifest(folder)
+        verify_artifact(folder)
+    except ArtifactError as exc:
+        return f"cached artifact unusable ({exc})"
+    if (manifest.get("extra") or {}).get("key") != key:
+        return "cached artifact was made from a different request"
+    if check and not (manifest.get("parity") or {}).get("passed"):
+        return "cached artifact was not verified"
+    return None

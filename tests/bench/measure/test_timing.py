@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cnnbench.bench.measure.timing import StopRule, measure
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"min_count": 0}, "min_count"),
+        ({"warmup_count": -1}, "warmup_count"),
+        ({"min_time": -1.0}, "min_time"),
+        ({"max_time": 0}, "max_time"),
+        ({"min_time": 5.0, "max_time": 1.0}, "min_time"),
+        ({"ci_target": 0}, "ci_target"),
+        ({"min_count": 2.5}, "min_count"),
+    ],
+)
+def test_stop_rule_validation_names_the_field(kw: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        StopRule(**kw)
+
+
+class Counter:
+    def __init__(self, sleep_s: float = 0.0) -> None:
+        self.calls = 0
+        self.sleep_s = sleep_s
+
+    def __call__(self, _x: object) -> None:
+        self.calls += 1
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+
+
+def test_warmup_and_min_count_and_min_time_are_all_met() -> None:
+    c = Counter()
+    rule = StopRule(
+        warmup_count=7, warmup_time=0.0, min_count=50, min_time=0.05, max_time=5, ci_target=None
+    )
+    t = measure(c, None, rule)
+    assert t.warmup_count == 7
+    assert t.count >= 50
+    assert t.wall_ns >= 0.05e9
+    assert c.calls == t.count + 7
+    assert t.stop_reason == "min-count+min-time"
+    assert (t.samples_ns > 0).all()
+
+
+def test_min_count_dominates_when_calls_are_slow() -> None:
+    c = Counter(0.002)
+    t = measure(c, None, StopRule(warmup_count=0, warmup_time=0, min_count=15, min_time=0.0))
+    assert t.count == 15
+    assert t.samples_ns.min() >= 2_000_000  # each sample covers the sleep
+
+
+def test_max_time_caps_the_run() -> None:
+    c = Counter(0.01)
+    rule = StopRule(warmup_count=0, warmup_time=0, min_count=10_000, min_time=0.0, max_time=0.1)
+    t0 = time.perf_counter()
+    t = measure(c, None, rule)
+    assert time.perf_counter() - t0 < 1.0
+    assert t.stop_reason == "max-time"
+    assert 1 <= t.count < 100
+
+
+def test_ci_target_stops_once_the_median_is_tight() -> None:
+    c = Counter()
+    rule = StopRule(
+        warmup_count=0, warmup_time=0, min_count=20, min_time=0, max_time=5, ci_target=50
+    )
+    t = measure(c, None, rule)
+    assert t.stop_reason == "ci-target"
+    assert t.count >= 20
+
+
+def test_warmup_time_is_honoured() -> None:
+    c = Counter()
+    t = measure(c, None, StopRule(warmup_count=1, warmup_time=0.05, min_count=1, min_time=0))
+    assert t.warmup_ns >= 0.05e9
+    assert t.warmup_count > 1
+
+
+class FakeDeviceEngine:
+    """Stage/run/to_host take known times, so the split of end-to-end time can be checked."""
+
+    name = "fake"
+    device = "cuda"
+
+    def __init__(self) -> None:
+        self.synced = 0
+
+    @staticmethod
+    def _spin(s: float) -> None:
+        end = time.perf_counter() + s
+        while time.perf_counter() < end:
+            pass
+
+    def stage(self, x: object) -> object:
+        self._spin(0.001)
+        return x
+
+    def run(self, x: object) -> object:
+        self._spin(0.002)
+        return x
+
+    def to_host(self, x: object) -> object:
+        self._spin(0.001)
+        return x
+
+    def synchronize(self) -> None:
+        self.synced += 1
+
+
+def test_device_path_reports_compute_apart_from_copies() -> None:
+    import numpy as np
+
+    from cnnbench.bench.measure.scenarios import run_fixed
+
+    eng = FakeDeviceEngine()
+    rule = StopRule(warmup_count=2, warmup_time=0, min_count=20, min_time=0)
+    f = run_fixed(eng, np.zeros((1, 1), dtype=np.float32), "single-stream", rule)
+    assert eng.synced > 20
+    # end-to-end includes both 1 ms copies; device-only is the 2 ms run
+    assert f["latency_ms_p50"] >= 4.0
+    assert 2.0 <= f["device_latency_ms_p50"] < f["latency_ms_p50"] - 1.5
+    assert f["latency_kind"].startswith("end-to-end")
+    assert f["device_timing_method"].startswith("host perf_counter_ns")
