@@ -1,4 +1,7 @@
-"""Suite-wide hooks.
+"""Suite-wide hooks: the suite's own HOME, and the GPU runs' skips.
+
+The suite runs with HOME and every cache, store and runtime folder pointed at one scratch
+folder (below), so it never writes to the user's HOME.
 
 On a GPU machine (``-m gpu`` / ``-m trt``) a test module whose top-level import is missing
 there (an optional runtime this project's CPU suite has) becomes one skip that names the
@@ -10,15 +13,43 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-# run and sweep record into the results store by default: the suite's go into a scratch file,
-# never into the user's own store (tests that need one pass --db or set CNNBENCH_DB themselves)
-os.environ["CNNBENCH_DB"] = os.path.join(tempfile.mkdtemp(prefix="cnnbench-test-db-"), "t.db")
+# The suite never writes to the user's HOME. Every cache, store and runtime folder, ours and
+# the libraries' (cnnbench's cache and store, matplotlib, Chromium, Ray's token, OpenVINO's
+# telemetry, torch hub, pip), goes under one scratch folder: HOME itself and the XDG folders
+# point there, for this process and every child it starts. tools/ci/home_check.sh (run by
+# .ci/run around the suite) checks that the real HOME holds nothing new afterwards.
+SCRATCH = Path(tempfile.mkdtemp(prefix="cnnbench-test-home-"))
+_ISOLATED = {
+    "HOME": SCRATCH,
+    "XDG_CACHE_HOME": SCRATCH / ".cache",
+    "XDG_CONFIG_HOME": SCRATCH / ".config",
+    "XDG_DATA_HOME": SCRATCH / ".local" / "share",
+    "XDG_STATE_HOME": SCRATCH / ".local" / "state",
+    "MPLCONFIGDIR": SCRATCH / ".config" / "matplotlib",
+    "CNNBENCH_CACHE": SCRATCH / ".cache" / "cnnbench",
+    # run and sweep record into the results store by default: the suite's go into a scratch
+    # file (tests that need another pass --db or set CNNBENCH_DB themselves)
+    "CNNBENCH_DB": SCRATCH / "store" / "t.db",
+}
+for _name, _path in _ISOLATED.items():
+    os.environ[_name] = str(_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home() -> Iterator[Path]:
+    """The scratch folder that stands for HOME during the suite (see above); removed after."""
+    yield SCRATCH
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+
 
 # The Ctrl-C tests send SIGINT as a terminal does to its foreground job. A launcher that starts
 # the suite in the background without job control (`cmd &` in a script, nohup) leaves SIGINT
