@@ -4,7 +4,8 @@ and samples in one transaction, concurrent writers, the commands that read it.""
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,22 +95,35 @@ def test_a_v1_store_is_migrated_keeping_its_rows(store_url: str) -> None:
             assert conn.execute(text("SELECT COUNT(*) FROM jobs")).scalar() == 0
 
 
-def _writer(url: str, tag: int, n: int) -> None:
-    with Store.open(url) as store:
-        run = _begin(store)
-        for i in range(n):
-            store.record(run, _row(1.0 + i, model=f"m{tag}"), np.arange(50, dtype=np.int64))
-        store.finish_run(run)
+#: a writer process: it imports cnnbench alone (not this test module), so it runs under any
+#: test launcher, the bare ``pytest`` entry point included
+_WRITER = """
+import sys
+import numpy as np
+from cnnbench.bench.results.store import Store
+
+url, tag, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with Store.open(url) as store:
+    run = store.begin_run(kind="run", command="cnnbench run", config={"a": 1},
+                          environment={"cpu": "x", "torch_version": "2.13"}, git={}, out_file=None)
+    for i in range(n):
+        row = {"model": f"m{tag}", "engine": "onnxruntime", "precision": "fp32", "device": "cpu",
+               "batch": 1, "scenario": "offline", "latency_ms_p50": 1.0 + i, "error": None,
+               "valid": True, "invalid_reason": ""}
+        store.record(run, row, np.arange(50, dtype=np.int64))
+    store.finish_run(run)
+"""
 
 
-def test_concurrent_writers_lose_nothing(store_url: str) -> None:
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(store_url, t, 15)) for t in range(3)]
+def test_concurrent_writers_lose_nothing(store_url: str, tmp_path: Path) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, store_url, str(t), "15"], cwd=tmp_path,
+                         stderr=subprocess.PIPE, text=True)
+        for t in range(3)
+    ]  # fmt: skip
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
     with Store.open(store_url) as store:
         rows = store.cells()
         assert len(rows) == 45 and {r["model"] for r in rows} == {"m0", "m1", "m2"}
