@@ -17,8 +17,8 @@ from cnnbench.bench.results.compare import (
 from cnnbench.bench.results.files import format_of, write_rows
 from cnnbench.bench.results.history import db_source, is_ref, machine_filter, parse_when
 from cnnbench.bench.results.store import Store, shown_url
-from cnnbench.cli.bench_options import db_option
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError
 
 _SHOWN = (
@@ -74,9 +74,9 @@ def report(
     else the spec's published figure; every value says which. Without RESULTS the table is
     the store's newest run of each cell. The last line printed is the path of index.html.
     """
-    if not results and not (db or with_history or since):
+    if not results and not (db is not None or with_history or since):
         raise click.UsageError("give RESULTS files, or --db URL for the results store")
-    if db or with_history or since or not results:
+    if db is not None or with_history or since or not results:
         with Store.open(db) as store:
             rows = store.cells(
                 machine=machine_filter(machine), since=parse_when(since), finished_only=True
