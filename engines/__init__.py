@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cnnbench.engines.base import Engine, EngineOptions
 from cnnbench.engines.null_engine import NullEngine
@@ -11,7 +13,7 @@ from cnnbench.engines.onnxruntime_engine import OrtEngine
 from cnnbench.engines.openvino_engine import OpenVinoEngine
 from cnnbench.engines.tensorrt_engine import TensorRTEngine
 from cnnbench.engines.torch_engine import TorchEngine
-from cnnbench.errors import CnnbenchError
+from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.naming import lookup
 from cnnbench.precision import Precision
 
@@ -43,9 +45,40 @@ def default_device(name: str) -> str:
     return "cpu" if "cpu" in get_engine_class(name).devices else "cuda"
 
 
+#: the devices an engine may be asked for: ``cpu``, ``cuda`` or ``cuda:N``
+DEVICE_HELP = "cpu, cuda or cuda:N"
+
+
+def parse_device(text: str) -> str:
+    """``text`` as a device name (``cpu``, ``cuda``, ``cuda:N``), or a one-line error: how
+    every edge (a flag, a sweep file, a request) reads a device."""
+    dev = str(text).strip().lower()
+    if dev in ("cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()):
+        return dev
+    raise InvalidInputError(f"device must be {DEVICE_HELP}, got {text!r}")
+
+
+def parse_threads(value: object) -> int:
+    """An intra-op thread count (an integer >= 1), or a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"threads must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_options(name: str, device: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Engine ``name``'s options ``given`` typed by its schema and checked against ``device``,
+    without making an engine (see :meth:`Engine.check_options`)."""
+    return get_engine_class(name).check_options(device, given)
+
+
 def create(name: str, options: EngineOptions | None = None) -> Engine:
-    """An unloaded engine ``name`` (aliases allowed) with ``options``."""
-    return get_engine_class(name)(options)
+    """An unloaded engine ``name`` (aliases allowed) with ``options``: the Python API's way in,
+    so the device, threads and engine options are checked here, once."""
+    cls = get_engine_class(name)
+    options = options or EngineOptions()
+    threads = None if options.threads is None else parse_threads(options.threads)
+    device = parse_device(options.device)
+    return cls(EngineOptions(device, threads, cls.check_options(device, options.extra)))
 
 
 @dataclass(frozen=True)

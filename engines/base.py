@@ -10,6 +10,7 @@ that device-only time can be measured apart from host↔device copies:
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +22,7 @@ from cnnbench.batch import BatchRange
 from cnnbench.engines.executed import ExecutedLayer
 from cnnbench.engines.options import Option, check_options, render
 from cnnbench.errors import InvalidInputError
-from cnnbench.precision import PRECISIONS, Precision, precision_field
+from cnnbench.precision import PRECISIONS, Precision
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
@@ -70,24 +71,20 @@ class Artifact:
             seed=seed,
         )
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "precision", precision_field(self.precision))
-
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Options shared by all engines; engine-specific ones go in ``extra``, checked against the
-    engine's ``option_schema`` (cnnbench.engines.options) when the engine is made."""
+    """Options shared by all engines (``device``: cpu, cuda or cuda:N; ``threads`` >= 1), and
+    the engine-specific ones in ``extra``, typed.
+
+    The values are checked where they enter (a flag, a sweep file, a request:
+    :func:`cnnbench.engines.parse_device`, :meth:`Engine.check_options`), or by
+    :func:`cnnbench.engines.create` for the Python API; an engine made from them trusts them.
+    """
 
     device: str = "cpu"
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be cpu or cuda[:N], got {self.device!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 class Engine(abc.ABC):
@@ -110,16 +107,27 @@ class Engine(abc.ABC):
     allocates_with_torch: ClassVar[bool] = False
 
     def __init__(self, options: EngineOptions | None = None) -> None:
-        options = options or EngineOptions()
-        # from here on ``options.extra`` holds typed values (from text, YAML or Python)
-        typed = check_options(self.name, self.option_schema, options.extra)
-        self.options = EngineOptions(options.device, options.threads, typed)
+        # typed and checked where they entered (check_options); an engine trusts them
+        self.options = options or EngineOptions()
         self.device = self.options.device
         self.artifact: Artifact | None = None
         self.batches: BatchRange | None = None
 
     @classmethod
-    def option_text(cls, options: dict[str, Any], *, identity_only: bool = False) -> str:
+    def check_options(cls, device: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` (text, YAML or Python values) typed by this engine's option schema and
+        checked against ``device``: how every edge checks engine options, without making an
+        engine. A bad key, value or combination is a one-line InvalidInputError."""
+        typed = check_options(cls.name, cls.option_schema, given)
+        cls.check_combination(device, typed)
+        return typed
+
+    @classmethod
+    def check_combination(cls, device: str, options: Mapping[str, Any]) -> None:
+        """Raise InvalidInputError when typed ``options`` cannot go together on ``device``."""
+
+    @classmethod
+    def option_text(cls, options: Mapping[str, Any], *, identity_only: bool = False) -> str:
         """``options`` as ``k=v,...`` (only those that change what is measured, if asked)."""
         return render(options, cls.option_schema, identity_only=identity_only)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,6 +82,12 @@ def session_options(threads: int, level: str = "all") -> Any:
     return so
 
 
+def _provider_names(given: Any) -> list[str]:
+    """The ``providers`` option as ONNX Runtime's provider names (cpu, cuda, ... expanded)."""
+    items = given.split(",") if isinstance(given, str) else given
+    return [SHORT.get(str(p).strip().lower(), str(p).strip()) for p in items]
+
+
 class OrtEngine(Engine):
     """An ``onnxruntime.InferenceSession`` on the artifact's ONNX file."""
 
@@ -112,15 +119,19 @@ class OrtEngine(Engine):
                 if self.on_cuda
                 else ["CPUExecutionProvider"]
             )
-        if isinstance(given, str):
-            given = given.split(",")
-        names = [SHORT.get(str(p).strip().lower(), str(p).strip()) for p in given]
-        gpu = [p for p in names if p in _GPU_PROVIDERS]
-        if gpu and not self.on_cuda:
+        return _provider_names(given)
+
+    @classmethod
+    def check_combination(cls, device: str, options: Mapping[str, Any]) -> None:
+        given = options.get("providers")
+        if given is None:
+            return
+        on_cuda = device.startswith("cuda")
+        gpu = [p for p in _provider_names(given) if p in _GPU_PROVIDERS]
+        if gpu and not on_cuda:
             raise InvalidInputError(f"provider {gpu[0]} needs --device cuda")
-        if self.on_cuda and not gpu:
+        if on_cuda and not gpu:
             raise InvalidInputError("--device cuda needs the cuda or tensorrt provider")
-        return names
 
     @classmethod
     def runtime_version(cls) -> str:

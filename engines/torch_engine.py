@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -49,6 +50,16 @@ class TorchEngine(Engine):
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     allocates_with_torch: ClassVar[bool] = True
 
+    @classmethod
+    def check_combination(cls, device: str, options: Mapping[str, Any]) -> None:
+        if options.get("cuda_graphs") and not device.startswith("cuda"):
+            raise InvalidInputError("torch cuda_graphs needs --device cuda")
+        if options.get("cuda_graphs") and options.get("compile"):
+            raise InvalidInputError(
+                "torch cuda_graphs cannot be combined with compile; "
+                "use compile mode reduce-overhead for graphs with compile"
+            )
+
     def __init__(self, options: EngineOptions | None = None) -> None:
         super().__init__(options)
         extra = self.options.extra
@@ -57,13 +68,6 @@ class TorchEngine(Engine):
         self.cuda_graphs = bool(extra.get("cuda_graphs", False))
         self.on_cuda = self.device.startswith("cuda")
         self.channels_last = bool(extra.get("channels_last", self.on_cuda))
-        if self.cuda_graphs and not self.on_cuda:
-            raise InvalidInputError("torch cuda_graphs needs --device cuda")
-        if self.cuda_graphs and self.compile_mode:
-            raise InvalidInputError(
-                "torch cuda_graphs cannot be combined with compile; "
-                "use compile mode reduce-overhead for graphs with compile"
-            )
         self._model: Any = None
         self._dtype: torch.dtype | None = None
         self._dev_in: torch.Tensor | None = None

@@ -18,7 +18,7 @@ from typing import Any
 
 from cnnbench.artifacts import atomic_write_bytes, atomic_write_json, cache_dir, sha256_bytes
 from cnnbench.batch import BatchRange
-from cnnbench.precision import ONNX_PRECISIONS, Precision, precision_field
+from cnnbench.precision import ONNX_PRECISIONS, Precision
 from cnnbench.progress import warn
 
 #: bump when the key's recipe or the sidecar's layout changes
@@ -37,9 +37,8 @@ class BuildOptions:
     opt_level: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "precision", precision_field(self.precision, ONNX_PRECISIONS, what="TensorRT")
-        )
+        if self.precision not in ONNX_PRECISIONS:  # a Precision, checked where it entered
+            raise ValueError(f"precision {self.precision}: TensorRT builds ONNX files' precisions")
         if not isinstance(self.batches, BatchRange):
             raise ValueError(f"batches must be a BatchRange, got {self.batches!r}")
         if self.workspace_mb is not None and self.workspace_mb < 1:

@@ -49,7 +49,6 @@ from cnnbench.precision import (
     PRECISIONS,
     QUANTIZERS,
     Precision,
-    parse_precision,
 )
 from cnnbench.progress import StepHistory, Steps, note
 
@@ -60,13 +59,16 @@ CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
 _KEY_VERSIONS = ("cnnbench", "onnx", "onnxruntime", "onnxconverter-common")
 
 
-def _check_args(precision: str, calib_method: str, quantizer: str = "ort") -> Precision:
+def _check_args(precision: Precision, calib_method: str, quantizer: str = "ort") -> Precision:
     lookup("calibration method", calib_method, {m: m for m in METHODS})
     lookup("quantizer", quantizer, {q: q for q in QUANTIZERS})
-    prec = parse_precision(precision, CONVERTIBLE, what="conversion from FP32")
-    if prec == "int8" and quantizer == "modelopt":
+    if precision not in CONVERTIBLE:  # a Precision, parsed where it entered
+        raise InvalidInputError(
+            f"conversion from FP32 makes {' or '.join(CONVERTIBLE)}, not {precision}"
+        )
+    if precision == "int8" and quantizer == "modelopt":
         modelopt_int8.check_method(calib_method)
-    return prec
+    return precision
 
 
 def artifact_folder(out_dir: str | Path, model: str, prec: Precision, key: str) -> Path:
@@ -131,7 +133,7 @@ def request_key(
 def convert(
     model: str,
     fp32: ExportResult,
-    precision: str,
+    precision: Precision,
     *,
     out_dir: str | Path = DEFAULT_ARTIFACTS,
     calib_data: str | Path | None = None,
@@ -295,7 +297,7 @@ def _int8(
 
 def ensure_precision(
     model: str,
-    precision: str,
+    precision: Precision,
     *,
     weights: str | Path | None = None,
     out_dir: str | Path = DEFAULT_ARTIFACTS,

@@ -99,8 +99,8 @@ CASES = [
     Case("unknown engine", ["run", "-m", "lenet5", "-e", "tensorflow"], 2, "unknown engine"),
     Case("unknown precision", [*RUN, "-p", "fp61"], 2, "unknown precision 'fp61'"),
     Case("unknown scenario", [*RUN, "-s", "burst"], 2, "unknown scenario 'burst'"),
-    Case("bad batch", ["run", "-m", "lenet5", "-e", "null", "-b", "0"], 2, "--batch must be >= 1"),
-    Case("batch not a number", ["run", "-m", "lenet5", "-e", "null", "-b", "x"], 2, "--batch must be"),
+    Case("bad batch", ["run", "-m", "lenet5", "-e", "null", "-b", "0"], 2, "'--batch' / '-b': batch must be >= 1"),
+    Case("batch not a number", ["run", "-m", "lenet5", "-e", "null", "-b", "x"], 2, "'--batch' / '-b': batch must be a positive integer"),
     Case("single-stream batch 8", ["run", "-m", "lenet5", "-e", "null", "-s", "single-stream", "-b", "8"], 2, "single-stream runs batch 1"),
     Case("precision the engine lacks", [*RUN[:4], "torch", "-p", "int8"], 2, "cannot run int8 on cpu"),
     Case("out under /proc", [*RUN, "--out", "/proc/nope/r.csv"], 2, "cannot write results under /proc/nope"),
@@ -264,7 +264,7 @@ def _worker(sweep_pid: int) -> int | None:
         for child in psutil.Process(sweep_pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 cmd = child.cmdline()
-                if "cnnbench.bench.run.local" in cmd and "--cell" in cmd:
+                if "cnnbench.bench.run.child" in cmd and "measure" in cmd:
                     return int(child.pid)
     return None
 

@@ -167,3 +167,47 @@ def test_a_gpu_run_skips_modules_whose_imports_are_missing_there() -> None:
     text = "E   ModuleNotFoundError: No module named 'openvino'\n"
     assert missing_module(text) == "openvino"
     assert missing_module("E   AssertionError") is None
+
+
+#: the limits a module and a function keep (physical lines; a function from its ``def`` line)
+MODULE_LINES, FUNCTION_LINES = 400, 80
+#: library code over those limits, with the reason it stays (none today)
+LONG_EXCEPTIONS: dict[str, str] = {}
+
+
+def test_modules_and_functions_stay_short() -> None:
+    long = []
+    for name, path in _modules().items():
+        text = path.read_text()
+        n = len(text.splitlines())
+        if n > MODULE_LINES and name not in LONG_EXCEPTIONS:
+            long.append(f"{name}: {n} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                where = f"{name}.{node.name}"
+                if size > FUNCTION_LINES and where not in LONG_EXCEPTIONS:
+                    long.append(f"{where}: {size} lines")
+    assert not long, "split these (or list them, with why, in LONG_EXCEPTIONS):\n" + "\n".join(long)
+
+
+def test_bench_is_organised_by_concept() -> None:
+    """bench/ holds its subpackages (measure, run, results, report) and at most 6 modules."""
+    top = [p.name for p in (ROOT / "bench").glob("*.py") if p.name != "__init__.py"]
+    assert len(top) <= 6, top
+    for sub in ("measure", "run", "results", "report"):
+        assert (ROOT / "bench" / sub / "__init__.py").is_file()
+    assert not (ROOT / "bench" / "scripts").exists() or not list(
+        (ROOT / "bench" / "scripts").glob("*.py")
+    ), "tools live in tools/, outside the installed package"
+
+
+def test_no_two_modules_share_a_name() -> None:
+    """A module's name says what is in it: no two library modules have the same file name."""
+    seen: dict[str, list[str]] = {}
+    for name in _modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf not in ("cnnbench", "export", "engines", "bench", "cli", "serve", "models"):
+            seen.setdefault(leaf, []).append(name)
+    dupes = {leaf: names for leaf, names in seen.items() if len(names) > 1}
+    assert not dupes, dupes

@@ -15,23 +15,24 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnnbench.bench.measure.timing import StopRule
-from cnnbench.bench.run.cell import RunSpec, run_cell
+from cnnbench.bench.run.cell import run_cell
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.prepare import ensure_onnx
 from cnnbench.data.images import random_batches
 from cnnbench.engines.onnxruntime_engine import physical_cores, session_options
 from cnnbench.models import get_spec
-from cnnbench.precision import Precision
 
 
 def null_overhead(seconds: float) -> dict[str, float]:
     stop = StopRule(warmup_count=1000, warmup_time=0.2, min_count=1000, min_time=seconds)
-    row = run_cell(RunSpec("lenet5", "null", scenario="single-stream", stop=stop))
+    row = run_cell(CellSpec.create("lenet5", "null", scenario="single-stream", stop=stop))
     return {
         "median_us": row["latency_ms_p50"] * 1e3,
         "p99_us": row["latency_ms_p99"] * 1e3,
@@ -64,12 +65,13 @@ def plain_loop_median_ms(onnx: Path, x: np.ndarray, seconds: float, threads: int
 
 
 def ort_ratio(artifacts: Path, seconds: float, rounds: int) -> dict[str, Any]:
-    onnx, sha = ensure_onnx("lenet5", Precision.FP32, weights=None, artifacts=artifacts)
     x = random_batches(get_spec("lenet5"), count=1, batch=1, seed=0)[0]
     threads = physical_cores()
     stop = StopRule(warmup_count=50, warmup_time=0.2, min_count=100, min_time=seconds)
-    spec = RunSpec("lenet5", "onnxruntime", scenario="single-stream", stop=stop,
-                   onnx_path=str(onnx), onnx_sha256=sha, threads=threads)  # fmt: skip
+    spec = CellSpec.create("lenet5", "onnxruntime", scenario="single-stream", stop=stop,
+                           threads=threads, artifacts=str(artifacts))  # fmt: skip
+    onnx, sha = ensure_onnx(spec)
+    spec = replace(spec, onnx_path=str(onnx), onnx_sha256=sha)
     ours, plain = [], []
     for _ in range(rounds):
         plain.append(plain_loop_median_ms(onnx, x, seconds, threads))

@@ -15,10 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from cnnbench.bench.measure.timing import StopRule
-from cnnbench.bench.run.cell import RunSpec
-from cnnbench.bench.run.local import run_isolated
+from cnnbench.bench.run.cell_spec import CellSpec
+from cnnbench.bench.run.child import run_isolated
 from cnnbench.bench.run.prepare import ensure_onnx
-from cnnbench.precision import Precision
 
 
 def main() -> None:
@@ -34,11 +33,11 @@ def main() -> None:
     p.add_argument("--artifacts", default="artifacts")
     a = p.parse_args()
 
-    onnx, sha = ensure_onnx(a.model, Precision.FP32, weights=None, artifacts=Path(a.artifacts))
     stop = StopRule(warmup_count=5, warmup_time=1.0, min_count=50, min_time=a.min_time,
                     max_time=max(60.0, a.min_time))  # fmt: skip
-    spec = RunSpec(a.model, "onnxruntime", batch=a.batch, scenario=a.scenario, stop=stop,
-                   threads=a.threads)  # fmt: skip
+    spec = CellSpec.create(a.model, "onnxruntime", batch=a.batch, scenario=a.scenario,
+                           stop=stop, threads=a.threads, artifacts=str(Path(a.artifacts)))  # fmt: skip
+    onnx, sha = ensure_onnx(spec)
     spec = replace(spec, onnx_path=str(onnx), onnx_sha256=sha)
     medians = []
     for i in range(a.runs):

@@ -57,14 +57,14 @@ def _index(device: str) -> int:
     return int(idx) if idx else 0
 
 
-def cache_key(device: str, precision: Precision | str) -> dict[str, Any]:
+def cache_key(device: str, precision: Precision) -> dict[str, Any]:
     """What a cached peak depends on."""
     return {
         "version": _VERSION,
         "device": "cuda" if device.startswith("cuda") else "cpu",
         "device_name": _device_name(device),
         "torch": _torch_version(),
-        "dtype": parse_precision(precision).torch_dtype_name,
+        "dtype": precision.torch_dtype_name,
     }
 
 
@@ -84,9 +84,8 @@ def _read(path: Any, key: dict[str, Any]) -> float | None:
     return value
 
 
-def measure_peak(device: str, precision: Precision | str, seconds: float = 1.0) -> float:
+def measure_peak(device: str, precision: Precision, seconds: float = 1.0) -> float:
     """Best GMAC/s of ``torch.mm`` over a few sizes on ``device`` in ``precision``'s dtype."""
-    precision = parse_precision(precision)
     import torch
 
     cuda = device.startswith("cuda")
@@ -149,13 +148,12 @@ def _rate(mm: Any, n: int, cuda: bool, torch: Any, seconds: float) -> float:
 
 
 def get_peak(
-    device: str, precision: Precision | str, *, measure: bool = True, force: bool = False
+    device: str, precision: Precision, *, measure: bool = True, force: bool = False
 ) -> Peak | None:
     """The cached (or freshly measured) peak; None when not cached and ``measure`` is False.
 
     Returns None as well when torch cannot run the microbenchmark on this device/dtype.
     """
-    precision = parse_precision(precision)
     try:
         key = cache_key(device, precision)
     except Exception:  # no torch CUDA for a cuda device name: no peak

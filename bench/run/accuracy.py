@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,13 +23,13 @@ import numpy as np
 from cnnbench.artifacts import cache_dir, sha256_file
 from cnnbench.batch import BatchRange
 from cnnbench.data import digits
-from cnnbench.engines import canonical, get_engine_class
+from cnnbench.engines import get_engine_class
 from cnnbench.engines.base import Artifact, EngineOptions, unsupported
 from cnnbench.errors import InvalidInputError
 from cnnbench.export.convert import ensure_precision
 from cnnbench.models import get_spec
 from cnnbench.naming import lookup
-from cnnbench.precision import Precision, parse_precision
+from cnnbench.precision import Int8Recipe, Precision
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
@@ -103,79 +103,56 @@ def evaluate(
     *,
     dataset: LabelledDataset | str = "digits",
     weights: str | Path | None = None,
-    precision: str = "fp32",
+    precision: Precision = Precision.FP32,
     engine: str = "torch",
     batch: int = 64,
     artifacts: str | Path | None = None,
-    calib_data: str | Path | None = None,
-    calib_method: str = "entropy",
-    calib_samples: int = 256,
+    int8: Int8Recipe | None = None,
     seed: int = 0,
     threads: int | None = None,
     device: str = "cpu",
-    quantizer: str | None = None,
 ) -> dict[str, Any]:
-    """Run the whole dataset through ``engine`` and count top-1 / top-5 hits.
+    """Run the whole dataset through ``engine`` (a canonical name) and count top-1 / top-5 hits.
+
+    Values are typed and checked by the caller (the CLI's options). ``int8`` is the INT8
+    recipe; its calibration data defaults to the dataset's own (digits: the TRAIN split).
 
     Returns:
         A result dict: model, engine, precision, dataset, samples, top1, top5 (fractions in
         [0, 1]), correct_top1, correct_top5, ``source: "measured"``, weights, onnx (path and
         sha256 of the file that ran, or None), calibration (INT8), seconds, engine details.
     """
-    if batch < 1:
-        raise InvalidInputError(f"batch must be >= 1, got {batch}")
     spec = get_spec(model)
     data = open_dataset(dataset, spec) if isinstance(dataset, str) else dataset
     if len(data) == 0:
         raise InvalidInputError(f"dataset {data.name} is empty")
-    eng_name = canonical(engine)
-    cls = get_engine_class(eng_name)
-    prec = parse_precision(precision)
-    if prec not in cls.precisions_on(device):
-        raise unsupported(eng_name, prec, device, cls.precisions_on(device))
-    onnx_path: Path | None = None
-    onnx_sha: str | None = None
-    calibration: dict[str, Any] | None = None
+    cls = get_engine_class(engine)
+    if precision not in cls.precisions_on(device):
+        raise unsupported(engine, precision, device, cls.precisions_on(device))
+    recipe = int8 or Int8Recipe()
+    if recipe.calib_data is None:
+        recipe = replace(recipe, calib_data=data.calib_data)
+    onnx_path, onnx_sha, calibration = None, None, None
     if cls.loads_onnx:
         root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
         res = ensure_precision(
-            model,
-            prec,
-            weights=weights,
-            out_dir=root,
-            calib_data=calib_data if calib_data is not None else data.calib_data,
-            calib_method=calib_method,
-            calib_samples=calib_samples,
-            seed=seed,
-            quantizer=quantizer or "ort",
+            model, precision, weights=weights, out_dir=root, seed=seed, **recipe.kwargs()
         )
         onnx_path, onnx_sha = res.onnx_path, res.sha256
         calibration = (res.manifest.get("extra") or {}).get("calibration")
     artifact = Artifact.for_spec(
-        spec, prec, onnx_path=onnx_path, weights=weights, sha256=onnx_sha, seed=seed
+        spec, precision, onnx_path=onnx_path, weights=weights, sha256=onnx_sha, seed=seed
     )
-    correct1 = correct5 = seen = 0
-    k = min(5, spec.num_classes)
     t0 = time.perf_counter()
-    try:
-        options = EngineOptions(device=device, threads=threads)
-    except ValueError as exc:
-        raise InvalidInputError(str(exc)) from None
-    with cls(options) as eng:
+    with cls(EngineOptions(device=device, threads=threads)) as eng:
         eng.load(artifact, BatchRange.fixed(batch))
-        for images, labels in data.batches(batch):
-            n = len(labels)
-            logits = np.asarray(eng.infer(_padded(images, batch)))[:n]
-            top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-            correct1 += int((top[:, 0] == labels).sum())
-            correct5 += int((top == labels[:, None]).any(axis=1).sum())
-            seen += n
+        hits = _count_hits(eng, data, batch, min(5, spec.num_classes))
         details = eng.describe()
-    seconds = time.perf_counter() - t0
+    seen, correct1, correct5 = hits
     return {
         "model": model,
-        "engine": eng_name,
-        "precision": prec,
+        "engine": engine,
+        "precision": precision,
         "dataset": data.name,
         "samples": seen,
         "top1": correct1 / seen,
@@ -188,9 +165,22 @@ def evaluate(
         "onnx": str(onnx_path) if onnx_path is not None else None,
         "onnx_sha256": onnx_sha,
         "calibration": calibration,
-        "quantizer": (quantizer or "ort") if prec == Precision.INT8 else None,
+        "quantizer": recipe.quantizer if precision == Precision.INT8 else None,
         "batch": batch,
         "device": device,
-        "seconds": round(seconds, 3),
+        "seconds": round(time.perf_counter() - t0, 3),
         "engine_details": details,
     }
+
+
+def _count_hits(eng: Any, data: LabelledDataset, batch: int, k: int) -> tuple[int, int, int]:
+    """(images seen, top-1 hits, top-k hits) over the whole dataset, the last batch padded."""
+    correct1 = correct5 = seen = 0
+    for images, labels in data.batches(batch):
+        n = len(labels)
+        logits = np.asarray(eng.infer(_padded(images, batch)))[:n]
+        top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        correct1 += int((top[:, 0] == labels).sum())
+        correct5 += int((top == labels[:, None]).any(axis=1).sum())
+        seen += n
+    return seen, correct1, correct5

@@ -1,4 +1,6 @@
-"""One benchmark cell: prepare the artifact, load the engine, measure a scenario, build the row."""
+"""One benchmark cell: prepare the artifact, load the engine, measure a scenario, build the row.
+
+The cell is a :class:`bench.run.cell_spec.CellSpec`, typed and checked before it gets here."""
 
 from __future__ import annotations
 
@@ -7,9 +9,8 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from cnnbench import engines
@@ -17,7 +18,7 @@ from cnnbench.batch import BatchRange
 from cnnbench.bench.measure.energy import EnergyMeter
 from cnnbench.bench.measure.environment import env_fields
 from cnnbench.bench.measure.layer_report import row_fields as layer_fields
-from cnnbench.bench.measure.loadgen import ServerConfig, find_peak, run_server, warm_sizes
+from cnnbench.bench.measure.loadgen import find_peak, run_server, warm_sizes
 from cnnbench.bench.measure.memory import (
     NvmlSampler,
     device_memory_fields,
@@ -29,129 +30,18 @@ from cnnbench.bench.measure.memory import (
 )
 from cnnbench.bench.measure.peak import get_peak
 from cnnbench.bench.measure.scenarios import (
-    canonical_scenario,
-    check_batch,
     method_fields,
     run_fixed,
 )
-from cnnbench.bench.measure.timing import StopRule, warmup
+from cnnbench.bench.measure.timing import warmup
 from cnnbench.bench.measure.validity import CpuWindow, verdict
-from cnnbench.bench.results.files import cell_key
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.prepare import made_from, model_facts, prepare
 from cnnbench.data.images import random_batches
 from cnnbench.engines.base import Engine, EngineOptions, unsupported
 from cnnbench.engines.cuda import cuda_ids, device_index, use_device
-from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
-from cnnbench.models import get_spec
-from cnnbench.models.spec import ModelSpec, Preprocessing
-from cnnbench.precision import Int8Recipe, Precision, parse_precision
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that defines one cell. Names are canonicalised; bad values raise."""
-
-    model: str
-    engine: str
-    #: the requested precision (the row's ``precision``)
-    precision: Precision = Precision.FP32
-    batch: int = 1
-    scenario: str = "offline"
-    device: str = "cpu"
-    threads: int | None = None
-    stop: StopRule = field(default_factory=StopRule)
-    server: ServerConfig | None = None
-    weights: str | None = None
-    artifacts: str = "artifacts"
-    seed: int = 0
-    onnx_path: str | None = None
-    onnx_sha256: str | None = None
-    #: the model's ModelSpec as a dict (a sweep passes it so a cell need not import the zoo)
-    model_spec: dict[str, Any] | None = None
-    #: params and MACs, and the matmul peak cached, by the process that launched the cell: the
-    #: measured process then runs no analysis and no peak microbenchmark of its own
-    facts: dict[str, Any] | None = None
-    #: which measurement of the cell this is (0, 1, ... with ``repeats``), each in its process
-    repeat: int = 0
-    #: how an INT8 file is made (quantizer, calibration); used only at precision int8
-    int8: Int8Recipe = field(default_factory=Int8Recipe)
-    #: this cell's engine options (``--engine-opt``, ``engine_options:``), typed by the engine
-    engine_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.model_spec is None:
-            get_spec(self.model)  # UnknownNameError with suggestions
-        object.__setattr__(self, "engine", engines.canonical(self.engine))
-        object.__setattr__(self, "scenario", canonical_scenario(self.scenario))
-        # A spec also arrives as JSON in a cell's process: the one parser names a bad value.
-        object.__setattr__(self, "precision", parse_precision(self.precision))
-        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
-            raise InvalidInputError(f"batch must be a positive integer, got {self.batch!r}")
-        check_batch(self.scenario, self.batch)
-        dev = self.device
-        if dev not in ("cpu", "cuda") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
-            raise InvalidInputError(f"device must be cpu, cuda or cuda:N, got {dev!r}")
-        if self.threads is not None and self.threads < 1:
-            raise InvalidInputError(f"threads must be >= 1, got {self.threads}")
-        if self.scenario == "server" and self.server is None:
-            raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
-        if isinstance(self.int8, dict):  # from JSON
-            object.__setattr__(self, "int8", Int8Recipe(**self.int8))
-        # The engine checks its options (and their combination with the device) when it is
-        # made; making one imports no runtime.
-        eng = self.make_engine()
-        object.__setattr__(self, "engine_options", dict(eng.options.extra))
-
-    def make_engine(self) -> Engine:
-        """The cell's engine, unloaded, with its options."""
-        cls = engines.get_engine_class(self.engine)
-        return cls(EngineOptions(self.device, self.threads, dict(self.engine_options)))
-
-    def options_text(self, *, identity_only: bool = False) -> str:
-        """The engine options as ``k=v,...``: all of them, or those that change the result."""
-        cls = engines.get_engine_class(self.engine)
-        return cls.option_text(self.engine_options, identity_only=identity_only)
-
-    def variant(self) -> str:
-        """The cell's choices beyond the grid's axes that change what is measured (blank for
-        the defaults): part of its key, so compare never matches two different setups."""
-        parts = []
-        if self.precision == Precision.INT8 and self.int8.quantizer != "ort":
-            parts.append(f"quantizer={self.int8.quantizer}")
-        opts = self.options_text(identity_only=True)
-        if opts:
-            parts.append(opts)
-        return ",".join(parts)
-
-    def spec(self) -> ModelSpec:
-        """The model's ModelSpec, from ``model_spec`` when given (no zoo import), else the zoo."""
-        if self.model_spec is None:
-            return get_spec(self.model)
-        d = dict(self.model_spec)
-        pre = dict(d.pop("preprocessing"))
-        pre["mean"], pre["std"] = tuple(pre["mean"]), tuple(pre["std"])
-        d["input_shape"] = tuple(d["input_shape"])
-        return ModelSpec(**d, preprocessing=Preprocessing(**pre))
-
-    def key(self) -> str:
-        row = {k: getattr(self, k) for k in ("model", "engine", "precision", "device", "batch")}
-        row["scenario"] = self.scenario
-        if self.server is not None and self.scenario == "server":
-            row["target_qps"] = None if self.server.find_peak else self.server.target_qps
-        row["repeat"] = self.repeat
-        row["variant"] = self.variant()
-        return cell_key(row)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> RunSpec:
-        d = json.loads(text)
-        d["stop"] = StopRule(**d["stop"])
-        d["server"] = ServerConfig(**d["server"]) if d.get("server") else None
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+from cnnbench.errors import CnnbenchError, RuntimeUnavailableError, first_line
+from cnnbench.precision import Precision
 
 
 def check_runtime(engine: str, device: str, precision: Precision) -> None:
@@ -172,7 +62,7 @@ def check_runtime(engine: str, device: str, precision: Precision) -> None:
         raise unsupported(av.name, precision, device, runs)
 
 
-def base_row(spec: RunSpec) -> dict[str, Any]:
+def base_row(spec: CellSpec) -> dict[str, Any]:
     row: dict[str, Any] = {
         "model": spec.model,
         "engine": spec.engine,
@@ -199,18 +89,13 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
     return row
 
 
-def run_cell(spec: RunSpec) -> dict[str, Any]:
+def run_cell(spec: CellSpec) -> dict[str, Any]:
     """Measure one cell and return its row (raises on failure; see :func:`run_cell_safe`)."""
     row = base_row(spec)
     row["host_peak_rss_scope"] = reset_host_peak()
     check_runtime(spec.engine, spec.device, spec.precision)
-    mspec = spec.spec()
-    prep = prepare(
-        mspec, spec.engine, spec.precision,
-        weights=spec.weights, artifacts=Path(spec.artifacts), seed=spec.seed,
-        onnx_path=Path(spec.onnx_path) if spec.onnx_path else None, onnx_sha256=spec.onnx_sha256,
-        int8=spec.int8,
-    )  # fmt: skip
+    mspec = spec.model_spec
+    prep = prepare(spec)
     row.update(
         prepare_s=round(prep.seconds, 3),
         artifact=str(prep.artifact.onnx_path) if prep.artifact.onnx_path else prep.source,
@@ -222,7 +107,7 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
     cuda = spec.device.startswith("cuda")
     dev_index = device_index(spec.device) if cuda else 0
     batches = BatchRange(1, spec.batch, spec.batch) if spec.scenario == "server" else None
-    eng = spec.make_engine()
+    eng = make_engine(spec)
     # cuda:N: streams, events, graph captures and TensorRT contexts all land on device N
     with use_device(spec.device), eng:
         # the device's used memory before anything of the cell is on it
@@ -272,7 +157,13 @@ def run_cell(spec: RunSpec) -> dict[str, Any]:
     return row
 
 
-def _measure_server(eng: Any, x: Any, spec: RunSpec, cuda: bool) -> dict[str, Any]:
+def make_engine(spec: CellSpec) -> Engine:
+    """The cell's engine, unloaded, with its options (typed and checked in the spec)."""
+    cls = engines.get_engine_class(spec.engine)
+    return cls(EngineOptions(spec.device, spec.threads, dict(spec.engine_options)))
+
+
+def _measure_server(eng: Any, x: Any, spec: CellSpec, cuda: bool) -> dict[str, Any]:
     assert spec.server is not None
     cfg = replace(spec.server, max_batch=spec.batch, seed=spec.seed)
 
@@ -346,7 +237,15 @@ def error_text(exc: BaseException) -> str:
 _ALLOC_FAILED = ("Failed to allocate memory", "bad_alloc", "out of memory")
 
 
-def run_cell_safe(spec: RunSpec) -> dict[str, Any]:
+def error_row(spec: CellSpec, message: str) -> dict[str, Any]:
+    """The row of a cell that could not be measured: its key, ``error`` and the environment."""
+    row = base_row(spec)
+    row["error"] = message
+    row.update(env_fields())
+    return row
+
+
+def run_cell_safe(spec: CellSpec) -> dict[str, Any]:
     """``run_cell``, with any failure (but Ctrl-C) turned into an error row."""
     try:
         return run_cell(spec)

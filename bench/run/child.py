@@ -9,7 +9,7 @@ Two steps of a cell run in a process of their own, both started the same way::
 * ``measure``: the cell itself, in a fresh process, so host RSS, peak memory and latency are
   the cell's alone. Its samples go beside the result (``RESULT.npy``), written first.
 
-``CELL.json`` is the versioned :class:`~bench.run.spec.CellSpec` document; nothing else
+``CELL.json`` is the versioned :class:`~bench.run.cell_spec.CellSpec` document; nothing else
 travels on the command line or in the environment (a user's model is in the spec). A crash,
 kill or timeout of either becomes one line for the cell's error row.
 """
@@ -33,8 +33,8 @@ import numpy as np
 from cnnbench.artifacts import atomic_write_text
 from cnnbench.bench.measure.samples import SAMPLES_KEY
 from cnnbench.bench.run.cell import error_row, run_cell_safe
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.prepare import ensure_onnx
-from cnnbench.bench.run.spec import CellSpec
 from cnnbench.errors import CnnbenchError
 from cnnbench.host import child_env, die_with_parent
 
@@ -67,7 +67,7 @@ def _spawn(step: str, spec: CellSpec, tmp: Path, timeout_s: float) -> tuple[Path
     """Run ``step`` on ``spec`` in a child; its result file, or why there is none."""
     cell, result, errlog = tmp / "cell.json", tmp / "result.json", tmp / "stderr.txt"
     cell.write_text(spec.to_json(), encoding="utf-8")
-    cmd = [sys.executable, "-m", "cnnbench.bench.run.child", step, str(cell), str(result)]
+    cmd = child_command(step, cell, result)
     # its progress and warnings (a cache entry rebuilt, random calibration) reach the user
     with open(errlog, "wb") as err, _Forward(errlog):
         proc = subprocess.Popen(
@@ -86,6 +86,11 @@ def _spawn(step: str, spec: CellSpec, tmp: Path, timeout_s: float) -> tuple[Path
     if result.is_file():
         return result, None
     return result, _died(code, _tail(errlog))
+
+
+def child_command(step: str, cell: Path, result: Path) -> list[str]:
+    """The command line of a cell's ``step`` process."""
+    return [sys.executable, "-m", "cnnbench.bench.run.child", step, str(cell), str(result)]
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -1,43 +1,30 @@
-"""Running a sweep: each cell in its own process, rows appended as they finish, resumable.
+"""The local executor: each cell in its own process, rows appended as they finish, resumable.
 
 A crashed, killed (out of memory) or timed-out cell process becomes a row whose ``error`` says
 so, and the sweep goes on. Rerunning with ``--resume`` skips cells that already have a row
 without error and retries the others (their old error rows are dropped). Ctrl-C stops the
 running cell; every row already appended stays (each is written with one fsynced write).
-The grid and its validation live in :mod:`bench.run.sweep_config`.
+The grid and its validation live in :mod:`bench.run.sweep_config`; the cell's processes in
+:mod:`bench.run.child`.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import math
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cnnbench.artifacts import atomic_write_text
 from cnnbench.bench.measure import samples
-from cnnbench.bench.measure.environment import env_fields
 from cnnbench.bench.measure.peak import get_peak
-from cnnbench.bench.measure.samples import SAMPLES_KEY
 from cnnbench.bench.results.files import append_row, cell_key, read_rows, write_rows
-from cnnbench.bench.run.cell import RunSpec, base_row, check_runtime, error_text, run_cell_safe
+from cnnbench.bench.run.cell import check_runtime, error_row, error_text, run_cell_safe
+from cnnbench.bench.run.cell_spec import CellSpec
+from cnnbench.bench.run.child import prepare_isolated, run_isolated
 from cnnbench.bench.run.prepare import model_facts, needs_onnx
 from cnnbench.bench.run.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
-from cnnbench.host import child_env, die_with_parent
 from cnnbench.precision import Int8Recipe
 from cnnbench.progress import note, track, warn
 from cnnbench.values import num
@@ -47,154 +34,9 @@ Record = Callable[[dict[str, Any], Any], "str | None"]
 
 __all__ = [
     "CellRunner", "Record", "RowSink", "SweepConfig", "check_fresh", "load_config",
-    "pending_cells", "resume_run_id", "run_cells", "run_id_of", "run_isolated", "run_sweep",
+    "pending_cells", "resume_run_id", "run_cells", "run_id_of", "run_sweep",
     "sweep_todo",
 ]  # fmt: skip
-
-
-def _child_cmd(spec: RunSpec, result: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "cnnbench.bench.run.local",
-        "--cell",
-        spec.to_json(),
-        "--result",
-        str(result),
-    ]
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-
-
-def _died(code: int, stderr_tail: str) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        why = " (out of memory?)" if -code == signal.SIGKILL else ""
-        msg = f"cell process killed by {name}{why}"
-    else:
-        msg = f"cell process exited with code {code} without a result"
-    return f"{msg}: {stderr_tail}" if stderr_tail else msg
-
-
-def _tail(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " ".join(lines[-1].split())[:300] if lines else ""
-
-
-class _Forward:
-    """Copies the lines a cell process writes to its log onto our stderr as they come (its live
-    progress and warnings), while the log keeps them for the error row's tail."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self._done = path, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _Forward:
-        # no thread to be had (a memory limit): the log still keeps it all
-        with contextlib.suppress(RuntimeError):
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
-
-    def _run(self) -> None:
-        pos, pending = 0, b""
-        while True:
-            finished = self._done.wait(0.25)
-            try:
-                with open(self.path, "rb") as fh:
-                    fh.seek(pos)
-                    chunk = fh.read()
-            except OSError:
-                chunk = b""
-            pos += len(chunk)
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                sys.stderr.write(line.decode(errors="replace") + "\n")
-            sys.stderr.flush()
-            if finished:
-                return
-
-
-def run_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
-    """Run one cell in a fresh process; a crash, kill or timeout becomes an error row."""
-    with tempfile.TemporaryDirectory(prefix="cnnbench-cell-") as tmp:
-        result, errlog = Path(tmp) / "row.json", Path(tmp) / "stderr.txt"
-        with open(errlog, "wb") as err, _Forward(errlog):
-            proc = subprocess.Popen(
-                _child_cmd(spec, result), env=child_env(),
-                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-            )  # fmt: skip
-            try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-                return error_row(spec, f"timeout: cell exceeded timeout_s={timeout_s:g}s")
-            except BaseException:
-                _kill(proc)  # Ctrl-C: stop the child too, then let the sweep end
-                raise
-        row = _read_row(result)
-        if row is not None:
-            return row
-        return error_row(spec, _died(code, _tail(errlog)))
-
-
-def _read_row(result: Path) -> dict[str, Any] | None:
-    """The row a cell process wrote (with its samples), or None when it wrote none."""
-    try:
-        row = dict(json.loads(result.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return None
-    if result.with_suffix(".npy").is_file():
-        row[SAMPLES_KEY] = np.load(result.with_suffix(".npy"), allow_pickle=False)
-    return row
-
-
-def error_row(spec: RunSpec, message: str) -> dict[str, Any]:
-    """The row of a cell that could not be measured: its key, ``error`` and the environment."""
-    row = base_row(spec)
-    row["error"] = message
-    row.update(env_fields())
-    return row
-
-
-def _prepare_isolated(spec: RunSpec, timeout_s: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "cnnbench.bench.run.prepare", "--model", spec.model,
-           "--precision", spec.precision, "--artifacts", spec.artifacts, "--seed", str(spec.seed)]  # fmt: skip
-    if spec.weights:
-        cmd += ["--weights", spec.weights]
-    if spec.precision == "int8":
-        cmd += ["--int8", json.dumps(asdict(spec.int8))]
-    with tempfile.TemporaryDirectory(prefix="cnnbench-prepare-") as tmp:
-        errlog = Path(tmp) / "stderr.txt"
-        # its progress and warnings (a cache entry rebuilt, random calibration) reach the user
-        with open(errlog, "wb") as err, _Forward(errlog):
-            try:
-                out = subprocess.run(
-                    cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout_s
-                )
-            except subprocess.TimeoutExpired:
-                return {"error": f"prepare timed out after {timeout_s:g}s"}
-        lines = out.stdout.strip().splitlines()
-        try:
-            return dict(json.loads(lines[-1]))
-        except (IndexError, ValueError):
-            return {"error": _died(out.returncode, _tail(errlog))}
 
 
 def check_fresh(out: Path, resume: bool) -> None:
@@ -205,7 +47,7 @@ def check_fresh(out: Path, resume: bool) -> None:
         )
 
 
-def pending_cells(specs: list[RunSpec], out: Path, resume: bool) -> tuple[list[RunSpec], int]:
+def pending_cells(specs: list[CellSpec], out: Path, resume: bool) -> tuple[list[CellSpec], int]:
     """Cells still to run, and how many were already done; drops stale error rows on resume."""
     check_fresh(out, resume)
     if not out.exists():
@@ -229,7 +71,7 @@ def run_sweep(
     return run_cells(sweep_todo(cfg, out, resume), runner, out=out, record=record)
 
 
-def sweep_todo(cfg: SweepConfig, out: Path, resume: bool) -> list[RunSpec]:
+def sweep_todo(cfg: SweepConfig, out: Path, resume: bool) -> list[CellSpec]:
     """The cells of ``cfg`` a sweep into ``out`` still has to measure, whichever executor
     measures them (saying what it skips)."""
     specs, skipped = cfg.cells()
@@ -254,7 +96,7 @@ def run_id_of(rows: list[dict[str, Any]]) -> int | None:
 
 
 def run_cells(
-    specs: list[RunSpec],
+    specs: list[CellSpec],
     runner: CellRunner,
     *,
     out: Path | None,
@@ -347,7 +189,7 @@ class CellRunner:
         self._facts: dict[str, dict[str, Any]] = {}
         self._peaks: set[tuple[str, str]] = set()
 
-    def __call__(self, spec: RunSpec) -> dict[str, Any]:
+    def __call__(self, spec: CellSpec) -> dict[str, Any]:
         rt = (spec.engine, spec.device, spec.precision)
         if rt not in self._runtime:
             try:
@@ -362,7 +204,7 @@ class CellRunner:
         ready = self.prepare(spec)
         return ready if isinstance(ready, dict) else run_isolated(ready, self.timeout_s)
 
-    def prepare(self, spec: RunSpec, *, peak: bool = True) -> RunSpec | dict[str, Any]:
+    def prepare(self, spec: CellSpec, *, peak: bool = True) -> CellSpec | dict[str, Any]:
         """What the measured process should not do itself, done once per model / artifact:
         the analysis (params, MACs), the peak microbenchmark (``peak``: on this machine) and
         the export; the cell ready to measure, or its error row."""
@@ -376,37 +218,9 @@ class CellRunner:
         if needs_onnx(spec.engine):
             k = (spec.model, spec.precision, spec.int8 if spec.precision == "int8" else None)
             if k not in self._prepared:
-                self._prepared[k] = _prepare_isolated(spec, self.timeout_s)
+                self._prepared[k] = prepare_isolated(spec, self.timeout_s)
             info = self._prepared[k]
             if info.get("error"):
                 return error_row(spec, f"prepare failed: {info['error']}")
             run = replace(run, onnx_path=info.get("onnx_path"), onnx_sha256=info.get("sha256"))
         return run
-
-
-def _cell_main(spec_json: str, result: str) -> int:
-    die_with_parent()  # a cell never outlives the sweep that started it (a kill -9 of it)
-    row = run_cell_safe(RunSpec.from_json(spec_json))
-    samples = row.pop(SAMPLES_KEY, None)
-    if samples is not None:  # before the row: a row on disk means its samples are there too
-        np.save(Path(result).with_suffix(".npy"), np.asarray(samples, dtype=np.int64))
-    atomic_write_text(result, json.dumps(row, default=_jsonable) + "\n")
-    return 0
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return str(v)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Internal: run one sweep cell and write its row.")
-    p.add_argument("--cell", required=True, help="RunSpec as JSON")
-    p.add_argument("--result", required=True, help="where to write the row (JSON)")
-    a = p.parse_args(argv)
-    return _cell_main(a.cell, a.result)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,31 +4,28 @@ onnxruntime, OpenVINO and TensorRT load the verified ONNX file of the precision,
 reused from the cache) by ``export.pipeline.ensure_fp32`` / ``export.convert.ensure_precision``.
 The torch engine builds the zoo model itself; the null engine needs nothing.
 
-``python -m cnnbench.bench.run.prepare --model M --precision P [--weights W] [--artifacts DIR]`` does the
-same in a separate process and prints one JSON object: sweeps run it once per (model, precision)
-so that each cell's process can skip importing torch.
+The launcher runs it once per artifact in a process of its own (:mod:`bench.run.child`, on the
+cell's spec), so that each cell's process can skip importing torch.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cnnbench
-from cnnbench.artifacts import DEFAULT_ARTIFACTS, atomic_write_json, cache_dir, sha256_bytes
+from cnnbench.artifacts import atomic_write_json, cache_dir, sha256_bytes
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.engines import get_engine_class
 from cnnbench.engines.base import Artifact
 from cnnbench.errors import CnnbenchError
 from cnnbench.export.convert import ensure_precision
 from cnnbench.export.onnx_macs import node_macs
 from cnnbench.models import get_model, get_spec, user_model
-from cnnbench.models.spec import ModelSpec
-from cnnbench.precision import ONNX_PRECISIONS, Int8Recipe, Precision, parse_precision
+from cnnbench.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -43,64 +40,37 @@ def needs_onnx(engine: str) -> bool:
     return get_engine_class(engine).loads_onnx
 
 
-def ensure_onnx(
-    model: str,
-    precision: Precision,
-    *,
-    weights: str | Path | None,
-    artifacts: Path,
-    seed: int = 0,
-    int8: Int8Recipe | None = None,
-) -> tuple[Path, str | None]:
-    """The verified ONNX file of ``model`` at ``precision`` and its sha256 (exported if needed;
-    an INT8 file made by ``int8``, reused when one made by the same recipe exists)."""
-    precision = parse_precision(precision, ONNX_PRECISIONS, what="the ONNX export")
-    recipe = (int8 or Int8Recipe()).kwargs() if precision == Precision.INT8 else {}
+def ensure_onnx(spec: CellSpec) -> tuple[Path, str | None]:
+    """The verified ONNX file of the cell's model at its precision and its sha256 (exported if
+    needed; an INT8 file made by the cell's recipe, reused when one made by the same recipe
+    exists)."""
+    recipe = spec.int8.kwargs() if spec.precision == Precision.INT8 else {}
     res = ensure_precision(
-        model, precision, weights=weights, out_dir=artifacts, seed=seed, **recipe
-    )
+        spec.model, spec.precision, weights=spec.weights, out_dir=Path(spec.artifacts),
+        seed=spec.seed, **recipe,
+    )  # fmt: skip
     manifest = getattr(res, "manifest", None) or {}
     sha = manifest.get("sha256") or (manifest.get("onnx") or {}).get("sha256")
     return Path(res.onnx_path), sha
 
 
-def prepare(
-    model: str | ModelSpec,
-    engine: str,
-    precision: Precision,
-    *,
-    weights: str | Path | None = None,
-    artifacts: Path | None = None,
-    seed: int = 0,
-    onnx_path: Path | None = None,
-    onnx_sha256: str | None = None,
-    int8: Int8Recipe | None = None,
-) -> Prepared:
-    """Resolve the artifact ``engine`` loads for ``model`` (a zoo name or its spec).
-
-    ``onnx_path`` skips the export step (a sweep prepared the file in another process).
-    """
-    spec = get_spec(model) if isinstance(model, str) else model
-    precision = parse_precision(precision)
-    model = spec.name
+def prepare(spec: CellSpec) -> Prepared:
+    """Resolve the artifact the cell's engine loads: the ONNX file the launcher prepared
+    (``spec.onnx_path``), else exported here; the zoo model for torch; nothing for null."""
     t0 = time.perf_counter()
-    source = "none" if engine == "null" else "zoo model"
+    source = "none" if spec.engine == "null" else "zoo model"
     sha = None
     path: Path | None = None
-    if needs_onnx(engine):
-        if onnx_path is not None:
-            path, sha, source = Path(onnx_path), onnx_sha256, "given onnx"
+    if needs_onnx(spec.engine):
+        if spec.onnx_path is not None:
+            path, sha, source = Path(spec.onnx_path), spec.onnx_sha256, "given onnx"
         else:
-            path, sha = ensure_onnx(
-                model,
-                precision,
-                weights=weights,
-                artifacts=artifacts or DEFAULT_ARTIFACTS,
-                seed=seed,
-                int8=int8,
-            )
+            path, sha = ensure_onnx(spec)
             source = "onnx export/cache"
-    art = Artifact.for_spec(spec, precision, onnx_path=path, weights=weights, sha256=sha, seed=seed)
+    art = Artifact.for_spec(
+        spec.model_spec, spec.precision, onnx_path=path, weights=spec.weights, sha256=sha,
+        seed=spec.seed,
+    )  # fmt: skip
     return Prepared(art, time.perf_counter() - t0, source)
 
 
@@ -220,33 +190,3 @@ def _facts_fallback(model: str) -> dict[str, int | None]:
     for h in hs:
         h.remove()
     return {"params": sum(p.numel() for p in net.parameters()), "macs": int(macs)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Prepare a model's ONNX file and size facts (JSON).")
-    p.add_argument("--model", required=True)
-    p.add_argument("--precision", default="fp32")
-    p.add_argument("--weights", default=None)
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--int8", default=None, help="the INT8 recipe as JSON (Int8Recipe fields)")
-    p.add_argument("--no-onnx", action="store_true", help="only the size facts")
-    a = p.parse_args(argv)
-    out: dict[str, Any] = {"model": a.model, "precision": a.precision}
-    try:
-        out.update(model_facts(a.model))
-        if not a.no_onnx:
-            recipe = Int8Recipe(**json.loads(a.int8)) if a.int8 else None
-            path, sha = ensure_onnx(
-                a.model, a.precision, weights=a.weights, artifacts=Path(a.artifacts),
-                seed=a.seed, int8=recipe,
-            )  # fmt: skip
-            out.update(onnx_path=str(path), sha256=sha)
-    except CnnbenchError as exc:
-        out["error"] = " ".join(str(exc).split())
-    print(json.dumps(out))
-    return 0 if "error" not in out else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Sweeps on Ray: one task per cell, exclusive resources, artifacts built once, nothing lost.
 
 Each cell is a Ray task that runs the local executor's own cell function
-(:func:`bench.run.local.run_isolated`: a fresh process per cell) on whichever node Ray places it.
+(:func:`bench.run.child.run_isolated`: a fresh process per cell) on whichever node Ray places it.
 
 * **Exclusive resources.** A CPU cell asks for the custom resource :data:`BENCH` (one per node:
   one timed CPU cell per node at a time); a GPU cell for ``num_gpus=1``. The local cluster
@@ -34,18 +34,12 @@ from typing import Any
 
 from cnnbench.artifacts import atomic_write_bytes, cache_dir, sha256_file
 from cnnbench.bench.measure.peak import get_peak
-from cnnbench.bench.run.cell import RunSpec
-from cnnbench.bench.run.local import (
-    CellRunner,
-    Record,
-    RowSink,
-    error_row,
-    run_isolated,
-    sweep_todo,
-)
+from cnnbench.bench.run.cell import error_row
+from cnnbench.bench.run.cell_spec import CellSpec
+from cnnbench.bench.run.child import run_isolated
+from cnnbench.bench.run.local import CellRunner, Record, RowSink, sweep_todo
 from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError, first_line
-from cnnbench.models.user import ENV as USER_MODELS_ENV
 from cnnbench.progress import note, warn
 
 #: the per-node resource a timed CPU cell takes whole
@@ -136,12 +130,12 @@ class _Where:
 
 
 def _cell_task(
-    spec: RunSpec, shipped: Shipped | None, env: dict[str, str], timeout_s: float, where_actor: Any
+    spec: CellSpec, shipped: Shipped | None, timeout_s: float, where_actor: Any
 ) -> dict[str, Any]:
     """One cell on a Ray worker: the artifact where this node can read it, the node's peak
-    (cached, outside the measured process), then the local executor's isolated cell."""
+    (cached, outside the measured process), then the local executor's isolated cell (the
+    spec carries everything, a user's model included)."""
     ray = _ray()
-    os.environ.update(env)  # user models named on the driver, for the cell process
     where = _node()
     where_actor.started.remote(spec.key(), where)
     if shipped is not None:
@@ -153,7 +147,7 @@ def _cell_task(
     return row
 
 
-def _options(ray: Any, spec: RunSpec, avoid: str | None) -> dict[str, Any]:
+def _options(ray: Any, spec: CellSpec, avoid: str | None) -> dict[str, Any]:
     opts: dict[str, Any] = {"max_retries": 0, "num_cpus": 0}
     if spec.device.startswith("cuda"):
         opts.update(num_gpus=1, num_cpus=1)
@@ -172,7 +166,7 @@ def _options(ray: Any, spec: RunSpec, avoid: str | None) -> dict[str, Any]:
     return opts
 
 
-def _check_resources(ray: Any, specs: list[RunSpec]) -> None:
+def _check_resources(ray: Any, specs: list[CellSpec]) -> None:
     total = ray.cluster_resources()
     if any(not s.device.startswith("cuda") for s in specs) and not total.get(BENCH):
         raise InvalidInputError(
@@ -184,7 +178,7 @@ def _check_resources(ray: Any, specs: list[RunSpec]) -> None:
 
 
 def run_cells_on_ray(
-    specs: list[RunSpec],
+    specs: list[CellSpec],
     runner: CellRunner,
     sink: RowSink,
     *,
@@ -198,14 +192,13 @@ def run_cells_on_ray(
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         where = ray.remote(_Where).options(num_cpus=0, scheduling_strategy=here).remote()
         task = ray.remote(_cell_task)
-        env = {k: v for k, v in os.environ.items() if k == USER_MODELS_ENV}
         shipped: dict[str, Shipped] = {}
-        pending: dict[Any, tuple[RunSpec, Shipped | None]] = {}
+        pending: dict[Any, tuple[CellSpec, Shipped | None]] = {}
         first_try: dict[str, dict[str, Any]] = {}
 
-        def submit(spec: RunSpec, ship: Shipped | None, avoid: str | None = None) -> None:
+        def submit(spec: CellSpec, ship: Shipped | None, avoid: str | None = None) -> None:
             opts = _options(ray, spec, avoid)
-            ref = task.options(**opts).remote(spec, ship, env, runner.timeout_s, where)
+            ref = task.options(**opts).remote(spec, ship, runner.timeout_s, where)
             pending[ref] = (spec, ship)
 
         for spec in specs:  # prepared on the driver, once per artifact, before any is measured

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,12 @@ import yaml
 
 from cnnbench import engines
 from cnnbench.bench.measure.loadgen import ServerConfig
-from cnnbench.bench.measure.scenarios import SCENARIOS, canonical_scenario, check_batch
+from cnnbench.bench.measure.scenarios import canonical_scenario
 from cnnbench.bench.measure.timing import StopRule
-from cnnbench.bench.run.cell import RunSpec
-from cnnbench.engines import canonical as canonical_engine
-from cnnbench.engines import default_device, get_engine_class
-from cnnbench.engines.options import check_options, parse_assignments
+from cnnbench.bench.run.cell_spec import CellSpec
+from cnnbench.engines import default_device
 from cnnbench.errors import CnnbenchError, InvalidInputError
-from cnnbench.models import get_spec, list_models, register_user_model
+from cnnbench.models import get_spec, list_models, register_user_model, user_model
 from cnnbench.models.user import is_user_model
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
 
@@ -58,8 +56,13 @@ OPTIONAL = (
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A validated grid of cells: from a YAML file (:func:`load_config`) or from the flags of
-    ``cnnbench run`` (:meth:`from_flags`). Both give the same cells to the same runner."""
+    """A grid of cells, typed: from a YAML file or a service request (:func:`load_config`,
+    :func:`config_from_mapping`) or from ``cnnbench run``'s options
+    (:mod:`cnnbench.cli.run_options`). Both give the same cells to the same runner.
+
+    Its producers check every value (names canonical, engine options typed by each engine's
+    schema for its device); the constructor trusts them.
+    """
 
     models: tuple[str, ...]
     engines: tuple[str, ...]
@@ -81,118 +84,55 @@ class SweepConfig:
     #: per engine, the option sets to measure (each a cell of its own); none given: ({},)
     engine_options: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
-            raise InvalidInputError(f"repeats must be a positive integer, got {self.repeats!r}")
+    def device_of(self, engine: str) -> str:
+        """The device engine ``engine`` runs on in this grid."""
+        return self.device or default_device(engine)
 
-    @classmethod
-    def from_flags(
-        cls,
-        *,
-        models: tuple[str, ...],
-        engines: tuple[str, ...],
-        precisions: tuple[Precision, ...],
-        batches: tuple[int, ...] | None,
-        scenario: str,
-        stop: dict[str, Any],
-        server: dict[str, Any],
-        device: str | None = None,
-        threads: int | None = None,
-        weights: str | None = None,
-        artifacts: str = "artifacts",
-        seed: int = 0,
-        repeats: int = 1,
-        int8: Int8Recipe | None = None,
-        engine_opts: tuple[str, ...] = (),
-    ) -> SweepConfig:
-        """The grid ``cnnbench run`` measures; a bad value is one line naming its ``--option``.
-
-        ``stop`` and ``server`` hold the stop-rule and server options as given (None: default);
-        ``engine_opts`` the ``--engine-opt`` texts (``KEY=VALUE`` or ``ENGINE.KEY=VALUE``);
-        ``batches`` None means the scenario's default batch. Unlike a sweep file, a batch the
-        scenario cannot take (single-stream at batch 8) is an error, not a skipped cell.
-        """
-        scenario = canonical_scenario(scenario)
-        engine_names = tuple(dict.fromkeys(canonical_engine(e) for e in engines))
-        batches = batches or (SCENARIOS[scenario].default_batch,)
-        for b in batches:
-            check_batch(scenario, b)
-        if weights and len(models) > 1:
-            raise InvalidInputError("--weights applies to one model; give a single --model")
-        try:
-            rule = StopRule(**{k: v for k, v in stop.items() if v is not None})
-            sv = _server_config(server, batches, seed) if scenario == "server" else None
-        except ValueError as exc:
-            raise _as_options(exc) from None
-        schemas = {e: get_engine_class(e).option_schema for e in engine_names}
-        opts = parse_assignments(engine_opts, schemas, canonical_engine)
-        return cls(
-            models=tuple(models), engines=tuple(engines), precisions=tuple(precisions),
-            batches=tuple(batches), scenarios=(scenario,), device=device, threads=threads,
-            seed=seed, artifacts=artifacts, weights={models[0]: weights} if weights else {},
-            timeout_s=max(600.0, rule.max_time * 4), stop=rule, server=sv, repeats=repeats,
-            int8=int8 or Int8Recipe(), engine_options={e: (o,) for e, o in opts.items()},
-        )  # fmt: skip
-
-    def cells(self) -> tuple[list[RunSpec], list[str]]:
+    def cells(self) -> tuple[list[CellSpec], list[str]]:
         """The cells in run order (model-major, so each model's export happens once) and the
         combinations skipped as not applicable. With ``repeats``, the whole grid runs again
         after the first pass (interleaved, so a drift of the machine spreads over all cells)."""
-        specs: list[RunSpec] = []
+        specs: list[CellSpec] = []
         skipped: list[str] = []
         for m in self.models:
-            mspec = asdict(get_spec(m))
+            mspec, um = get_spec(m), user_model(m)
             for e, p, sc, b in itertools.product(
                 self.engines, self.precisions, self.scenarios, self.batches
             ):
                 if sc == "single-stream" and b != 1:
                     skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
                     continue
-                for opts in self.engine_options.get(engines.canonical(e), ({},)):
+                for opts in self.engine_options.get(e, ({},)):
                     specs.append(
-                        RunSpec(
+                        CellSpec(
                             model=m,
+                            model_spec=mspec,
+                            user_model=um,
                             engine=e,
                             precision=p,
                             batch=b,
                             scenario=sc,
-                            device=self.device or default_device(e),
+                            device=self.device_of(e),
                             threads=self.threads,
                             stop=self.stop,
                             server=self.server if sc == "server" else None,
                             weights=self.weights.get(m),
                             artifacts=self.artifacts,
                             seed=self.seed,
-                            model_spec=mspec,
                             int8=self.int8,
                             engine_options=opts,
                         )  # fmt: skip
                     )
         if self.repeats > 1:
-            specs = [replace(s, repeat=r) for r in range(self.repeats) for s in specs]
+            specs = [s.with_repeat(r) for r in range(self.repeats) for s in specs]
         return specs, skipped
 
 
-def _server_config(given: dict[str, Any], batches: tuple[int, ...], seed: int) -> ServerConfig:
+def server_config(given: dict[str, Any], batches: tuple[int, ...], seed: int) -> ServerConfig:
     """The server scenario's settings; the dynamic batcher's maximum is the largest batch."""
     return ServerConfig(
         max_batch=max(batches), seed=seed, **{k: v for k, v in given.items() if v is not None}
     )
-
-
-# StopRule / ServerConfig field names as ``cnnbench run`` spells them
-_OPTION_FIELDS = (
-    "warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target",
-    "target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time",
-)  # fmt: skip
-
-
-def _as_options(exc: ValueError) -> InvalidInputError:
-    """A config ValueError with its field names spelled as the CLI options."""
-    msg = str(exc)
-    for f in _OPTION_FIELDS:
-        msg = msg.replace(f, "--" + f.replace("_", "-"))
-    return InvalidInputError(msg)
 
 
 def _fail(src: str, msg: str) -> InvalidInputError:
@@ -222,8 +162,9 @@ def load_config(path: str | Path) -> SweepConfig:
 
 
 def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
-    """A sweep config from its keys (a YAML file's, or a service request's); ``src`` names it
-    in errors, ``base`` is where relative model paths are found."""
+    """A sweep config from its keys (a YAML file's, or a service request's): the edge where a
+    grid's values are parsed and checked, once. ``src`` names it in errors, ``base`` is where
+    relative model paths are found."""
     if not isinstance(raw, dict):
         raise _fail(src, "must be a mapping of keys (models, engines, ...)")
     for k in REQUIRED:
@@ -232,51 +173,83 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         raise _fail(src, f"unknown key '{unknown[0]}' (known: {', '.join(REQUIRED + OPTIONAL)})")
-    models = raw["models"]
-    if models in ("imagenet", "all"):
-        models = list_models(imagenet_only=models == "imagenet")
-    models = [_model_name(src, base, m) for m in _list(src, "models", models)]
-    for m in models:
-        _named(src, "models", lambda m=m: get_spec(m))
-    # YAML reads an unquoted `null` as None: in this list that is the null engine.
+    models = _models(src, base, raw["models"])
     engs = [
         _named(src, "engines", lambda e=e: engines.canonical("null" if e is None else str(e)))
         for e in _list(src, "engines", raw["engines"])
-    ]
+    ]  # YAML reads an unquoted `null` as None: in this list that is the null engine
     precs = [
         _named(src, "precisions", lambda x=x: parse_precision(str(x)))
         for x in _list(src, "precisions", raw["precisions"])
     ]
-    batches = []
-    for b in _list(src, "batches", raw["batches"]):
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise _fail(src, f"key 'batches': batch must be a positive integer, got {b!r}")
-        batches.append(b)
+    batches = [_positive_int(src, "batches", b) for b in _list(src, "batches", raw["batches"])]
     scens = [
         _named(src, "scenarios", lambda s=s: canonical_scenario(str(s)))
         for s in _list(src, "scenarios", raw["scenarios"])
     ]
+    kw = _measuring(src, raw, tuple(batches), scens)
+    kw.update(_settings(src, raw))
+    if raw.get("engine_options") is not None:
+        kw["engine_options"] = _engine_options(src, raw["engine_options"], engs, kw.get("device"))
+    else:  # no options, but each engine's defaults must still suit the device
+        for e in engs:
+            _named(
+                src,
+                "device",
+                lambda e=e: engines.check_options(e, kw.get("device") or default_device(e), {}),
+            )
+    return SweepConfig(tuple(models), tuple(engs), tuple(precs), tuple(batches), tuple(scens), **kw)
+
+
+def _models(src: str, base: Path, given: Any) -> list[str]:
+    """``models:``: ``imagenet``, ``all``, or a list of zoo names and user models (each
+    registered here, read once)."""
+    if given in ("imagenet", "all"):
+        given = list_models(imagenet_only=given == "imagenet")
+    models = [_model_name(src, base, m) for m in _list(src, "models", given)]
+    for m in models:
+        _named(src, "models", lambda m=m: get_spec(m))
+    return models
+
+
+def _positive_int(src: str, key: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        what = "batch" if key == "batches" else key
+        raise _fail(src, f"key '{key}': {what} must be a positive integer, got {v!r}")
+    return v
+
+
+def _measuring(src: str, raw: dict[str, Any], batches: tuple[int, ...], scens: list[str]) -> dict[str, Any]:  # fmt: skip
+    """The stop rule and the server scenario's settings."""
     kw: dict[str, Any] = {}
     try:
         if "stop" in raw:
             kw["stop"] = StopRule(**_mapping(src, "stop", raw["stop"]))
         if "server" in raw:
-            sv = _mapping(src, "server", raw["server"])
-            kw["server"] = _server_config(sv, tuple(batches), 0)
+            kw["server"] = server_config(_mapping(src, "server", raw["server"]), batches, 0)
     except TypeError as exc:
         raise _fail(src, f"unknown option in 'stop' or 'server': {exc}") from None
     except ValueError as exc:
         raise _fail(src, str(exc)) from None
     if "server" in scens and "server" not in kw:
         raise _fail(src, "missing key 'server' (target_qps or find_peak) for the server scenario")
-    for k in ("device", "artifacts"):
+    return kw
+
+
+def _settings(src: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The device, threads, seed, repeats, timeout, artifacts, weights and INT8 recipe."""
+    kw: dict[str, Any] = {}
+    if raw.get("device") is not None:
+        kw["device"] = _named(src, "device", lambda: engines.parse_device(str(raw["device"])))
+    if raw.get("artifacts") is not None:
+        kw["artifacts"] = str(raw["artifacts"])
+    for k in ("threads", "repeats"):
         if raw.get(k) is not None:
-            kw[k] = str(raw[k])
-    for k in ("threads", "seed", "repeats"):
-        if raw.get(k) is not None:
-            if isinstance(raw[k], bool) or not isinstance(raw[k], int):
-                raise _fail(src, f"key '{k}' must be an integer, got {raw[k]!r}")
-            kw[k] = raw[k]
+            kw[k] = _positive_int(src, k, raw[k])
+    if raw.get("seed") is not None:
+        if isinstance(raw["seed"], bool) or not isinstance(raw["seed"], int):
+            raise _fail(src, f"key 'seed' must be an integer, got {raw['seed']!r}")
+        kw["seed"] = raw["seed"]
     if raw.get("timeout_s") is not None:
         t = raw["timeout_s"]
         if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
@@ -287,38 +260,34 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     if recipe:
         if "calib_data" in recipe:
             recipe["calib_data"] = str(recipe["calib_data"])
-        try:
-            kw["int8"] = Int8Recipe(**recipe)
-        except CnnbenchError as exc:
-            raise _fail(src, str(exc)) from None
-    if raw.get("engine_options") is not None:
-        kw["engine_options"] = _engine_options(src, raw["engine_options"], engs)
+        kw["int8"] = _named(src, "int8", lambda: Int8Recipe(**recipe))
     if raw.get("weights") is not None:
         kw["weights"] = {
             str(k): str(v) for k, v in _mapping(src, "weights", raw["weights"]).items()
         }
-    cfg = SweepConfig(tuple(models), tuple(engs), tuple(precs), tuple(batches), tuple(scens), **kw)
-    try:
-        cfg.cells()
-    except CnnbenchError as exc:
-        raise _fail(src, str(exc)) from None
-    return cfg
+    return kw
 
 
-def _engine_options(src: str, raw: Any, engs: list[str]) -> dict[str, tuple[dict[str, Any], ...]]:
-    """``engine_options:``: per engine of the grid, a mapping of options or a list of them."""
+def _engine_options(
+    src: str, raw: Any, engs: list[str], device: str | None
+) -> dict[str, tuple[dict[str, Any], ...]]:
+    """``engine_options:``: per engine of the grid, a mapping of options or a list of them,
+    each typed by the engine's schema and checked against the engine's device."""
     out: dict[str, tuple[dict[str, Any], ...]] = {}
-    for name, given in _mapping(src, "engine_options", raw).items():
+    given = _mapping(src, "engine_options", raw)
+    for name, sets_given in given.items():
         e = _named(src, "engine_options", lambda n=name: engines.canonical(str(n)))
         if e not in engs:
             raise _fail(src, f"key 'engine_options': engine {e} is not in 'engines'")
-        sets = given if isinstance(given, list) else [given]
+        sets = sets_given if isinstance(sets_given, list) else [sets_given]
         if not sets or not all(isinstance(g, dict) or g is None for g in sets):
             raise _fail(src, f"key 'engine_options.{e}' must be a mapping or a list of mappings")
-        schema = engines.get_engine_class(e).option_schema
+        dev = device or default_device(e)
         typed = [
             _named(
-                src, f"engine_options.{e}", lambda g=g, e=e, s=schema: check_options(e, s, g or {})
+                src,
+                f"engine_options.{e}",
+                lambda g=g, e=e, d=dev: engines.check_options(e, d, g or {}),
             )
             for g in sets
         ]
@@ -326,6 +295,11 @@ def _engine_options(src: str, raw: Any, engs: list[str]) -> dict[str, tuple[dict
         if len(unique) != len(typed):
             raise _fail(src, f"key 'engine_options.{e}': the same option set is listed twice")
         out[e] = tuple(unique)
+    for e in engs:  # an engine without options: its defaults must suit the device too
+        if e not in out:
+            _named(
+                src, "device", lambda e=e: engines.check_options(e, device or default_device(e), {})
+            )
     return out
 
 

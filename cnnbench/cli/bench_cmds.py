@@ -1,6 +1,6 @@
 """Commands: run (cells from flags) and sweep (cells from a YAML grid), one cell path for both.
 
-``run`` builds a :class:`SweepConfig` from its flags (:meth:`SweepConfig.from_flags`) and
+``run`` builds a :class:`SweepConfig` from its typed options (:class:`RunOptions`) and
 measures its cells with the same :func:`run_cells` and :class:`CellRunner` as ``sweep``: each
 cell in a fresh process, after its preparation; ``--in-process`` measures in this one.
 """
@@ -16,7 +16,8 @@ import click
 from cnnbench.bench.measure.stats import CI_METHOD, PERCENTILE_METHOD
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.results.files import THROUGHPUT_DEFINITION, check_output, columns_for
-from cnnbench.bench.run.cell import RunSpec, check_runtime
+from cnnbench.bench.run.cell import check_runtime
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.local import (
     CellRunner,
     Record,
@@ -29,35 +30,27 @@ from cnnbench.bench.run.local import (
 )
 from cnnbench.bench.run.max_batch import find_max_batch
 from cnnbench.bench.run.ray_executor import run_sweep_on_ray
-from cnnbench.bench.run.sweep_config import SweepConfig
-from cnnbench.cli.bench_options import (
-    SERVER_FIELDS,
-    STOP_FIELDS,
+from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.flags import (
+    ScenarioType,
     artifacts_option,
-    check_inputs,
-    columns_option,
+    batch_option,
+    device_option,
     engine_opt_option,
+    engine_option,
     int8_options,
-    int8_recipe,
-    record_options,
+    precision_option,
+    seed_option,
     server_options,
     stop_options,
-)
-from cnnbench.cli.common import (
-    PrecisionType,
-    cli,
-    emit_csv,
-    emit_json,
-    emit_table,
-    format_option,
-    resolve_models,
-    seed_option,
+    threads_option,
     user_model_options,
+    weights_option,
 )
+from cnnbench.cli.output_options import columns_option, record_options
+from cnnbench.cli.run_options import RunOptions, check_inputs
 from cnnbench.cli.store_cmds import record_into_store
-from cnnbench.engines import canonical
 from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteError
-from cnnbench.models import list_models
 from cnnbench.progress import note, warn
 
 TABLE_COLUMNS = (
@@ -74,28 +67,6 @@ LABELS = {
     "device_mem_peak_mb": "dev MB", "effective_precision": "eff. prec",
     "foreign_cpu_cores": "foreign cores", "invalid_reason": "why invalid",
 }  # fmt: skip
-
-
-def _names(text: str | None, what: str) -> tuple[str, ...]:
-    items = tuple(t.strip() for t in (text or "").split(","))
-    if text is None or not all(items):
-        raise InvalidInputError(f"--{what} needs a name or a comma-separated list, got {text!r}")
-    return items
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    out = []
-    for t in text.split(","):
-        try:
-            n = int(t.strip())
-        except ValueError:
-            raise InvalidInputError(
-                f"--batch must be positive integers (N or N,M,...), got {text!r}"
-            ) from None
-        if n < 1:
-            raise InvalidInputError(f"--batch must be >= 1, got {n}")
-        out.append(n)
-    return tuple(out)
 
 
 def _print_rows(
@@ -130,44 +101,23 @@ def _print_rows(
 @click.option(
     "--model",
     "-m",
+    "models",
     default=None,
     help="Model(s), comma-separated: zoo names, your ONNX file (x.onnx) or your PyTorch "
     "module factory (package.module:callable). Default: the zoo's ImageNet models.",
 )
-@click.option(
-    "--engine",
-    "-e",
-    default="onnxruntime",
-    show_default=True,
-    help="Engine(s): torch, onnxruntime (ort), openvino (ov), tensorrt (trt), null.",
-)
-@click.option(
-    "--precision",
-    "-p",
-    "precisions",
-    type=PrecisionType(many=True),
-    default="fp32",
-    show_default=True,
-    help="Precision(s), comma-separated (see `cnnbench engines`).",
-)
-@click.option(
-    "--batch",
-    "-b",
-    default=None,
-    help="Batch size(s) N[,N...]. Default: the scenario's (1; multi-stream and server 8).",
-)
+@engine_option("onnxruntime")
+@precision_option()
+@batch_option()
 @click.option(
     "--scenario",
     "-s",
+    type=ScenarioType(),
     default="offline",
     show_default=True,
     help="single-stream | multi-stream | offline | server (LoadGen).",
 )
-@click.option(
-    "--device",
-    default=None,
-    help="cpu, cuda or cuda:N. Default: cpu, or cuda for GPU-only engines (tensorrt).",
-)
+@device_option
 @click.option(
     "--out",
     "-o",
@@ -176,13 +126,8 @@ def _print_rows(
     help="Append rows to FILE.csv or FILE.jsonl.",
 )
 @stop_options
-@click.option("--threads", type=int, default=None, help="Intra-op threads for CPU engines.")
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="State dict for the (single) model.",
-)
+@threads_option
+@weights_option
 @artifacts_option
 @server_options
 @int8_options
@@ -233,20 +178,10 @@ def run(**o: Any) -> None:  # fmt: skip
     Every row has a verdict: valid, or invalid_reason (noisy median, foreign CPU load,
     hypervisor steal, few samples for p99, unstable clock); raw samples go to FILE.samples.
     """
-    models = (
-        resolve_models(_names(o["model"], "model"), o)
-        if o["model"] is not None
-        else resolve_models(tuple(list_models(imagenet_only=True)), o)
-    )
     if o["out"]:
         check_output(o["out"])  # before any work: a bad --out never costs a measurement
-    cfg = SweepConfig.from_flags(
-        models=models, engines=tuple(canonical(e) for e in _names(o["engine"], "engine")),
-        precisions=o["precisions"], batches=_batches(o["batch"]) if o["batch"] is not None else None,
-        scenario=o["scenario"], stop={k: o[k] for k in STOP_FIELDS}, server={k: o[k] for k in SERVER_FIELDS},
-        device=o["device"], threads=o["threads"], weights=o["weights"], artifacts=o["artifacts"],
-        seed=o["seed"], repeats=o["repeats"], int8=int8_recipe(o), engine_opts=o["engine_opts"],
-    )  # fmt: skip
+    opts = RunOptions.from_params(o)
+    cfg = opts.grid()
     specs, _ = cfg.cells()
     check_inputs(cfg)
     if o["dry_run"]:
@@ -287,12 +222,12 @@ _TRIAL_STOP = StopRule(
 
 
 def _max_batch_rows(
-    specs: list[RunSpec], runner: CellRunner, out: Path | None, limit: int, record: Record | None
+    specs: list[CellSpec], runner: CellRunner, out: Path | None, limit: int, record: Record | None
 ) -> list[dict[str, Any]]:
     """For each (model, engine, precision, options) of ``specs``: search the largest batch that
     fits on the GPU with short trials, then measure that batch with the full stop rule; the
     row carries the search (max_batch, max_batch_first_oom, max_batch_trials)."""
-    groups: dict[tuple[str, ...], RunSpec] = {}
+    groups: dict[tuple[str, ...], CellSpec] = {}
     for s in specs:
         if not s.device.startswith("cuda"):
             raise InvalidInputError(
@@ -305,7 +240,7 @@ def _max_batch_rows(
     for template in groups.values():
         note(f"max batch: {template.model} on {template.engine} {template.precision}")
 
-        def trial(b: int, t: RunSpec = template) -> dict[str, Any]:
+        def trial(b: int, t: CellSpec = template) -> dict[str, Any]:
             return runner(replace(t, batch=b, stop=_TRIAL_STOP, repeat=0))
 
         found = find_max_batch(trial, start=template.batch, limit=limit)

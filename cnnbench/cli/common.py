@@ -12,7 +12,7 @@ import csv
 import errno
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -24,13 +24,7 @@ from cnnbench import __version__
 from cnnbench.errors import CnnbenchError
 from cnnbench.models.registry import register_user_model
 from cnnbench.models.user import is_user_model
-from cnnbench.precision import (
-    PRECISIONS,
-    QUANTIZERS,
-    Precision,
-    parse_precision,
-    parse_precisions,
-)
+from cnnbench.precision import PRECISIONS, Precision, parse_precision, parse_precisions
 
 FORMATS = ("table", "json", "csv")
 
@@ -149,49 +143,11 @@ class PrecisionType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-weights_option = click.option(
-    "--weights",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="State dict (.pt/.pth) loaded strictly with weights_only=True. Default: seeded init.",
-)
-
-quantizer_option = click.option(
-    "--quantizer",
-    type=click.Choice(QUANTIZERS),
-    default=None,
-    help="INT8 quantizer: ort (ONNX Runtime, default) or modelopt (NVIDIA ModelOpt; "
-    "pip install 'cnnbench[modelopt]'). Both place Q/DQ the way TensorRT fuses it.",
-)
-
-seed_option = click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed for weight init and inputs."
-)
-
-
 #: a user's model (``--model x.onnx`` / ``module:callable``): how to read it
 USER_MODEL_FIELDS = ("input_shape", "name", "mean", "std")
 
 
-def user_model_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--input-shape``, ``--name``, ``--mean``, ``--std`` for a user's own model."""
-    for opt in reversed((
-        click.option("--input-shape", default=None, metavar="C,H,W",
-                     help="Input shape of your model (C,H,W or N,C,H,W): needed for a module "
-                     "factory, overrides what an ONNX file says."),
-        click.option("--name", default=None,
-                     help="Name of your model in rows and caches (default: the file's stem or "
-                     "the callable's name)."),
-        click.option("--mean", default=None, metavar="M[,M,M]",
-                     help="Per-channel mean of your model's preprocessing (default ImageNet's)."),
-        click.option("--std", default=None, metavar="S[,S,S]",
-                     help="Per-channel std of your model's preprocessing (default ImageNet's)."),
-    )):  # fmt: skip
-        f = opt(f)
-    return f
-
-
-def resolve_models(names: Sequence[str], o: dict[str, Any]) -> tuple[str, ...]:
+def resolve_models(names: Sequence[str], o: Mapping[str, Any]) -> tuple[str, ...]:
     """Model names as the registry knows them: each ``x.onnx`` or ``module:callable`` becomes
     a registered user model (read with ``o``'s user-model options)."""
     users = [n for n in names if is_user_model(n)]

@@ -10,24 +10,21 @@ import click
 from cnnbench.bench.results.files import append_row, check_output
 from cnnbench.bench.run.accuracy import evaluate
 from cnnbench.bench.run.eval_folders import accuracy_row, eval_folder
-from cnnbench.cli.common import (
-    PrecisionType,
-    cli,
-    emit_csv,
-    emit_json,
-    emit_table,
-    format_option,
-    quantizer_option,
-    resolve_models,
+from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.flags import (
+    batch_option,
+    device_option,
+    engine_option,
+    int8_options,
+    precision_option,
+    threads_option,
     user_model_options,
     weights_option,
 )
+from cnnbench.cli.run_options import RunOptions
 from cnnbench.data.folders import parse_max_bad
-from cnnbench.models import get_spec
-from cnnbench.precision import CALIB_METHODS, Precision
 from cnnbench.training import TrainConfig, train
 
-_CALIB_METHODS = CALIB_METHODS
 _EVAL_COLUMNS = (
     "model", "engine", "precision", "quantizer", "dataset", "samples", "top1", "top5", "source",
 )  # fmt: skip
@@ -104,27 +101,16 @@ def train_cmd(
     "--dataset", default="digits", show_default=True,
     help="Labelled evaluation data: digits (the held-out test split, 450 images).",
 )  # fmt: skip
-@click.option("--precision", type=PrecisionType(what="eval"), default="fp32", show_default=True)
-@click.option(
-    "--engine", default="torch", show_default=True,
-    help="torch, onnxruntime (ort), openvino (ov), tensorrt (trt).",
-)  # fmt: skip
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
+@precision_option(many=False, what="eval")
+@engine_option("torch", many=False, help="torch, onnxruntime (ort), openvino (ov), tensorrt (trt).")
+@batch_option("64", many=False, help="Batch size.")
 @click.option(
     "--artifacts", type=click.Path(file_okay=False), default=None,
     help="Root for the ONNX files evaluated [default: <cache>/eval].",
 )  # fmt: skip
-@click.option(
-    "--calib-data", default=None,
-    help="INT8 calibration: image folder, .npy, 'digits' or 'random' [default: digits train].",
-)  # fmt: skip
-@click.option(
-    "--calib-method", type=click.Choice(_CALIB_METHODS), default="entropy", show_default=True
-)
-@click.option("--calib-samples", type=click.IntRange(min=1), default=256, show_default=True)
-@quantizer_option
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Engine threads.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@int8_options
+@threads_option
+@device_option
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Weight-init seed (no --weights)."
 )
@@ -147,38 +133,13 @@ def train_cmd(
     help="With --data: unreadable images tolerated (count N, fraction or N%); more fail.",
 )  # fmt: skip
 @click.option(
-    "--out", type=click.Path(dir_okay=False), default=None,
+    "--out", "-o", type=click.Path(dir_okay=False), default=None,
     help="Append the result as a row (top1/top5 in %, accuracy_source) to a results "
     ".csv/.jsonl, e.g. the run's, for `cnnbench report`.",
 )  # fmt: skip
 @format_option()
 @user_model_options
-def eval_cmd(
-    model: str,
-    weights: str | None,
-    dataset: str,
-    precision: Precision,
-    engine: str,
-    batch: int,
-    artifacts: str | None,
-    calib_data: str | None,
-    calib_method: str,
-    calib_samples: int,
-    quantizer: str | None,
-    threads: int | None,
-    device: str,
-    seed: int,
-    data: str | None,
-    labels: str | None,
-    workers: int,
-    max_bad: str,
-    out: str | None,
-    fmt: str,
-    input_shape: str | None,
-    name: str | None,
-    mean: str | None,
-    std: str | None,
-) -> None:
+def eval_cmd(**o: Any) -> None:
     """Measure MODEL's top-1 / top-5 on labelled data at PRECISION on ENGINE.
 
     MODEL is a zoo name, your ONNX file (x.onnx) or your module factory (pkg.mod:fn).
@@ -187,41 +148,31 @@ def eval_cmd(
     needed; INT8 is calibrated on the digits TRAIN split, never on the evaluated test split).
     JSON: top1 and top5 are fractions in [0, 1]; samples is the evaluated split's size.
     """
-    (model,) = resolve_models(
-        (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}
-    )
-    get_spec(model)  # an unknown model fails before anything is loaded
-    if labels is not None and data is None:
+    if o["labels"] is not None and o["data"] is None:
         raise click.UsageError("--labels needs --data DIR")
-    if out is not None:
-        check_output(out)  # a bad --out fails before the evaluation, not after
-    if data is not None:
+    if o["out"] is not None:
+        check_output(o["out"])  # a bad --out fails before the evaluation, not after
+    opts = RunOptions.from_params(o)
+    (model,) = opts.models
+    if o["data"] is not None:
         run: Any = functools.partial(
-            eval_folder, model, data, labels=labels, workers=workers,
-            max_bad=parse_max_bad(max_bad),
+            eval_folder, model, o["data"], labels=o["labels"], workers=o["workers"],
+            max_bad=parse_max_bad(o["max_bad"]),
         )  # fmt: skip
     else:
-        run = functools.partial(evaluate, model, dataset=dataset)
+        run = functools.partial(evaluate, model, dataset=o["dataset"])
     result = run(
-        weights=weights,
-        precision=precision,
-        engine=engine,
-        batch=batch,
-        artifacts=artifacts,
-        calib_data=calib_data,
-        calib_method=calib_method,
-        calib_samples=calib_samples,
-        quantizer=quantizer,
-        seed=seed,
-        threads=threads,
-        device=device,
-    )
+        weights=opts.weights, precision=opts.precision, engine=opts.engine, batch=o["batches"],
+        artifacts=o["artifacts"], int8=opts.int8, seed=opts.seed, threads=opts.threads,
+        device=opts.device_of(opts.engine),
+    )  # fmt: skip
+    fmt = o["fmt"]
     if fmt == "json":
         emit_json(result)
     elif fmt == "csv":
         emit_csv([result], _EVAL_COLUMNS)
     else:
         emit_table([result], _EVAL_COLUMNS, title=f"accuracy: {model}")
-    if out is not None:
-        append_row(out, accuracy_row(result))
-        click.echo(str(out), err=fmt != "table")
+    if o["out"] is not None:
+        append_row(o["out"], accuracy_row(result))
+        click.echo(str(o["out"]), err=fmt != "table")

@@ -7,15 +7,8 @@ from pathlib import Path
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.cli.common import (
-    PrecisionType,
-    cli,
-    emit_csv,
-    emit_json,
-    emit_table,
-    format_option,
-    weights_option,
-)
+from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.flags import DeviceType, precision_option, weights_option
 from cnnbench.engines import engine_names, get_engine_class, probe_all
 from cnnbench.engines.tensorrt_engine import TensorRTEngine
 from cnnbench.engines.trt_build import ensure_engine, require_trt
@@ -93,15 +86,13 @@ def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> obje
 
 @cli.command("build")
 @click.argument("model")
-@click.option(
-    "--precision",
-    type=PrecisionType(TensorRTEngine.precisions, what="TensorRT"),
-    default="fp16",
-    show_default=True,
+@precision_option(
+    "fp16", many=False, choices=TensorRTEngine.precisions, what="TensorRT", dest="precision",
     help="Which verified ONNX file to build from (the network is strongly typed).",
-)
+)  # fmt: skip
 @click.option(
     "--batch",
+    "-b",
     "batches",
     default="1",
     show_default=True,
@@ -113,9 +104,13 @@ def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> obje
 @click.option(
     "--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimisation level 0-5."
 )
-@click.option("--device", default="cuda", show_default=True, help="CUDA device: cuda or cuda:N.")
+@click.option(
+    "--device", type=DeviceType(), default="cuda", show_default=True,
+    help="CUDA device: cuda or cuda:N.",
+)  # fmt: skip
 @click.option(
     "--out",
+    "-o",
     type=click.Path(file_okay=False),
     default="artifacts",
     show_default=True,

@@ -9,11 +9,10 @@ from typing import Any
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.cli.common import (
-    PrecisionType,
-    cli,
+from cnnbench.cli.common import PrecisionType, cli, resolve_models
+from cnnbench.cli.flags import (
+    precision_option,
     quantizer_option,
-    resolve_models,
     user_model_options,
     weights_option,
 )
@@ -27,7 +26,6 @@ from cnnbench.export.verify import recorded_precision
 from cnnbench.models import get_spec
 from cnnbench.precision import CALIB_METHODS, ONNX_PRECISIONS, Precision
 
-_PRECISION = PrecisionType(ONNX_PRECISIONS, what="export")
 _TOL_HELP = """\b
 Parity gate (ONNX Runtime CPU vs PyTorch eager FP32, K seeded batches of preprocessed random
 images, or real images with --data). Metrics per output: max abs error, max error relative to
@@ -72,18 +70,21 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--opset", type=int, default=None, help="ONNX opset (default 18, the exporter's own)."
 )
-@click.option("--batch", "fixed", type=click.IntRange(min=1), help="Fixed batch size.")
+@click.option("--batch", "-b", "fixed", type=click.IntRange(min=1), help="Fixed batch size.")
 @click.option(
     "--dynamic-batch", "dyn", callback=_batch_range, metavar="MIN:OPT:MAX",
     help="Dynamic batch axis and the range engines should serve (default 1:8:64).",
 )  # fmt: skip
 @click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False), default="artifacts",
+    "--out", "-o", "out_dir", type=click.Path(file_okay=False), default="artifacts",
     show_default=True, help="Artifact root: writes OUT/<model>/<precision>/model.onnx.",
 )  # fmt: skip
 @click.option("--no-check", is_flag=True, help="Skip the parity gate.")
 @_tolerance_options
-@click.option("--precision", type=_PRECISION, default="fp32", show_default=True)
+@precision_option(
+    many=False, choices=ONNX_PRECISIONS, what="export", dest="precision",
+    help="The file's precision: fp32, or fp16/int8 converted from the verified fp32 file.",
+)  # fmt: skip
 @click.option(
     "--calib-data",
     type=click.Path(),

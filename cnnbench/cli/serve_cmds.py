@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from cnnbench.bench.results.store import data_dir
-from cnnbench.cli.bench_options import db_option
 from cnnbench.cli.common import cli
+from cnnbench.cli.output_options import db_option
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
 
 TOKEN_ENV = "CNNBENCH_TOKEN"

@@ -18,11 +18,10 @@ from cnnbench.bench.results.compare import DEFAULT_METRICS, parse_threshold
 from cnnbench.bench.results.history import machine_filter, parse_when, regressions, run_summary
 from cnnbench.bench.results.store import Recorder, Store, recording, shown_url
 from cnnbench.bench.run.sweep_config import SweepConfig
-from cnnbench.cli.bench_options import db_option, options
-from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
-from cnnbench.engines import canonical
+from cnnbench.cli.common import PrecisionType, cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.flags import BatchType, DeviceType, EngineType, ScenarioType, options
+from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError
-from cnnbench.precision import parse_precision
 from cnnbench.progress import note
 
 _RUN_COLUMNS = (
@@ -65,11 +64,35 @@ def record_into_store(
 
 _filters = options(
     click.option("--model", "-m", "models", multiple=True, help="Only these models (repeatable)."),
-    click.option("--engine", "-e", "engines", multiple=True, help="Only these engines."),
-    click.option("--precision", "-p", "precisions", multiple=True, help="Only these precisions."),
-    click.option("--batch", "-b", "batches", type=int, multiple=True, help="Only these batches."),
-    click.option("--scenario", "-s", "scenarios", multiple=True, help="Only these scenarios."),
-    click.option("--device", "devices", multiple=True, help="Only these devices (cpu, cuda:0)."),
+    click.option(
+        "--engine", "-e", "engines", type=EngineType(), multiple=True, help="Only these engines."
+    ),
+    click.option(
+        "--precision",
+        "-p",
+        "precisions",
+        type=PrecisionType(),
+        multiple=True,
+        help="Only these precisions.",
+    ),  # fmt: skip
+    click.option(
+        "--batch", "-b", "batches", type=BatchType(), multiple=True, help="Only these batches."
+    ),
+    click.option(
+        "--scenario",
+        "-s",
+        "scenarios",
+        type=ScenarioType(),
+        multiple=True,
+        help="Only these scenarios.",
+    ),  # fmt: skip
+    click.option(
+        "--device",
+        "devices",
+        type=DeviceType(),
+        multiple=True,
+        help="Only these devices (cpu, cuda:0).",
+    ),  # fmt: skip
     click.option(
         "--machine", default=None, help="Only runs recorded on this machine ('this': here)."
     ),
@@ -80,8 +103,8 @@ _filters = options(
 def _where(o: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": o["models"] or None,
-        "engine": tuple(canonical(e) for e in o["engines"]) or None,
-        "precision": tuple(parse_precision(p).value for p in o["precisions"]) or None,
+        "engine": o["engines"] or None,
+        "precision": tuple(p.value for p in o["precisions"]) or None,
         "batch": o["batches"] or None,
         "scenario": o["scenarios"] or None,
         "device": o["devices"] or None,

@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from cnnbench.analysis_cache import zoo_listing
-from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option, weights_option
+from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.flags import weights_option
 from cnnbench.models import get_spec
 
 _CONVENTION = """\b

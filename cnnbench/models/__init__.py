@@ -1,6 +1,7 @@
 """The model zoo: ``list_models``, ``get_model``, ``get_spec``."""
 
 from cnnbench.models.registry import (
+    adopt_user_model,
     check_weights,
     get_model,
     get_spec,
@@ -12,6 +13,7 @@ from cnnbench.models.registry import (
 from cnnbench.models.spec import ModelSpec, Preprocessing
 
 __all__ = [
+    "adopt_user_model",
     "ModelSpec",
     "Preprocessing",
     "check_weights",

@@ -44,10 +44,10 @@ def _ensure_loaded() -> None:
     # The zoo modules register themselves on import; import them once, lazily.
     from cnnbench.models import zoo  # noqa: F401
 
-    # user models (an ONNX file, a module factory) named in this process or a parent
+    # user models (an ONNX file, a module factory) named in this process
     known = user.known()
     for name in [n for n, e in _REGISTRY.items() if e.spec.family == user.FAMILY]:
-        if name not in known:  # forgotten (the environment was reset)
+        if name not in known:  # forgotten (user.forget_all)
             del _REGISTRY[name]
     for name, um in known.items():
         entry = _REGISTRY.get(name)
@@ -72,9 +72,16 @@ def _user_builder(um: user.UserModel) -> Builder:
 
 def register_user_model(text: str, **options: Any) -> ModelSpec:
     """Resolve ``text`` (``path.onnx`` or ``module:callable``) into a user model, register it
-    here and for child processes, and return its spec; options: ``input_shape``, ``name``,
-    ``mean``, ``std``."""
+    in this process and return its spec; options: ``input_shape``, ``name``, ``mean``, ``std``.
+    Cell specs carry it to child processes (see :func:`adopt_user_model`)."""
     um = user.resolve(text, **options)
+    adopt_user_model(um)
+    return um.spec()
+
+
+def adopt_user_model(um: user.UserModel) -> None:
+    """Register a user model already read (a cell spec's, in a child process): nothing is
+    read again. A zoo model's name is refused."""
     _ensure_loaded()
     taken = _REGISTRY.get(um.name)
     if taken is not None and taken.spec.family != user.FAMILY:
@@ -83,7 +90,6 @@ def register_user_model(text: str, **options: Any) -> ModelSpec:
         )
     user.remember(um)  # before it is registered: a clash fails with nothing remembered
     _ensure_loaded()
-    return um.spec()
 
 
 def user_model(name: str) -> user.UserModel | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,6 +69,19 @@ class ModelSpec:
             raise ValueError("num_classes must be positive")
         if self.preprocessing.crop != self.input_shape[1]:
             raise ValueError("preprocessing.crop must equal the input height")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-safe values (what a cell spec carries to child processes)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        """The spec of :meth:`to_dict`."""
+        d = dict(d)
+        pre = dict(d.pop("preprocessing"))
+        pre["mean"], pre["std"] = tuple(pre["mean"]), tuple(pre["std"])
+        d["input_shape"] = tuple(d["input_shape"])
+        return cls(**d, preprocessing=Preprocessing(**pre))
 
 
 def imagenet_spec(

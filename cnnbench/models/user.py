@@ -2,9 +2,10 @@
 (``--model package.module:callable``), benchmarked and exported like a zoo model.
 
 A user model gets a :class:`ModelSpec` (name, input shape, classes, preprocessing) and a place
-in the registry, so every path that takes a zoo name takes it too. Cells and preparation run in
-child processes; they find the same models through the ``CNNBENCH_USER_MODELS`` environment
-variable, which :func:`register` keeps up to date (JSON, one entry per model).
+in the registry, so every path that takes a zoo name takes it too. It is read once, where it
+is named (a flag, a sweep file, a request); cells and preparation run in child processes, and
+the cell spec carries the :class:`UserModel` there (:meth:`UserModel.to_dict`), where
+:func:`adopt` registers it again without reading the file.
 
 Identity: an ONNX model is its name (the file stem, or ``--name``) plus its file's sha256; the
 sha256 is part of its weights id, so an edited file under the same name is imported again. A
@@ -14,7 +15,6 @@ module is its ``module:callable`` text, its name the callable's (or ``--name``).
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import sys
@@ -30,7 +30,6 @@ from cnnbench.models.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preproc
 if TYPE_CHECKING:
     from torch import nn
 
-ENV = "CNNBENCH_USER_MODELS"
 FAMILY = "user"
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
@@ -74,6 +73,22 @@ class UserModel:
             imagenet=False,
             notes=f"{what} {self.source}"
             + (f" (sha256 {self.sha256[:12]})" if self.sha256 else ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record a cell spec carries to child processes (JSON-safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UserModel:
+        """The record of :meth:`to_dict`, decoded (nothing is read again)."""
+        return cls(
+            **{
+                **d,
+                "input_shape": tuple(d["input_shape"]),
+                "mean": tuple(d["mean"]),
+                "std": tuple(d["std"]),
+            }
         )
 
     @property
@@ -265,39 +280,30 @@ def resolve(text: str, **options: Any) -> UserModel:
     return from_module(text, **options)
 
 
+#: the user models named in this process (by a flag, a sweep file, or a cell spec)
+_KNOWN: dict[str, UserModel] = {}
+
+
 def known() -> dict[str, UserModel]:
-    """The user models registered in this process tree (from ``CNNBENCH_USER_MODELS``)."""
-    raw = os.environ.get(ENV)
-    if not raw:
-        return {}
-    try:
-        items = json.loads(raw)
-    except ValueError:
-        raise InvalidInputError(f"{ENV} is not valid JSON; unset it") from None
-    out = {}
-    for d in items:
-        d["input_shape"], d["mean"], d["std"] = (
-            tuple(d["input_shape"]),
-            tuple(d["mean"]),
-            tuple(d["std"]),
-        )
-        um = UserModel(**d)
-        out[um.name] = um
-    return out
+    """The user models named in this process, by name."""
+    return dict(_KNOWN)
 
 
 def remember(um: UserModel) -> None:
-    """Add ``um`` to ``CNNBENCH_USER_MODELS`` (child processes inherit it)."""
-    models = known()
-    old = models.get(um.name)
+    """Know ``um`` in this process; two different models may not share a name."""
+    old = _KNOWN.get(um.name)
     if old is not None and old != um:
         raise InvalidInputError(
             f"two different models are both named {um.name!r} ({old.source}, {um.source}); "
             "give one of them --name"
         )
-    models[um.name] = um
-    os.environ[ENV] = json.dumps([asdict(m) for m in models.values()])
+    _KNOWN[um.name] = um
+
+
+def forget_all() -> None:
+    """Forget every user model named in this process (tests, a service between requests)."""
+    _KNOWN.clear()
 
 
 def user_model(name: str) -> UserModel | None:
-    return known().get(name)
+    return _KNOWN.get(name)

@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from cnnbench.cli import cli
 from cnnbench.models import get_spec, list_models
-from cnnbench.models.user import ENV
+from cnnbench.models.user import forget_all
 
 MODULE = textwrap.dedent(
     """
@@ -48,8 +49,8 @@ QUICK = ["--warmup-count", "1", "--warmup-time", "0", "--min-count", "20", "--mi
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(ENV, "[]")  # none yet; restored (to unset) after the test
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    forget_all()  # none yet, and none left for the next test
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "mymod_cnb.py").write_text(MODULE)
@@ -62,7 +63,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         model, (torch.randn(1, 3, 64, 64),), str(tmp_path / "x.onnx"), input_names=["img"],
         output_names=["out"], dynamic_axes={"img": {0: "n"}, "out": {0: "n"}}, dynamo=False,
     )  # fmt: skip
-    return tmp_path
+    yield tmp_path
+    forget_all()
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -190,6 +192,6 @@ def test_a_fixed_batch_onnx_file_is_imported_once_and_verify_names_what_it_needs
     monkeypatch.setattr(pipeline, "import_onnx", no_import)
     again = pipeline.ensure_fp32("fixed", out_dir="artifacts")  # what run and convert use
     assert again.manifest["onnx"]["sha256"] == manifest["onnx"]["sha256"]
-    monkeypatch.setenv(ENV, "[]")  # a new shell: the model is not named yet
+    forget_all()  # a new shell: the model is not named yet
     res = CliRunner().invoke(cli, ["verify", "artifacts/fixed/fp32/model.onnx"])
     assert res.exit_code == 2 and "holds your own model 'fixed'" in res.stderr

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cnnbench.engines.base import Artifact
+from cnnbench.precision import Precision
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +38,8 @@ def artifact(model: str, precision: str = "fp32", onnx_path: Path | None = None)
     from cnnbench.models import get_spec
 
     spec = get_spec(model)
-    return Artifact(model, precision, spec.input_shape, spec.num_classes, onnx_path=onnx_path)
+    prec = Precision(precision)  # the tests name precisions as text; the library takes them typed
+    return Artifact(model, prec, spec.input_shape, spec.num_classes, onnx_path=onnx_path)
 
 
 def inputs(model: str, batch: int = 2, seed: int = 0) -> np.ndarray:

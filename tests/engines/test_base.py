@@ -8,20 +8,21 @@ import pytest
 from cnnbench.engines import create
 from cnnbench.engines.base import Artifact, BatchRange, EngineOptions
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
+from cnnbench.precision import Precision
 
 
 def _art(precision: str = "fp32", **kw: object) -> Artifact:
-    return Artifact("lenet5", precision, (1, 32, 32), 10, **kw)  # type: ignore[arg-type]
+    return Artifact("lenet5", Precision(precision), (1, 32, 32), 10, **kw)  # type: ignore[arg-type]
 
 
-def test_options_and_artifact_validate() -> None:
-    with pytest.raises(ValueError, match="device"):
-        EngineOptions(device="gpu")
-    with pytest.raises(ValueError, match="threads"):
-        EngineOptions(threads=0)
-    with pytest.raises(ValueError, match="precision"):
-        _art("fp8")
-    assert EngineOptions(device="cuda:1").device == "cuda:1"
+def test_options_are_checked_where_they_enter() -> None:
+    """engines.create is the Python API's way in: the device and threads are checked there
+    (the flags and sweep files check theirs as they are read)."""
+    with pytest.raises(InvalidInputError, match="device must be cpu, cuda or cuda:N"):
+        create("null", EngineOptions(device="gpu"))
+    with pytest.raises(InvalidInputError, match="threads"):
+        create("null", EngineOptions(threads=0))
+    assert create("null", EngineOptions(device="CUDA:1")).device == "cuda:1"
 
 
 def test_null_engine_returns_preallocated_logits() -> None:

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from cnnbench.bench.run.cell import RunSpec, base_row
+from cnnbench.bench.run.cell import base_row
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.sweep_config import SweepConfig, load_config
+from cnnbench.cli.run_options import RunOptions
 from cnnbench.engines import canonical, create, engine_names, get_engine_class
 from cnnbench.engines.base import BatchRange, EngineOptions
 from cnnbench.engines.openvino_engine import compile_config
@@ -20,10 +22,10 @@ from tests.engines.conftest import artifact
 
 
 def _flags(*opts: str, engines: tuple[str, ...] = ("openvino",)) -> SweepConfig:
-    return SweepConfig.from_flags(
-        models=("lenet5",), engines=engines, precisions=("fp32",), batches=(1,),  # type: ignore[arg-type]
-        scenario="offline", stop={}, server={}, engine_opts=opts,
-    )  # fmt: skip
+    """The grid of ``run -m lenet5 -e ENGINES -b 1 --engine-opt OPT...``, as its flags give it."""
+    params = {"models": "lenet5", "engines": tuple(canonical(e) for e in engines),
+              "batches": (1,), "engine_opts": opts}  # fmt: skip
+    return RunOptions.from_params(params).grid()
 
 
 @pytest.mark.parametrize(
@@ -85,18 +87,42 @@ def test_unqualified_key_goes_to_every_engine_that_has_it_and_qualified_to_one()
 def test_every_engine_checks_python_values_too() -> None:
     for name in engine_names():
         with pytest.raises(InvalidInputError, match=f"unknown {name} option 'nope'"):
-            get_engine_class(name)(EngineOptions(extra={"nope": 1}))
+            create(name, EngineOptions(extra={"nope": 1}))
+        with pytest.raises(InvalidInputError, match=f"unknown {name} option 'nope'"):
+            get_engine_class(name).check_options("cpu", {"nope": 1})  # no engine is made
     with pytest.raises(InvalidInputError, match="num_streams: not an integer"):
         create("openvino", EngineOptions(extra={"num_streams": True}))
     # combinations with the device are the engine's own checks, made as early
     with pytest.raises(InvalidInputError, match="cuda_graphs needs --device cuda"):
-        RunSpec("lenet5", "torch", engine_options={"cuda_graphs": "true"})
+        CellSpec.create("lenet5", "torch", engine_options={"cuda_graphs": "true"})
+    with pytest.raises(InvalidInputError, match="cuda_graphs needs --device cuda"):
+        _flags("cuda_graphs=true", engines=("torch",))
+
+
+def test_checking_options_makes_no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grid's options are checked by the engine's schema, never by making an engine: the
+    only engine of a cell is the one its process loads."""
+    made: list[str] = []
+    for name in engine_names():
+        cls = get_engine_class(name)
+        real = cls.__init__
+
+        def init(self: Any, options: Any = None, _real: Any = real, _name: str = name) -> None:
+            made.append(_name)
+            _real(self, options)
+
+        monkeypatch.setattr(cls, "__init__", init)
+    cfg = _flags("num_streams=2", "ort.graph_optimization_level=basic",
+                 engines=("openvino", "onnxruntime", "torch", "null"))  # fmt: skip
+    specs, _ = cfg.cells()
+    CellSpec.from_json(specs[0].to_json())
+    assert specs and made == []
 
 
 def test_options_are_in_the_row_and_the_cell_key() -> None:
-    plain = RunSpec("lenet5", "openvino")
-    f32 = RunSpec("lenet5", "openvino", engine_options={"inference_precision": "f32"})
-    cached = RunSpec("lenet5", "tensorrt", device="cuda", engine_options={"rebuild": "yes"})
+    plain = CellSpec.create("lenet5", "openvino")
+    f32 = CellSpec.create("lenet5", "openvino", engine_options={"inference_precision": "f32"})
+    cached = CellSpec.create("lenet5", "tensorrt", device="cuda", engine_options={"rebuild": "yes"})
     assert plain.variant() == "" and f32.variant() == "inference_precision=f32"
     assert plain.key() != f32.key() and f32.key().endswith("|inference_precision=f32")
     row = base_row(f32)
@@ -104,7 +130,7 @@ def test_options_are_in_the_row_and_the_cell_key() -> None:
     # a forced rebuild is recorded but is not another cell
     assert cached.variant() == "" and base_row(cached)["engine_options"] == "rebuild=true"
     # the options survive the trip to the cell's process, typed
-    assert RunSpec.from_json(f32.to_json()).engine_options == {"inference_precision": "f32"}
+    assert CellSpec.from_json(f32.to_json()).engine_options == {"inference_precision": "f32"}
 
 
 def test_run_flags_give_the_cells_their_options() -> None:

@@ -31,6 +31,7 @@ from cnnbench.engines.executed import (
 from cnnbench.errors import InvalidInputError
 from cnnbench.export import graph
 from cnnbench.export.onnx_macs import fused_outputs, node_macs
+from cnnbench.precision import Precision
 from tests.engines.conftest import artifact
 
 
@@ -167,7 +168,7 @@ def lenet_files(artifact_root: Path) -> dict[str, Path]:
     return {
         p: Path(ensure_precision("lenet5", p, out_dir=artifact_root, calib_samples=32,
                                  check=False).onnx_path)
-        for p in ("fp32", "int8")
+        for p in (Precision.FP32, Precision.INT8)
     }  # fmt: skip
 
 

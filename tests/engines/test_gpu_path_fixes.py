@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.engines.cuda import restore_tf32, strict_fp32
 from cnnbench.engines.tensorrt_engine import engine_device_memory
+from cnnbench.precision import Precision
 
 
 def test_fp32_means_fp32_tf32_off_then_restored() -> None:
@@ -132,7 +134,7 @@ def test_a_cell_on_cuda_n_runs_under_device_n(
     monkeypatch.setattr(runner, "use_device", record)
     monkeypatch.setattr(runner, "NvmlSampler", Sampler)
     stop = StopRule(warmup_count=1, warmup_time=0, min_count=3, min_time=0, max_time=1)
-    spec = runner.RunSpec(
+    spec = CellSpec.create(
         "lenet5", "null", device="cuda:1", stop=stop, artifacts=str(tmp_path), scenario="offline"
     )
     row = runner.run_cell(spec)
@@ -144,7 +146,6 @@ def test_tensorrt_lists_only_precisions_that_have_a_file() -> None:
     # bug 8: TensorRT listed bf16, which no export path writes, so `-p bf16` could only fail;
     # strongly typed, it runs exactly the precisions the ONNX files carry
     from cnnbench.engines.tensorrt_engine import TensorRTEngine
-    from cnnbench.precision import Precision
 
     assert Precision.BF16 not in TensorRTEngine.precisions
     assert TensorRTEngine.precisions and all(p.has_onnx for p in TensorRTEngine.precisions)
@@ -158,8 +159,8 @@ def test_build_default_profile_is_the_one_run_uses() -> None:
 
     (opt,) = [p for p in build_cmd.params if p.name == "batches"]
     target = BuildTarget("0" * 64, "10.13.0", "NVIDIA H200", "9.0", "input", (3, 224, 224))
-    built = BuildOptions("fp16", BatchRange.parse(str(opt.default)))
-    run_b1 = BuildOptions("fp16", BatchRange.fixed(1))  # what run_cell loads for -b 1
+    built = BuildOptions(Precision.FP16, BatchRange.parse(str(opt.default)))
+    run_b1 = BuildOptions(Precision.FP16, BatchRange.fixed(1))  # what run_cell loads for -b 1
     assert cache_key(target, built) == cache_key(target, run_b1)
 
 
@@ -240,7 +241,7 @@ def test_trt_build_clears_tf32_and_is_strongly_typed(
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt(version))
     monkeypatch.setattr(tb, "_polygraphy", lambda: pg)
     plan = tb.build_plan(
-        tmp_path / "model.onnx", BuildOptions("fp32", BatchRange(1, 4, 8), 256, 3), None
+        tmp_path / "model.onnx", BuildOptions(Precision.FP32, BatchRange(1, 4, 8), 256, 3), None
     )
     assert plan == b"plan" and pg.built == 1
     (cfg,) = pg.configs
@@ -265,7 +266,7 @@ def test_a_corrupt_timing_cache_is_replaced_not_fatal(
     monkeypatch.setattr(tb, "_polygraphy", lambda: pg)
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"corrupt")
-    opts = BuildOptions("fp16", BatchRange.fixed(1))
+    opts = BuildOptions(Precision.FP16, BatchRange.fixed(1))
     assert tb.build_plan(tmp_path / "model.onnx", opts, cache) == b"plan"
     assert "unreadable" in capsys.readouterr().err
     assert [c["load_timing_cache"] for c in pg.configs] == [str(cache), None]
@@ -302,6 +303,6 @@ def test_a_timing_cache_tensorrt_refused_is_dropped_after_the_build(
     monkeypatch.setattr(tb, "_polygraphy", lambda: pg)
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"refused")
-    opts = BuildOptions("fp16", BatchRange.fixed(1))
+    opts = BuildOptions(Precision.FP16, BatchRange.fixed(1))
     assert tb.build_plan(tmp_path / "model.onnx", opts, cache) == b"plan"
     assert not cache.exists()

@@ -10,6 +10,7 @@ from cnnbench.engines import create, probe
 from cnnbench.engines.base import BatchRange
 from cnnbench.export.parity import FP16_GATE, Tolerances
 from cnnbench.export.parity import compare as parity
+from cnnbench.precision import Precision
 from tests.engines.conftest import artifact, inputs, reference
 
 # INT8 (Q/DQ, entropy calibration on 32 random images) against torch FP32: a sanity bound.
@@ -25,7 +26,7 @@ def precision_files(artifact_root: Path) -> dict[str, Path]:
         p: Path(
             ensure_precision("lenet5", p, out_dir=root, calib_samples=32, check=False).onnx_path
         )
-        for p in ("fp16", "int8")
+        for p in (Precision.FP16, Precision.INT8)
     }
 
 

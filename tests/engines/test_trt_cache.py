@@ -15,11 +15,12 @@ from cnnbench.cli import cli
 from cnnbench.engines.trt_build import ensure_engine, network_flags, onnx_input, profile_shapes
 from cnnbench.engines.trt_cache import BuildOptions, BuildTarget, EngineCache, cache_key
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
+from cnnbench.precision import Precision
 
 TARGET = BuildTarget(
     "ab" * 32, "10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "input", (3, 224, 224)
 )
-OPTS = BuildOptions("fp16", BatchRange(1, 8, 32), workspace_mb=1024, opt_level=3)
+OPTS = BuildOptions(Precision.FP16, BatchRange(1, 8, 32), workspace_mb=1024, opt_level=3)
 
 
 def _no_tensorrt() -> bool:
@@ -70,9 +71,9 @@ def test_build_options_validate() -> None:
     with pytest.raises(ValueError, match="precision"):
         BuildOptions("fp64", BatchRange.fixed(1))
     with pytest.raises(ValueError, match="opt_level"):
-        BuildOptions("fp16", BatchRange.fixed(1), opt_level=6)
+        BuildOptions(Precision.FP16, BatchRange.fixed(1), opt_level=6)
     with pytest.raises(ValueError, match="workspace_mb"):
-        BuildOptions("fp16", BatchRange.fixed(1), workspace_mb=0)
+        BuildOptions(Precision.FP16, BatchRange.fixed(1), workspace_mb=0)
 
 
 def test_store_then_load_roundtrip(tmp_path: Path) -> None:
@@ -200,7 +201,7 @@ def test_build_and_run_lenet5_with_tensorrt(tmp_path: Path) -> None:
     except ImportError:
         pytest.skip("no torch")
     onnx_path = ensure_fp32("lenet5", out_dir=tmp_path).onnx_path
-    art = Artifact("lenet5", "fp32", (1, 32, 32), 10, onnx_path=onnx_path)
+    art = Artifact("lenet5", Precision.FP32, (1, 32, 32), 10, onnx_path=onnx_path)
     x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
     ref = create("torch")
     ref.load(art, BatchRange(1, 4, 8))

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnbench.errors import ArtifactError, UnknownNameError
+from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.export.fp16 import describe_fp16
 from cnnbench.export.manifest import read_manifest
 from cnnbench.export.parity import FP16_GATE
+from cnnbench.precision import Precision
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def lenet_fp16(art_root: Path, cache: Path):
     from cnnbench.export.pipeline import ensure_fp32
 
     fp32 = ensure_fp32("lenet5", out_dir=art_root)
-    return fp32, convert("lenet5", fp32, "fp16", out_dir=art_root / "fp16-tests")
+    return fp32, convert("lenet5", fp32, Precision.FP16, out_dir=art_root / "fp16-tests")
 
 
 def test_fp16_keeps_float32_io_and_casts_weights(lenet_fp16) -> None:
@@ -99,12 +100,12 @@ def test_ensure_precision_reuses_then_rebuilds_a_tampered_file(lenet_fp16) -> No
 
     fp32, res = lenet_fp16
     root = res.onnx_path.parents[2]
-    again = ensure_precision("lenet5", "fp16", out_dir=root)
+    again = ensure_precision("lenet5", Precision.FP16, out_dir=root)
     assert again.sha256 == res.sha256
     assert again.manifest["created"] == res.manifest["created"]  # reused, not rebuilt
     with open(res.onnx_path, "ab") as fh:
         fh.write(b"tampered")
-    rebuilt = ensure_precision("lenet5", "fp16", out_dir=root)
+    rebuilt = ensure_precision("lenet5", Precision.FP16, out_dir=root)
     assert rebuilt.sha256 == read_manifest(rebuilt.manifest_path)["onnx"]["sha256"]
     assert rebuilt.onnx_path.read_bytes()[-8:] != b"tampered"
 
@@ -122,17 +123,29 @@ def test_corrupt_fp32_file_fails_in_one_line_and_writes_nothing(lenet_fp16, tmp_
     (folder / "model.onnx").write_bytes(data[: len(data) // 2])
     broken = ExportResult(folder / "model.onnx", folder / "manifest.json", fp32.manifest)
     with pytest.raises(ArtifactError) as exc:
-        convert("lenet5", broken, "fp16", out_dir=tmp_path)
+        convert("lenet5", broken, Precision.FP16, out_dir=tmp_path)
     assert "\n" not in str(exc.value) and "sha256" in str(exc.value)
     assert not (tmp_path / "lenet5" / "fp16").exists()
 
 
-def test_unknown_precision_is_one_clear_line(lenet_fp16, tmp_path) -> None:
+def test_a_precision_conversion_cannot_make_is_one_clear_line(lenet_fp16, tmp_path) -> None:
     from cnnbench.export.convert import convert
 
     fp32, _ = lenet_fp16
-    with pytest.raises(UnknownNameError, match="unknown precision 'fp8'"):
-        convert("lenet5", fp32, "fp8", out_dir=tmp_path)
+    with pytest.raises(
+        InvalidInputError, match="conversion from FP32 makes fp16 or int8, not bf16"
+    ):
+        convert("lenet5", fp32, Precision.BF16, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unknown_precision_is_one_line_where_it_enters(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from cnnbench.cli import cli
+
+    res = CliRunner().invoke(cli, ["export", "lenet5", "-p", "fp64", "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown precision 'fp64'" in res.output
     assert not any(tmp_path.iterdir())
 
 
@@ -157,7 +170,7 @@ def test_imagenet_fp16_keeps_float32_io(model: str, art_root: Path) -> None:
     from cnnbench.export.pipeline import ensure_fp32
 
     fp32 = ensure_fp32(model, out_dir=art_root)
-    res = convert(model, fp32, "fp16", out_dir=art_root)
+    res = convert(model, fp32, Precision.FP16, out_dir=art_root)
     d = describe_fp16(res.onnx_path)
     assert set(d["inputs"].values()) == {"FLOAT"} and set(d["outputs"].values()) == {"FLOAT"}
     assert d["initializers"].get("FLOAT16", 0) > 20

@@ -10,6 +10,7 @@ import pytest
 
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.export.int8 import describe_qdq
+from cnnbench.precision import Precision
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,9 @@ def lenet_int8(fp32, art_root: Path, cache: Path):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNBENCH_CACHE", str(cache))
-        return convert("lenet5", fp32, "int8", out_dir=art_root / "int8-tests", calib_samples=64)
+        return convert(
+            "lenet5", fp32, Precision.INT8, out_dir=art_root / "int8-tests", calib_samples=64
+        )
 
 
 def _onnx(path: Path):
@@ -142,7 +145,9 @@ def test_int8_runs_on_onnxruntime(lenet_int8, fp32) -> None:
 def test_other_calibration_methods(method: str, fp32, tmp_path) -> None:
     from cnnbench.export.convert import convert
 
-    res = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_method=method, calib_samples=32)
+    res = convert(
+        "lenet5", fp32, Precision.INT8, out_dir=tmp_path, calib_method=method, calib_samples=32
+    )
     assert describe_qdq(res.onnx_path)["ok"]
     assert res.manifest["extra"]["calibration"]["method"] == method
 
@@ -151,16 +156,16 @@ def test_calibration_cache_hit_and_corrupt_entry_rebuilt(fp32, tmp_path, capfd) 
     from cnnbench.export.calibration import cache_path
     from cnnbench.export.convert import convert
 
-    first = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_samples=40)
+    first = convert("lenet5", fp32, Precision.INT8, out_dir=tmp_path, calib_samples=40)
     cal = first.manifest["extra"]["calibration"]
     assert cal["cache_hit"] is False
-    second = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_samples=40)
+    second = convert("lenet5", fp32, Precision.INT8, out_dir=tmp_path, calib_samples=40)
     assert second.manifest["extra"]["calibration"]["cache_hit"] is True
     assert second.sha256 == first.sha256  # the same ranges give the same file
     entry = cache_path(cal["cache_key"])
     entry.write_text(entry.read_text()[:50])  # truncated JSON
     capfd.readouterr()
-    third = convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_samples=40)
+    third = convert("lenet5", fp32, Precision.INT8, out_dir=tmp_path, calib_samples=40)
     assert "corrupt" in capfd.readouterr().err
     assert third.manifest["extra"]["calibration"]["cache_hit"] is False
     assert third.sha256 == first.sha256
@@ -237,7 +242,7 @@ def test_bad_calibration_data_is_one_line_and_writes_nothing(case: str, fp32, tm
         samples = 0
     out = tmp_path / "out"
     with pytest.raises(InvalidInputError) as exc:
-        convert("lenet5", fp32, "int8", out_dir=out, calib_data=data, calib_samples=samples)
+        convert("lenet5", fp32, Precision.INT8, out_dir=out, calib_data=data, calib_samples=samples)
     assert "\n" not in str(exc.value)
     assert not (out / "lenet5" / "int8" / "model.onnx").exists()
     assert not list(out.rglob(".staging-*"))
@@ -248,7 +253,14 @@ def test_accuracy_gate_failure_publishes_nothing(fp32, tmp_path) -> None:
 
     with pytest.raises(CheckFailedError, match="accuracy gate failed"):
         # a negative allowance cannot be met unless INT8 beats FP32
-        convert("lenet5", fp32, "int8", out_dir=tmp_path, calib_samples=32, max_accuracy_drop=-50.0)
+        convert(
+            "lenet5",
+            fp32,
+            Precision.INT8,
+            out_dir=tmp_path,
+            calib_samples=32,
+            max_accuracy_drop=-50.0,
+        )
     folder = tmp_path / "lenet5" / "int8"
     assert not (folder / "model.onnx").exists() and not list(folder.glob(".staging-*"))
 
@@ -277,7 +289,9 @@ def test_imagenet_int8_structure(model: str, art_root: Path) -> None:
     from cnnbench.export.pipeline import ensure_fp32
 
     fp32 = ensure_fp32(model, out_dir=art_root)
-    res = convert(model, fp32, "int8", out_dir=art_root, calib_data="random", calib_samples=8)
+    res = convert(
+        model, fp32, Precision.INT8, out_dir=art_root, calib_data="random", calib_samples=8
+    )
     d = describe_qdq(res.onnx_path)
     assert d["ok"], d
     assert d["zero_points"]["all_zero"] and d["int8"] and d["int32_dq"] == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench.errors import InvalidInputError
-from cnnbench.precision import Int8Recipe
+from cnnbench.precision import Int8Recipe, Precision
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_MODELOPT = importlib.util.find_spec("modelopt") is not None
@@ -43,15 +43,23 @@ def test_a_calibrated_file_is_never_overwritten_by_another_recipe(
     from cnnbench.export.convert import ensure_precision
 
     art = tmp_path / "art"
-    digits = ensure_precision("lenet5", "int8", out_dir=art, calib_data="digits", calib_samples=32)
+    digits = ensure_precision(
+        "lenet5", Precision.INT8, out_dir=art, calib_data="digits", calib_samples=32
+    )
     assert digits.onnx_path == art / "lenet5" / "int8" / "model.onnx"
     before = digits.onnx_path.read_bytes()
-    noise = ensure_precision("lenet5", "int8", out_dir=art, calib_data="random", calib_samples=32)
+    noise = ensure_precision(
+        "lenet5", Precision.INT8, out_dir=art, calib_data="random", calib_samples=32
+    )
     assert noise.onnx_path.parent.name.startswith("int8-") and noise.onnx_path != digits.onnx_path
     assert digits.onnx_path.read_bytes() == before  # the calibrated file is still there
-    again = ensure_precision("lenet5", "int8", out_dir=art, calib_data="digits", calib_samples=32)
+    again = ensure_precision(
+        "lenet5", Precision.INT8, out_dir=art, calib_data="digits", calib_samples=32
+    )
     assert again.onnx_path == digits.onnx_path and again.manifest == digits.manifest
-    rand = ensure_precision("lenet5", "int8", out_dir=art, calib_data="random", calib_samples=32)
+    rand = ensure_precision(
+        "lenet5", Precision.INT8, out_dir=art, calib_data="random", calib_samples=32
+    )
     assert rand.onnx_path == noise.onnx_path  # found again beside it, not rebuilt
     cal = rand.manifest["extra"]["calibration"]
     assert cal["kind"] == "random" and cal["meaningful"] is False
@@ -125,7 +133,7 @@ def test_modelopt_int8_follows_the_placement_rules(tmp_path: Path, cache: Path) 
     from cnnbench.export.int8 import describe_qdq
 
     res = ensure_precision(
-        "lenet5", "int8", out_dir=tmp_path, calib_data="digits", calib_samples=64,
+        "lenet5", Precision.INT8, out_dir=tmp_path, calib_data="digits", calib_samples=64,
         quantizer="modelopt",
     )  # fmt: skip
     conv = res.manifest["extra"]["converter"]

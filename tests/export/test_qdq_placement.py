@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cnnbench.export.qdq_placement import check_placement, quantize_identities, residual_adds
+from cnnbench.precision import Precision
 
 
 def _w(name: str, shape: tuple[int, ...]) -> Any:
@@ -156,7 +157,7 @@ def _int8_of(model: str, tmp: Path, quantizer: str = "ort") -> Path:
     # ModelOpt calibrates with entropy or max (its own percentile differs): max for both
     method = "max" if quantizer == "modelopt" else "entropy"
     return convert(
-        model, fp32, "int8", out_dir=tmp, calib_samples=8, calib_method=method, check=False,
+        model, fp32, Precision.INT8, out_dir=tmp, calib_samples=8, calib_method=method, check=False,
         quantizer=quantizer,
     ).onnx_path  # fmt: skip
 

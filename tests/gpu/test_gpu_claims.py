@@ -102,9 +102,10 @@ def test_nvml_sampler_sees_a_4_gib_allocation(torch: Any, nvml: Any) -> None:
     ("precision", "graphs"), [("fp32", False), ("fp16", False), ("bf16", False), ("fp16", True)]
 )
 def test_run_cell_on_cuda(torch: Any, tmp_path: Any, precision: str, graphs: bool) -> None:
-    from cnnbench.bench.run.cell import RunSpec, run_cell
+    from cnnbench.bench.run.cell import run_cell
+    from cnnbench.bench.run.cell_spec import CellSpec
 
-    spec = RunSpec(
+    spec = CellSpec.create(
         "resnet18", "torch", precision=precision, batch=8, device="cuda", stop=_stop(),
         artifacts=str(tmp_path), engine_options={"cuda_graphs": graphs},
     )  # fmt: skip

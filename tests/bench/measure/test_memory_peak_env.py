@@ -15,6 +15,7 @@ import pytest
 from cnnbench.bench.measure import memory, peak
 from cnnbench.bench.measure.environment import capture, env_fields
 from cnnbench.engines.cuda import CudaIds
+from cnnbench.precision import Precision
 
 
 def test_host_peak_covers_an_allocation_after_reset() -> None:
@@ -144,21 +145,21 @@ def test_peak_is_cached_and_a_corrupt_entry_is_remeasured(
     monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path))
     calls = []
     monkeypatch.setattr(peak, "measure_peak", lambda d, p: calls.append((d, p)) or 42.0)
-    first = peak.get_peak("cpu", "fp32")
+    first = peak.get_peak("cpu", Precision.FP32)
     assert first is not None and first.gmacs_per_s == 42.0 and not first.cached
-    again = peak.get_peak("cpu", "fp32")
+    again = peak.get_peak("cpu", Precision.FP32)
     assert again is not None and again.cached and len(calls) == 1
     (entry,) = (tmp_path / "peak").glob("*.json")
     assert json.loads(entry.read_text())["key"]["dtype"] == "float32"
     entry.write_text("{not json")
-    assert peak.get_peak("cpu", "fp32").gmacs_per_s == 42.0  # type: ignore[union-attr]
+    assert peak.get_peak("cpu", Precision.FP32).gmacs_per_s == 42.0  # type: ignore[union-attr]
     assert len(calls) == 2
-    assert peak.get_peak("cpu", "bf16", measure=False) is None
+    assert peak.get_peak("cpu", Precision.BF16, measure=False) is None
 
 
 def test_real_peak_microbenchmark_is_positive() -> None:
     pytest.importorskip("torch")
-    assert peak.measure_peak("cpu", "fp32", seconds=0.2) > 0.1
+    assert peak.measure_peak("cpu", Precision.FP32, seconds=0.2) > 0.1
 
 
 def test_environment_block() -> None:

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnbench.bench.measure.validity import MAX_FOREIGN_CPU_CORES, CpuWindow, verdict
-from cnnbench.bench.run import local as sweep_mod
+from cnnbench.bench.run import child as child_mod
 from cnnbench.cli import cli
 
 QUICK = ["--warmup-count", "1", "--warmup-time", "0", "--min-count", "120", "--min-time", "0.2",
@@ -91,7 +91,7 @@ def test_run_measures_in_a_fresh_process_and_a_killed_cell_is_an_error_row(
     assert row["foreign_cpu_cores"] is not None and row["samples_count"] == row["samples"]
     # the same command, but the cell's process is killed (as the kernel's OOM killer would)
     kill = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
-    monkeypatch.setattr(sweep_mod, "_child_cmd", lambda spec, result: [sys.executable, "-c", kill])
+    monkeypatch.setattr(child_mod, "child_command", lambda *a: [sys.executable, "-c", kill])
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1
     last = json.loads(out.read_text().splitlines()[-1])

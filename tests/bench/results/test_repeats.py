@@ -9,7 +9,7 @@ import pytest
 from cnnbench.bench.results.compare import compare_files
 from cnnbench.bench.results.files import append_row, cell_key
 from cnnbench.bench.results.repeats import exact_mann_whitney
-from cnnbench.bench.run.sweep_config import SweepConfig
+from cnnbench.bench.run.sweep_config import SweepConfig, config_from_mapping
 from cnnbench.errors import InvalidInputError
 from cnnbench.precision import Precision
 
@@ -60,5 +60,7 @@ def test_a_grid_with_repeats_runs_every_cell_again_with_its_own_key() -> None:
     keys = [s.key() for s in specs]
     assert len(set(keys)) == 6 and keys[2].endswith("#r1")
     assert cell_key({"model": "m", "repeat": 2}, repeat=False) == cell_key({"model": "m"})
-    with pytest.raises(InvalidInputError, match="repeats"):
-        SweepConfig(("lenet5",), ("null",), (Precision.FP32,), (1,), ("offline",), repeats=0)
+    grid = {"models": ["lenet5"], "engines": ["null"], "precisions": ["fp32"], "batches": [1],
+            "scenarios": ["offline"], "repeats": 0}  # fmt: skip
+    with pytest.raises(InvalidInputError, match="repeats"):  # checked where a grid is read
+        config_from_mapping(grid, src="grid", base=Path("."))

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cnnbench.bench.run.accuracy import ArrayDataset, evaluate, open_dataset
 from cnnbench.errors import CnnbenchError, UnknownNameError
 from cnnbench.models import get_spec
+from cnnbench.precision import Int8Recipe, Precision
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +121,8 @@ def test_lenet5_digits_accuracy_acceptance(tmp_path: Path) -> None:
         cells.append(("onnxruntime", "int8", "modelopt"))
     runs = {
         (eng, p, q): evaluate(
-            "lenet5", weights=weights, engine=eng, precision=p, artifacts=tmp_path / "art",
-            quantizer=q,
+            "lenet5", weights=weights, engine=eng, precision=Precision(p),
+            artifacts=tmp_path / "art", int8=Int8Recipe(quantizer=q) if q else None,
         )
         for eng, p, q in cells
     }  # fmt: skip

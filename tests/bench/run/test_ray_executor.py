@@ -64,6 +64,11 @@ def test_ray_sweep_has_the_local_cells_and_names_the_node(tmp_path: Path) -> Non
     assert res.exit_code == 0 and "8 of 8 cells already" in res.output, res.output
 
 
+def _is_cell(cmdline: list[str]) -> bool:
+    """Whether a command line is a cell's measured process (bench.run.child measure)."""
+    return "cnnbench.bench.run.child" in cmdline and "measure" in cmdline
+
+
 def _cell_on(raylet_pid: int) -> bool:
     """Whether a cell process runs under that raylet (a worker's child)."""
     try:
@@ -72,7 +77,7 @@ def _cell_on(raylet_pid: int) -> bool:
         return False
     for p in kids:
         try:
-            if "--cell" in p.cmdline():
+            if _is_cell(p.cmdline()):
                 return True
         except psutil.Error:
             continue
@@ -139,10 +144,7 @@ def _ours(tag: str) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if (
-                "--cell" in (p.info["cmdline"] or [])
-                and p.environ().get("CNNBENCH_TEST_TAG") == tag
-            ):
+            if _is_cell(p.info["cmdline"] or []) and p.environ().get("CNNBENCH_TEST_TAG") == tag:
                 found.append(p)
         except psutil.Error:
             continue

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import cnnbench.bench.run.local as sweep_mod
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.results.files import append_row, read_rows
-from cnnbench.bench.run.cell import RunSpec
+from cnnbench.bench.run import child as child_mod
+from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.cli import cli
 
 STOP = {"warmup_count": 1, "warmup_time": 0, "min_count": 20, "min_time": 0.02, "max_time": 5}
@@ -121,25 +121,25 @@ def test_resume_retries_error_rows_only(tmp_path: Path) -> None:
     assert row["error"] is None and row["samples"] >= 20
 
 
-def _spec() -> RunSpec:
-    return RunSpec("lenet5", "null", stop=StopRule(**STOP))
+def _spec() -> CellSpec:
+    return CellSpec.create("lenet5", "null", stop=StopRule(**STOP))
 
 
 def test_crashed_cell_becomes_an_error_row(monkeypatch: pytest.MonkeyPatch) -> None:
     kill = (
         "import os, signal, sys; sys.stderr.write('dying\\n'); os.kill(os.getpid(), signal.SIGKILL)"
     )
-    monkeypatch.setattr(sweep_mod, "_child_cmd", lambda spec, result: [sys.executable, "-c", kill])
-    row = sweep_mod.run_isolated(_spec(), timeout_s=60)
+    monkeypatch.setattr(child_mod, "child_command", lambda *a: [sys.executable, "-c", kill])
+    row = child_mod.run_isolated(_spec(), timeout_s=60)
     assert "killed by SIGKILL (out of memory?)" in row["error"] and "dying" in row["error"]
     assert row["model"] == "lenet5" and row["env_cpu"]
 
 
 def test_timed_out_cell_becomes_an_error_row(monkeypatch: pytest.MonkeyPatch) -> None:
     hang = "import time; time.sleep(60)"
-    monkeypatch.setattr(sweep_mod, "_child_cmd", lambda spec, result: [sys.executable, "-c", hang])
+    monkeypatch.setattr(child_mod, "child_command", lambda *a: [sys.executable, "-c", hang])
     t0 = time.perf_counter()
-    row = sweep_mod.run_isolated(_spec(), timeout_s=1)
+    row = child_mod.run_isolated(_spec(), timeout_s=1)
     assert time.perf_counter() - t0 < 15
     assert row["error"].startswith("timeout")
 
