@@ -16,7 +16,8 @@ from cnnbench.bench.results.compare import (
 )
 from cnnbench.bench.results.files import format_of, write_rows
 from cnnbench.bench.results.history import db_source, is_ref, machine_filter, parse_when
-from cnnbench.bench.results.store import Store, shown_url
+from cnnbench.bench.results.store import Store
+from cnnbench.bench.results.store_url import shown_url
 from cnnbench.cli.bench_options import db_option
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.errors import CheckFailedError

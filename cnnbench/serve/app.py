@@ -35,7 +35,8 @@ from starlette.formparsers import MultiPartException
 from cnnbench.bench.results.compare import DEFAULT_METRICS, compare_sources, parse_threshold
 from cnnbench.bench.results.files import CONTRACT_COLUMNS, columns_for
 from cnnbench.bench.results.history import db_source, is_ref
-from cnnbench.bench.results.store import Store, shown_url
+from cnnbench.bench.results.store import Store
+from cnnbench.bench.results.store_url import shown_url
 from cnnbench.errors import CnnbenchError, InvalidInputError, first_line
 from cnnbench.serve.grid import validate
 from cnnbench.serve.jobs import JobQueue
