@@ -92,6 +92,59 @@ def _op_counts(ev: OpEvent) -> tuple[int, int]:
     return 0, 0
 
 
+class _LayerRecorder:
+    """The hooks' shared state during the traced forward: the stack of modules being run, the
+    frames of the reported layers among them, and the rows they make. ``on_op`` is the
+    tracer's callback; ``pre_all`` / ``post_all`` are every module's forward hooks."""
+
+    def __init__(self, model: nn.Module, name: str, shape: tuple[int, ...]) -> None:
+        self.name = name
+        head = LayerStats("input", "Input", "input", shape, activations=math.prod(shape))
+        head.rf = RF.input(shape[1:])
+        self.rows = [head]
+        self.frames: list[_Frame] = []
+        self.all_stack: list[str] = []
+        self.executed: set[int] = set()
+        self.names = {id(m): n or name for n, m in model.named_modules()}
+        self.tracer = RFTracer(len(shape) - 1, self.on_op)
+        self.reported = _reported_modules(model)
+
+    def on_op(self, ev: OpEvent) -> None:
+        macs, conn = _op_counts(ev)
+        kind = ev.kind
+        if kind in ("pool", "reduce"):  # a window over channels only (LRN) is no pooling
+            kind = "pool" if conn else "other"
+        if self.frames:
+            self.frames[-1].macs += macs
+            self.frames[-1].connections += conn
+            self.frames[-1].kinds.add(kind)
+        elif macs or conn:
+            where = self.all_stack[-1] if self.all_stack else self.name
+            out = ev.outputs[0]
+            shape = tuple(out.shape[1:])
+            row = LayerStats(f"{where}:{ev.name}", ev.name, kind, shape, macs=macs)
+            row.connections, row.activations = conn, math.prod(shape)
+            row.rf = self.tracer.rf_of(out)
+            self.rows.append(row)
+
+    def pre_all(self, m: Any, args: Any) -> None:
+        self.executed.add(id(m))
+        self.all_stack.append(self.names[id(m)])
+        if id(m) in self.reported:
+            self.frames.append(_Frame(self.names[id(m)], m))
+
+    def post_all(self, m: Any, args: Any, output: Any) -> None:
+        self.all_stack.pop()
+        if id(m) in self.reported:
+            self.tracer.paused = True
+            try:
+                row = _row(self.frames.pop(), args, output, self.tracer, leaves)
+                if row is not None:  # a module that returns no tensor is no layer
+                    self.rows.append(row)
+            finally:
+                self.tracer.paused = False
+
+
 def trace(model: nn.Module, name: str, shape: tuple[int, ...]) -> tuple[list, dict, list]:
     """Run ``model`` once on a batch-1 zero input of ``shape`` where its parameters live.
 
@@ -101,57 +154,12 @@ def trace(model: nn.Module, name: str, shape: tuple[int, ...]) -> tuple[list, di
     """
     import torch
 
-    axes = len(shape) - 1
-    head = LayerStats("input", "Input", "input", shape, activations=math.prod(shape))
-    head.rf = RF.input(shape[1:])
-    rows = [head]
-    frames: list[_Frame] = []
-    all_stack: list[str] = []
-    executed: set[int] = set()
-    names = {id(m): n or name for n, m in model.named_modules()}
-
-    def on_op(ev: OpEvent) -> None:
-        macs, conn = _op_counts(ev)
-        kind = ev.kind
-        if kind in ("pool", "reduce"):  # a window over channels only (LRN) is no pooling
-            kind = "pool" if conn else "other"
-        if frames:
-            frames[-1].macs += macs
-            frames[-1].connections += conn
-            frames[-1].kinds.add(kind)
-        elif macs or conn:
-            where = all_stack[-1] if all_stack else name
-            out = ev.outputs[0]
-            shape = tuple(out.shape[1:])
-            row = LayerStats(f"{where}:{ev.name}", ev.name, kind, shape, macs=macs)
-            row.connections, row.activations = conn, math.prod(shape)
-            row.rf = tracer.rf_of(out)
-            rows.append(row)
-
-    tracer = RFTracer(axes, on_op)
-    reported = _reported_modules(model)
+    rec = _LayerRecorder(model, name, shape)
+    tracer = rec.tracer
     handles = []
-
-    def pre_all(m: Any, args: Any) -> None:
-        executed.add(id(m))
-        all_stack.append(names[id(m)])
-        if id(m) in reported:
-            frames.append(_Frame(names[id(m)], m))
-
-    def post_all(m: Any, args: Any, output: Any) -> None:
-        all_stack.pop()
-        if id(m) in reported:
-            tracer.paused = True
-            try:
-                row = _row(frames.pop(), args, output, tracer, leaves)
-                if row is not None:  # a module that returns no tensor is no layer
-                    rows.append(row)
-            finally:
-                tracer.paused = False
-
     for m in model.modules():
-        handles.append(m.register_forward_pre_hook(pre_all))
-        handles.append(m.register_forward_hook(post_all))
+        handles.append(m.register_forward_pre_hook(rec.pre_all))
+        handles.append(m.register_forward_hook(rec.post_all))
     modes = {m: m.training for m in model.modules()}
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -173,7 +181,7 @@ def trace(model: nn.Module, name: str, shape: tuple[int, ...]) -> tuple[list, di
             h.remove()
         for m, training in modes.items():
             m.training = training
-    return rows, _totals(model, rows, executed), sorted(set(tracer.notes))
+    return rec.rows, _totals(model, rec.rows, rec.executed), sorted(set(tracer.notes))
 
 
 def _reported_modules(model: nn.Module) -> set[int]:

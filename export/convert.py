@@ -10,11 +10,13 @@ Verification runs the FP32 file and the candidate on ONNX Runtime (CPU) on the s
 compares them with :mod:`export.parity` (FP16: ``FP16_GATE``; INT8: ``INT8_REPORT`` unless a
 gate is given). With labelled data (digits) the top-1 of both and the drop in points are
 recorded, and ``max_accuracy_drop`` (points) turns the drop into a gate.
+
+The request key, the folder a request's file lives in and the reuse check are in
+:mod:`export.convert_reuse`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -29,20 +31,20 @@ from cnnbench.export.calibration import (
     calibrate,
     calibration_set,
 )
+from cnnbench.export.convert_reuse import artifact_folder, request_key, reuse_problem
 from cnnbench.export.fp16 import convert_fp16
 from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
     ExportResult,
     build_manifest,
-    library_versions,
-    read_manifest,
     verify_artifact,
     write_manifest,
 )
 from cnnbench.export.parity import Tolerances
 from cnnbench.export.pipeline import ensure_fp32
 from cnnbench.models import get_spec
+from cnnbench.models.spec import ModelSpec
 from cnnbench.naming import lookup
 from cnnbench.precision import (
     DEFAULT_CALIB_SAMPLES,
@@ -52,11 +54,10 @@ from cnnbench.precision import (
 )
 from cnnbench.progress import StepHistory, Steps, note
 
-__all__ = ["CONVERTIBLE", "convert", "ensure_precision", "request_key"]
+__all__ = ["CONVERTIBLE", "convert", "ensure_precision"]
 
 #: the precisions converted from the FP32 export
 CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
-_KEY_VERSIONS = ("cnnbench", "onnx", "onnxruntime", "onnxconverter-common")
 
 
 def _check_args(precision: Precision, calib_method: str, quantizer: str = "ort") -> Precision:
@@ -69,65 +70,6 @@ def _check_args(precision: Precision, calib_method: str, quantizer: str = "ort")
     if precision == "int8" and quantizer == "modelopt":
         modelopt_int8.check_method(calib_method)
     return precision
-
-
-def artifact_folder(out_dir: str | Path, model: str, prec: Precision, key: str) -> Path:
-    """Where the file of request ``key`` lives: ``<model>/<precision>/``, unless that folder
-    holds a good file made from another INT8 request (other data, method, quantizer...), which
-    is never overwritten: then ``<model>/int8-<key[:10]>/``."""
-    base = Path(out_dir) / model / prec.onnx_dir
-    if prec != "int8":
-        return base
-    alt = base.with_name(f"{base.name}-{key[:10]}")
-    for folder in (base, alt):
-        if _made_from(folder) == key:
-            return folder
-    return base if _made_from(base) is None else alt
-
-
-def _made_from(folder: Path) -> str | None:
-    """The request key of the good file in ``folder``, or None (none there, or unusable)."""
-    if not (folder / MANIFEST_NAME).is_file():
-        return None
-    try:
-        manifest = read_manifest(folder)
-        verify_artifact(folder)
-    except ArtifactError:
-        return None
-    key = (manifest.get("extra") or {}).get("key")
-    return str(key) if key else None
-
-
-def request_key(
-    fp32_sha256: str,
-    precision: Precision,
-    calib: CalibrationSet | None,
-    calib_method: str,
-    tolerances: Tolerances | None,
-    max_accuracy_drop: float | None,
-    quantizer: str = "ort",
-) -> str:
-    """What a converted file was made from; equal keys mean the file can be reused."""
-    versions = library_versions(("onnxconverter-common",))
-    req: dict[str, Any] = {
-        "fp32": fp32_sha256,
-        "precision": precision,
-        "versions": {k: versions.get(k) for k in _KEY_VERSIONS},
-        "tolerances": (tolerances or precision.gate).to_dict(),
-        "max_accuracy_drop": max_accuracy_drop,
-    }
-    if precision == "int8":
-        req["placement"] = int8.PLACEMENT_SCHEME
-        req["quantizer"] = quantizer
-        if quantizer == "modelopt":
-            req["quantizer_version"] = modelopt_int8.version()
-    if precision == "int8" and calib is not None:
-        req["calibration"] = {
-            "data": calib.sha256,
-            "samples": calib.samples,
-            "method": calib_method,
-        }
-    return hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()
 
 
 def convert(
@@ -171,14 +113,7 @@ def convert(
     """
     prec = _check_args(precision, calib_method, quantizer)
     spec = get_spec(model)
-    if fp32.manifest.get("model") != model or fp32.manifest.get("precision") != "fp32":
-        raise InvalidInputError(
-            f"{fp32.onnx_path} holds {fp32.manifest.get('model')} "
-            f"{fp32.manifest.get('precision')}, not {model} fp32"
-        )
-    src, fp32_manifest = verify_artifact(fp32.onnx_path)  # corrupt or swapped files fail here
-    graph.load(src, load_external_data=False)
-    fp32_sha = str(fp32_manifest["onnx"]["sha256"])  # what is on disk now, verified
+    src, fp32_manifest, fp32_sha = _verified_fp32(model, fp32)
     calib = None
     if prec == "int8":
         calib = _calib or calibration_set(spec, calib_data, samples=calib_samples, seed=seed)
@@ -187,8 +122,60 @@ def convert(
     key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
 
     dest = artifact_folder(out_dir, model, prec, key)
+    steps = _convert_steps(prec, model, quantizer, calib_method, calib, src, check)
+    extra: dict[str, Any] = {
+        "key": key,
+        "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},
+    }
+    with new_dir(dest), graph.staging_dir(dest) as stage:
+        staged = stage / ONNX_NAME
+        made, exporter = _run_converter(
+            prec, src, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer
+        )
+        extra.update(made)
+        # The converters copy the FP32 file's metadata; the file must say what it now is.
+        graph.set_metadata(staged, {"cnnbench.precision": prec})
+        parity = None
+        if vset is not None:
+            parity, extra["accuracy"] = _verify_against_fp32(
+                src, staged, vset, tol, max_accuracy_drop, steps, what=f"{model} {prec}"
+            )
+        manifest = _converted_manifest(
+            model, prec, staged, spec, fp32, fp32_manifest, exporter, parity, steps, extra
+        )
+        (dest / MANIFEST_NAME).unlink(missing_ok=True)
+        graph.publish(stage, dest, [ONNX_NAME])
+    manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
+    return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
+
+
+def _verified_fp32(model: str, fp32: ExportResult) -> tuple[Path, dict[str, Any], str]:
+    """The FP32 file of ``fp32``, checked to be ``model``'s and verified as it is on disk now:
+    its path, its manifest and its sha256."""
+    if fp32.manifest.get("model") != model or fp32.manifest.get("precision") != "fp32":
+        raise InvalidInputError(
+            f"{fp32.onnx_path} holds {fp32.manifest.get('model')} "
+            f"{fp32.manifest.get('precision')}, not {model} fp32"
+        )
+    src, fp32_manifest = verify_artifact(fp32.onnx_path)  # corrupt or swapped files fail here
+    graph.load(src, load_external_data=False)
+    fp32_sha = str(fp32_manifest["onnx"]["sha256"])  # what is on disk now, verified
+    return src, fp32_manifest, fp32_sha
+
+
+def _convert_steps(
+    prec: Precision,
+    model: str,
+    quantizer: str,
+    calib_method: str,
+    calib: CalibrationSet | None,
+    src: Path,
+    check: bool,
+) -> Steps:
+    """The conversion's steps (the quantizer's for INT8, then verify), recorded in the step
+    history under the request and sized by the FP32 file."""
     plan = ["convert"] if prec == Precision.FP16 else _INT8_STEPS[quantizer]
-    steps = Steps(
+    return Steps(
         f"{prec} {model}",
         plan=[*plan, *(["verify"] if check else [])],
         history=StepHistory(
@@ -197,56 +184,83 @@ def convert(
             size=src.stat().st_size,
         ),
     )
-    extra: dict[str, Any] = {
-        "key": key,
-        "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},
-    }
-    with new_dir(dest), graph.staging_dir(dest) as stage:
-        staged = stage / ONNX_NAME
-        if prec == "fp16":
-            with steps.step("convert"):
-                record = convert_fp16(src, staged)
-            extra["converter"] = record
-            exporter = f"{record['converter']} {record['converter_version']}"
-        else:
-            assert calib is not None
-            record = _int8(
-                src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer
-            )
-            extra.update(record)
-            exporter = (
-                f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
-            )
-        # The converters copy the FP32 file's metadata; the file must say what it now is.
-        graph.set_metadata(staged, {"cnnbench.precision": prec})
-        parity = None
-        if vset is not None:
-            with steps.step("verify"):
-                report, acc = convert_check.verify(src, staged, vset, tol)
-            parity = convert_check.parity_record(report, vset)
-            extra["accuracy"] = acc
-            convert_check.enforce(report, acc, max_accuracy_drop, what=f"{model} {prec}")
-        manifest = build_manifest(
-            model=model,
-            precision=prec,
-            opset=graph.opset_of(graph.load(staged, load_external_data=False)),
-            exporter=exporter,
-            onnx_path=staged,
-            input_shape=spec.input_shape,
-            num_classes=spec.num_classes,
-            batch=fp32.batch,
-            dynamic=bool(fp32_manifest.get("dynamic_axes")),
-            weights=str(fp32_manifest["weights"]),
-            parity=parity,
-            timings=steps.timings,
-            input_name=str(fp32_manifest["input"]["name"]),
-            output_name=str(fp32_manifest["output"]["name"]),
-            extra=extra,
-        )
-        (dest / MANIFEST_NAME).unlink(missing_ok=True)
-        graph.publish(stage, dest, [ONNX_NAME])
-    manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
-    return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
+
+
+def _run_converter(
+    prec: Precision,
+    src: Path,
+    stage: Path,
+    calib: CalibrationSet | None,
+    calib_method: str,
+    fp32_sha: str,
+    fp32_manifest: dict[str, Any],
+    steps: Steps,
+    quantizer: str,
+) -> tuple[dict[str, Any], str]:
+    """Convert ``src`` into ``stage``'s ONNX file: FP16, or INT8 by ``quantizer``. Returns what
+    the manifest's ``extra`` records of the conversion, and the exporter's name."""
+    staged = stage / ONNX_NAME
+    if prec == "fp16":
+        with steps.step("convert"):
+            record = convert_fp16(src, staged)
+        return {"converter": record}, f"{record['converter']} {record['converter_version']}"
+    assert calib is not None
+    record = _int8(
+        src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer
+    )
+    return record, f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
+
+
+def _verify_against_fp32(
+    src: Path,
+    staged: Path,
+    vset: convert_check.VerificationSet,
+    tol: Tolerances,
+    max_accuracy_drop: float | None,
+    steps: Steps,
+    *,
+    what: str,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run the staged file and the FP32 file on the verification set and enforce the gates;
+    returns the manifest's parity record and the accuracy record."""
+    with steps.step("verify"):
+        report, acc = convert_check.verify(src, staged, vset, tol)
+    parity = convert_check.parity_record(report, vset)
+    convert_check.enforce(report, acc, max_accuracy_drop, what=what)
+    return parity, acc
+
+
+def _converted_manifest(
+    model: str,
+    prec: Precision,
+    staged: Path,
+    spec: ModelSpec,
+    fp32: ExportResult,
+    fp32_manifest: dict[str, Any],
+    exporter: str,
+    parity: dict[str, Any] | None,
+    steps: Steps,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest of the staged file: its batch axis, weights and I/O names are the FP32
+    file's."""
+    return build_manifest(
+        model=model,
+        precision=prec,
+        opset=graph.opset_of(graph.load(staged, load_external_data=False)),
+        exporter=exporter,
+        onnx_path=staged,
+        input_shape=spec.input_shape,
+        num_classes=spec.num_classes,
+        batch=fp32.batch,
+        dynamic=bool(fp32_manifest.get("dynamic_axes")),
+        weights=str(fp32_manifest["weights"]),
+        parity=parity,
+        timings=steps.timings,
+        input_name=str(fp32_manifest["input"]["name"]),
+        output_name=str(fp32_manifest["output"]["name"]),
+        extra=extra,
+    )
 
 
 _INT8_STEPS = {"ort": ["pre-process", "calibrate", "quantize"], "modelopt": ["calibrate+quantize"]}
@@ -332,7 +346,7 @@ def ensure_precision(
     tol = tolerances or prec.gate
     key = request_key(fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
     folder = artifact_folder(out_dir, model, prec, key)
-    reason = _reuse_problem(folder, key, check)
+    reason = reuse_problem(folder, key, check)
     if reason is None:
         onnx_path, manifest = verify_artifact(folder)
         note(f"reusing verified {onnx_path} (sha256 {manifest['onnx']['sha256'][:12]})")
@@ -356,18 +370,3 @@ def ensure_precision(
         quantizer=quantizer,
         _calib=calib,
     )
-
-
-def _reuse_problem(folder: Path, key: str, check: bool) -> str | None:
-    if not (folder / MANIFEST_NAME).is_file():
-        return "no cached artifact"
-    try:
-        manifest = read_manifest(folder)
-        verify_artifact(folder)
-    except ArtifactError as exc:
-        return f"cached artifact unusable ({exc})"
-    if (manifest.get("extra") or {}).get("key") != key:
-        return "cached artifact was made from a different request"
-    if check and not (manifest.get("parity") or {}).get("passed"):
-        return "cached artifact was not verified"
-    return None

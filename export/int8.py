@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,85 @@ def _output_channel_axis(consumer: Any, weight_rank: int) -> int | None:
     return None
 
 
+class _QdqGraph:
+    """Lookups over a quantized graph: its initialisers, each tensor's producer and consumers,
+    and the constant value or element type behind a tensor's name."""
+
+    def __init__(self, g: Any) -> None:
+        self.inits = {t.name: t for t in g.initializer}
+        self.producers = {o: n for n in g.node for o in n.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for n in g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+
+    def const(self, name: str) -> Any:
+        """The value of an initialiser or of a Constant's output (None: neither)."""
+        from onnx import numpy_helper
+
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        node = self.producers.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    def elem_type(self, name: str) -> int | None:
+        """The element type of an initialiser, a Constant's output or a QuantizeLinear's output
+        (its zero point's); None when it is none of these."""
+        if name in self.inits:
+            return int(self.inits[name].data_type)
+        node = self.producers.get(name)
+        if node is not None and node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            return self.elem_type(node.input[2])
+        if node is not None and node.op_type == "Constant":
+            return int(node.attribute[0].t.data_type)
+        return None
+
+
+@dataclass
+class _WeightScales:
+    """How the weights' DequantizeLinear nodes are scaled."""
+
+    per_channel: int = 0
+    per_tensor: int = 0
+    axes_ok: bool = True  # every per-channel scale is on its consumers' output-channel axis
+    linear_per_tensor: int = 0  # Conv/Gemm/MatMul weights without per-channel scales
+
+
+def _weight_scales(gr: _QdqGraph, dqs: list[Any]) -> _WeightScales:
+    """Count the DequantizeLinear nodes of initialisers (weights) by scale: per tensor, or per
+    channel and then on which axis."""
+    out = _WeightScales()
+    for dq in dqs:
+        if dq.input[0] not in gr.inits:
+            continue
+        scale = gr.const(dq.input[1])
+        users = gr.consumers.get(dq.output[0], [])
+        if scale is None or scale.ndim == 0:
+            out.per_tensor += 1
+            out.linear_per_tensor += sum(1 for c in users if c.op_type in _LINEAR_OPS)
+            continue
+        out.per_channel += 1
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        rank = len(gr.inits[dq.input[0]].dims)
+        axis = axis % rank
+        for c in users:
+            if _output_channel_axis(c, rank) not in (None, axis):
+                out.axes_ok = False
+    return out
+
+
+def _quantized_ops(gr: _QdqGraph, dqs: list[Any]) -> dict[str, int]:
+    """Op type -> count of the nodes fed by a DequantizeLinear (once per dequantized input),
+    sorted by op type."""
+    ops: dict[str, int] = {}
+    for dq in dqs:
+        for c in gr.consumers.get(dq.output[0], []):
+            ops[c.op_type] = ops.get(c.op_type, 0) + 1
+    return dict(sorted(ops.items()))
+
+
 def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
     """The Q/DQ structure of a quantized file (for tests, the manifest and TensorRT's rules).
 
@@ -170,92 +250,46 @@ def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
     conditions hold; placement is checked on its own).
     """
     import onnx
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto
 
     model = onnx.load(str(onnx_path))
-    g = model.graph
-    inits = {t.name: t for t in g.initializer}
-    producers = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-
-    def const(name: str) -> Any:
-        if name in inits:
-            return numpy_helper.to_array(inits[name])
-        node = producers.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(node.attribute[0].t)
-        return None
-
-    def elem_type(name: str) -> int | None:
-        if name in inits:
-            return int(inits[name].data_type)
-        node = producers.get(name)
-        if node is not None and node.op_type == "QuantizeLinear" and len(node.input) > 2:
-            return elem_type(node.input[2])
-        if node is not None and node.op_type == "Constant":
-            return int(node.attribute[0].t.data_type)
-        return None
-
-    qs = [n for n in g.node if n.op_type == "QuantizeLinear"]
-    dqs = [n for n in g.node if n.op_type == "DequantizeLinear"]
+    gr = _QdqGraph(model.graph)
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     pairs = sum(
         1
         for q in qs
-        if any(c.op_type == "DequantizeLinear" for c in consumers.get(q.output[0], []))
+        if any(c.op_type == "DequantizeLinear" for c in gr.consumers.get(q.output[0], []))
     )
-    zps = [const(n.input[2]) for n in qs + dqs if len(n.input) > 2 and n.input[2]]
+    zps = [gr.const(n.input[2]) for n in qs + dqs if len(n.input) > 2 and n.input[2]]
     zp_types = sorted(
         {
             TensorProto.DataType.Name(t)
             for n in qs + dqs
-            if len(n.input) > 2 and (t := elem_type(n.input[2])) is not None
+            if len(n.input) > 2 and (t := gr.elem_type(n.input[2])) is not None
         }
     )
-    data_types = [elem_type(n.input[0]) for n in dqs]
+    data_types = [gr.elem_type(n.input[0]) for n in dqs]
     int32_dq = sum(1 for t in data_types if t == TensorProto.INT32)
     int8 = bool(qs or dqs) and all(t == TensorProto.INT8 for t in data_types if t is not None)
     int8 = int8 and all(zp is not None and zp.dtype == np.int8 for zp in zps)
-    per_channel = per_tensor = 0
-    axes_ok = True
-    linear_per_tensor = 0  # Conv/Gemm/MatMul weights without per-channel scales
-    quantized_ops: dict[str, int] = {}
-    for dq in dqs:
-        for c in consumers.get(dq.output[0], []):
-            quantized_ops[c.op_type] = quantized_ops.get(c.op_type, 0) + 1
-        if dq.input[0] not in inits:
-            continue
-        scale = const(dq.input[1])
-        users = consumers.get(dq.output[0], [])
-        if scale is None or scale.ndim == 0:
-            per_tensor += 1
-            linear_per_tensor += sum(1 for c in users if c.op_type in _LINEAR_OPS)
-            continue
-        per_channel += 1
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-        rank = len(inits[dq.input[0]].dims)
-        axis = axis % rank
-        for c in users:
-            if _output_channel_axis(c, rank) not in (None, axis):
-                axes_ok = False
-    act_per_tensor = all((s := const(q.input[1])) is not None and s.size == 1 for q in qs)
+    weights = _weight_scales(gr, dqs)
+    act_per_tensor = all((s := gr.const(q.input[1])) is not None and s.size == 1 for q in qs)
     all_zero = bool(zps) and all(zp is not None and not np.any(zp) for zp in zps)
     out = {
         "quantize_linear": len(qs),
         "dequantize_linear": len(dqs),
         "qdq_pairs": pairs,
-        "weight_dq": per_channel + per_tensor,
+        "weight_dq": weights.per_channel + weights.per_tensor,
         "zero_points": {"count": len(zps), "all_zero": all_zero, "types": zp_types},
         "int8": int8,
         "int32_dq": int32_dq,
-        "per_channel_weights": per_channel,
-        "per_tensor_weights": per_tensor,
-        "weight_axes_ok": axes_ok,
-        "linear_weights_per_tensor": linear_per_tensor,
+        "per_channel_weights": weights.per_channel,
+        "per_tensor_weights": weights.per_tensor,
+        "weight_axes_ok": weights.axes_ok,
+        "linear_weights_per_tensor": weights.linear_per_tensor,
         "activation_per_tensor": act_per_tensor,
-        "quantized_ops": dict(sorted(quantized_ops.items())),
+        "quantized_ops": _quantized_ops(gr, dqs),
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
         "placement": check_placement(model),
     }
@@ -264,10 +298,10 @@ def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
         and all_zero
         and int8
         and int32_dq == 0
-        and per_channel > 0
-        and axes_ok
+        and weights.per_channel > 0
+        and weights.axes_ok
         and act_per_tensor
-        and linear_per_tensor == 0
+        and weights.linear_per_tensor == 0
     )
     return out
 

@@ -4,6 +4,9 @@
 matches the request and the file's sha256 matches the manifest. Every file is written in a
 staging folder and renamed into place only after the gate passed, so a failure (or Ctrl-C)
 leaves the folder as it was: either the previous verified artifact or nothing.
+
+A user's ONNX file is imported instead (:mod:`export.onnx_import`); the artifact's folder and
+its publication are :mod:`export.fp32_artifact`'s, shared by both.
 """
 
 from __future__ import annotations
@@ -12,48 +15,44 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir, probe_writable, sha256_file
+from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir, probe_writable
 from cnnbench.batch import BatchRange
 from cnnbench.errors import ArtifactError, CnnbenchError
 from cnnbench.export import graph
-from cnnbench.export.gate import GateInputs, OrtReference, gate, parity_record
+from cnnbench.export.fp32_artifact import (
+    DEFAULT_DYNAMIC_BATCH,
+    artifact_dir,
+    gate_inputs,
+    publish_fp32,
+)
+from cnnbench.export.gate import gate, parity_record
 from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
     ExportResult,
-    build_manifest,
     library_versions,
     read_manifest,
     verify_artifact,
     weights_id,
     write_manifest,
 )
-from cnnbench.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_module, resolve_opset
+from cnnbench.export.onnx_export import Exported, export_module, resolve_opset
+from cnnbench.export.onnx_import import import_onnx
 from cnnbench.export.parity import FP32_GATE, ParityReport, Tolerances
 from cnnbench.export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
 from cnnbench.models import get_model, get_spec, user_model
-from cnnbench.models.user import UserModel
 from cnnbench.precision import Precision
 from cnnbench.progress import StepHistory, Steps, note
 
 __all__ = [
-    "DEFAULT_DYNAMIC_BATCH",
     "ExportResult",
-    "artifact_dir",
     "ensure_fp32",
     "export_fp32",
     "verify_onnx",
 ]
 
-#: the batch range recorded for a dynamic export when none is given (the file serves any batch)
-DEFAULT_DYNAMIC_BATCH = BatchRange(1, 8, 64)
 #: versions that, when changed, invalidate a cached artifact
 _CACHE_VERSIONS = ("cnnbench", "torch", "onnx", "onnxscript", "onnxslim")
-
-
-def artifact_dir(out_dir: str | Path, model: str, precision: Precision = Precision.FP32) -> Path:
-    """``out_dir/<model>/<precision>``: the folder of the precision's ONNX file."""
-    return Path(out_dir) / model / precision.onnx_dir
 
 
 def _weights_id(model: str, weights: str | Path | None, seed: int) -> str:
@@ -66,28 +65,45 @@ def _weights_id(model: str, weights: str | Path | None, seed: int) -> str:
     return f"{um.weights_id}|{weights_id(weights, seed)}"
 
 
-def _gate_inputs(
-    samples: int,
-    parity_batch: int | None,
-    dynamic: bool,
-    batch: BatchRange,
-    seed: int,
-    data_dir: str | Path | None,
-) -> GateInputs:
-    """The FP32 gate's inputs: batches of ``parity_batch`` (2) for a dynamic file, else of the
-    file's fixed batch."""
-    return GateInputs(
-        samples=samples,
-        batch=(parity_batch or 2) if dynamic else batch.opt,
-        seed=seed,
-        data_dir=Path(data_dir) if data_dir is not None else None,
-    )
-
-
 def _batch_spec(batch: BatchRange | None, dynamic: bool | None) -> tuple[BatchRange, bool]:
     if batch is None:
         return DEFAULT_DYNAMIC_BATCH, True
     return batch, (batch.min != batch.max) if dynamic is None else dynamic
+
+
+def _export_steps(model: str, opset: int, module: Any, check: bool) -> Steps:
+    """The export's steps, recorded in the step history sized by the model's parameter count."""
+    params = sum(int(p.numel()) for p in module.parameters())
+    return Steps(
+        f"export {model}",
+        plan=["export", "check", "simplify", *(["parity"] if check else [])],
+        history=StepHistory("export", f"{model} opset{opset}", size=params),
+    )
+
+
+def _check_in_memory(
+    exported: Exported, meta: dict[str, str], steps: Steps
+) -> tuple[Any, list[str], bool]:
+    """The exported proto made deterministic (``meta`` in its metadata), checked, shape-inferred
+    and simplified; one over 2 GiB is only made deterministic (it is checked once saved, and
+    not simplified). Returns the proto, the exporter's notes and whether it is that large."""
+    proto, notes = exported.proto, list(exported.notes)
+    large = graph.needs_external_data(proto)
+    if large:
+        # protobuf cannot serialise > 2 GiB in one message: check the saved file instead
+        notes.append("over 2 GiB: external data, checked from file, onnxslim skipped")
+        graph.make_deterministic(proto, meta)
+        steps.skip("simplify")
+    else:
+        with steps.step("check"):
+            graph.make_deterministic(proto, meta)
+            graph.check(proto)
+            proto = graph.infer_shapes(proto)
+        with steps.step("simplify"):
+            proto = graph.simplify(proto)
+            graph.make_deterministic(proto, meta)
+            graph.check(proto, what="simplified model")
+    return proto, notes, large
 
 
 def export_fp32(
@@ -139,36 +155,16 @@ def export_fp32(
     dest = artifact_dir(out_dir, model)  # created only when there is a file to put in it
     probe_writable(dest, what="artifacts")  # an unwritable --out fails before the export
     wid = _weights_id(model, weights, seed)
-    inputs = _gate_inputs(samples, parity_batch, dyn, brange, seed, data_dir)
+    inputs = gate_inputs(samples, parity_batch, dyn, brange, seed, data_dir)
     if inputs.data_dir is not None and check:
         inputs.batches(spec)  # a bad folder fails now, not after a minute of exporting
     module = get_model(model, weights=weights, seed=seed)
 
-    params = sum(int(p.numel()) for p in module.parameters())
-    steps = Steps(
-        f"export {model}",
-        plan=["export", "check", "simplify", *(["parity"] if check else [])],
-        history=StepHistory("export", f"{model} opset{opset}", size=params),
-    )
+    steps = _export_steps(model, opset, module, check)
     with steps.step("export"):
         exported = export_module(module, spec.input_shape, opset=opset, batch=brange, dynamic=dyn)
-    proto, notes = exported.proto, list(exported.notes)
     meta = {"cnnbench.model": model, "cnnbench.weights": wid, "cnnbench.precision": Precision.FP32}
-    large = graph.needs_external_data(proto)
-    if large:
-        # protobuf cannot serialise > 2 GiB in one message: check the saved file instead
-        notes.append("over 2 GiB: external data, checked from file, onnxslim skipped")
-        graph.make_deterministic(proto, meta)
-        steps.skip("simplify")
-    else:
-        with steps.step("check"):
-            graph.make_deterministic(proto, meta)
-            graph.check(proto)
-            proto = graph.infer_shapes(proto)
-        with steps.step("simplify"):
-            proto = graph.simplify(proto)
-            graph.make_deterministic(proto, meta)
-            graph.check(proto, what="simplified model")
+    proto, notes, large = _check_in_memory(exported, meta, steps)
 
     with new_dir(dest), graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
@@ -181,34 +177,14 @@ def export_fp32(
         if check:
             with steps.step("parity"):
                 report = gate(module, staged, spec, inputs, tolerances, what=f"{model} fp32")
-        external = {n: sha256_file(stage / n) for n in extra_files}
-        manifest = build_manifest(
-            model=model,
-            precision=Precision.FP32,
-            opset=opset,
-            exporter=exported.exporter,
-            onnx_path=staged,
-            input_shape=spec.input_shape,
-            num_classes=spec.num_classes,
-            batch=brange,
-            dynamic=dyn,
-            weights=wid,
+        manifest = publish_fp32(
+            stage, dest, extra_files, model=model, opset=opset, exporter=exported.exporter,
+            spec=spec, batch=brange, dynamic=dyn, weights=wid,
             parity=parity_record(report, inputs) if report is not None else None,
-            timings=steps.timings,
-            input_name=INPUT_NAME,
-            output_name=OUTPUT_NAME,
-            external_data=list(external) or None,
-            extra={"exporter_notes": notes, "external_data_sha256": external},
-        )
-        # the old manifest goes first: a crash mid-publish leaves no manifest claiming new bytes
-        (dest / MANIFEST_NAME).unlink(missing_ok=True)
-        graph.publish(stage, dest, [ONNX_NAME, *extra_files])
+            timings=steps.timings, extra={"exporter_notes": notes},
+        )  # fmt: skip
     manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
     return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
-
-
-#: the parity reference of an imported ONNX file: ONNX Runtime on the CPU, on the user's file
-USER_ONNX_REFERENCE = "onnxruntime-cpu on the user's ONNX file (no PyTorch source)"
 
 
 def _opset_for(model: str, opset: int | None) -> int:
@@ -216,101 +192,6 @@ def _opset_for(model: str, opset: int | None) -> int:
     if um is not None and um.kind == "onnx":  # a user's file has the opset it has
         return graph.opset_of(graph.load(um.source, load_external_data=False))
     return resolve_opset(opset)
-
-
-def import_onnx(
-    um: UserModel,
-    *,
-    out_dir: str | Path = DEFAULT_ARTIFACTS,
-    check: bool = True,
-    data_dir: str | Path | None = None,
-    seed: int = 0,
-    samples: int = 3,
-    parity_batch: int | None = None,
-    tolerances: Tolerances = FP32_GATE,
-    batch: BatchRange | None = None,
-) -> ExportResult:
-    """Bring a user's ONNX file in as ``out_dir/<name>/fp32/model.onnx``, the artifact every
-    engine and conversion starts from: its input and output renamed to ours, checked, shapes
-    inferred, made deterministic, and gated on parity with the user's file run by ONNX Runtime
-    on the CPU (there is no PyTorch source; the manifest's parity ``reference`` says so)."""
-    import onnx
-
-    spec = um.spec()
-    dest = artifact_dir(out_dir, um.name)
-    probe_writable(dest, what="artifacts")
-    src = Path(um.source)
-    dyn = um.dynamic_batch
-    proto = graph.load(src)
-    brange = batch or (
-        BatchRange.fixed(um.fixed_batch) if um.fixed_batch else DEFAULT_DYNAMIC_BATCH
-    )
-    steps = Steps(
-        f"import {um.name}",
-        plan=["check", *(["parity"] if check else [])],
-        history=StepHistory("import", um.name, size=src.stat().st_size),
-    )
-    meta = {
-        "cnnbench.model": um.name,
-        "cnnbench.weights": um.weights_id,
-        "cnnbench.precision": Precision.FP32,
-    }
-    with steps.step("check"):
-        _rename_io(proto, um.input_name, proto.graph.output[0].name)
-        graph.make_deterministic(proto, meta)
-        graph.check(proto, what=f"ONNX file {src}")
-        proto = graph.infer_shapes(proto)
-    opset = graph.opset_of(proto)
-    inputs = _gate_inputs(samples, parity_batch, dyn, brange, seed, data_dir)
-    with new_dir(dest), graph.staging_dir(dest) as stage:
-        staged = stage / ONNX_NAME
-        extra_files = graph.save(proto, staged)
-        del proto
-        report: ParityReport | None = None
-        record = None
-        if check:
-            with steps.step("parity"):
-                ref: Any = OrtReference(src)
-                report = gate(ref, staged, spec, inputs, tolerances, what=f"{um.name} fp32")
-            record = {**parity_record(report, inputs), "reference": USER_ONNX_REFERENCE}
-        external = {n: sha256_file(stage / n) for n in extra_files}
-        manifest = build_manifest(
-            model=um.name,
-            precision=Precision.FP32,
-            opset=opset,
-            exporter=f"user ONNX file {src} (imported, I/O renamed), onnx {onnx.__version__}",
-            onnx_path=staged,
-            input_shape=spec.input_shape,
-            num_classes=spec.num_classes,
-            batch=brange,
-            dynamic=dyn,
-            weights=um.weights_id,
-            parity=record,
-            timings=steps.timings,
-            input_name=INPUT_NAME,
-            output_name=OUTPUT_NAME,
-            external_data=list(external) or None,
-            extra={
-                "source": str(src),
-                "source_sha256": um.sha256,
-                "external_data_sha256": external,
-            },
-        )
-        (dest / MANIFEST_NAME).unlink(missing_ok=True)
-        graph.publish(stage, dest, [ONNX_NAME, *extra_files])
-    manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
-    return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
-
-
-def _rename_io(proto: Any, old_in: str, old_out: str) -> None:
-    """Call the graph's input ``input`` and its output ``logits``, as our exports do."""
-    names = {old_in: INPUT_NAME, old_out: OUTPUT_NAME}
-    g = proto.graph
-    for vi in [*g.input, *g.output, *g.value_info]:
-        vi.name = names.get(vi.name, vi.name)
-    for node in g.node:
-        node.input[:] = [names.get(n, n) for n in node.input]
-        node.output[:] = [names.get(n, n) for n in node.output]
 
 
 def ensure_fp32(

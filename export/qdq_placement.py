@@ -72,6 +72,11 @@ class _Graph:
             node = self.producer.get(name)
         return name
 
+    def from_dq(self, name: str) -> bool:
+        """Whether tensor ``name`` is a DequantizeLinear's output."""
+        node = self.producer.get(name)
+        return node is not None and node.op_type == "DequantizeLinear"
+
     def weighted_output(self, name: str) -> bool:
         node = self.producer.get(self.source(name))
         while node is not None and node.op_type in _FUSABLE_BETWEEN:
@@ -292,55 +297,21 @@ def check_placement(path_or_model: Path | str | Any) -> dict[str, Any]:
     g = model.graph
     gr = _Graph(g)
     violations: list[str] = []
-    quantized_ops: dict[str, int] = {}
-    for n in g.node:
-        if any(gr.producer.get(i) is not None and gr.producer[i].op_type == "DequantizeLinear"
-               for i in n.input):  # fmt: skip
-            quantized_ops[n.op_type] = quantized_ops.get(n.op_type, 0) + 1
+    quantized_ops = _dequantized_ops(g, gr)
     small = set(float_convs(g))
-    weighted_float = [
-        n.name
-        for n in g.node
-        if n.op_type in WEIGHTED_OPS and n.name not in small
-        and not (gr.producer.get(n.input[0]) is not None
-                 and gr.producer[n.input[0]].op_type == "DequantizeLinear")
-    ]  # fmt: skip
+    weighted_float = _weighted_float_inputs(g, gr, small)
     if weighted_float:
         violations.append(f"{len(weighted_float)} weighted op(s) read a float input: "
                           f"{', '.join(weighted_float[:3])}")  # fmt: skip
     adds = residual_adds(g)
     identities = {gr.source(a.identity) for a in adds}
-    bad_out = []
-    for n in g.node:
-        if n.op_type in WEIGHTED_OPS:
-            out = n.output[0]
-            follow = [out]
-            for c in gr.consumers.get(out, []):  # BN after the conv, before folding
-                if c.op_type in _FUSABLE_BETWEEN:
-                    follow.append(c.output[0])
-            for t in follow:
-                if t in identities:
-                    continue
-                if any(c.op_type == "QuantizeLinear" for c in gr.consumers.get(t, [])):
-                    bad_out.append(n.name)
+    bad_out = _quantized_weighted_outputs(g, gr, identities)
     if bad_out:
         violations.append(f"{len(bad_out)} weighted op output(s) quantized: "
                           f"{', '.join(bad_out[:3])}")  # fmt: skip
-    one_dq = 0
-    for a in adds:
-        node = next(n for n in g.node if n.name == a.node)
-        dq_inputs = sum(
-            1 for i in node.input
-            if gr.producer.get(i) is not None and gr.producer[i].op_type == "DequantizeLinear"
-        )  # fmt: skip
-        if dq_inputs == 1 and gr.source(a.identity) != a.identity:
-            one_dq += 1
-        else:
-            violations.append(f"residual Add {a.node} has {dq_inputs} quantized input(s), "
-                              "not just its identity branch")  # fmt: skip
-    outs_dq = [o.name for o in g.output
-               if gr.producer.get(o.name) is not None
-               and gr.producer[o.name].op_type in ("DequantizeLinear", "QuantizeLinear")]  # fmt: skip
+    one_dq, add_violations = _residual_adds_one_dq(g, gr, adds)
+    violations.extend(add_violations)
+    outs_dq = _outputs_from_qdq(g, gr)
     if outs_dq:
         violations.append(f"graph output(s) {', '.join(outs_dq)} come from Q/DQ; keep them float")
     qdq = sum(1 for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
@@ -357,3 +328,64 @@ def check_placement(path_or_model: Path | str | Any) -> dict[str, Any]:
         "violations": violations,
         "ok": not violations,
     }
+
+
+def _dequantized_ops(g: Any, gr: _Graph) -> dict[str, int]:
+    """Op type -> nodes with a dequantized input."""
+    quantized_ops: dict[str, int] = {}
+    for n in g.node:
+        if any(gr.from_dq(i) for i in n.input):
+            quantized_ops[n.op_type] = quantized_ops.get(n.op_type, 0) + 1
+    return quantized_ops
+
+
+def _weighted_float_inputs(g: Any, gr: _Graph, small: set[str]) -> list[str]:
+    """Rule 1: the weighted ops whose activation input is float, but for the small convs the
+    rule leaves float."""
+    return [
+        n.name
+        for n in g.node
+        if n.op_type in WEIGHTED_OPS and n.name not in small and not gr.from_dq(n.input[0])
+    ]
+
+
+def _quantized_weighted_outputs(g: Any, gr: _Graph, identities: set[str]) -> list[str]:
+    """Rule 2: the weighted ops whose output (or its BatchNorm's) feeds a QuantizeLinear without
+    being a residual Add's identity (once per such tensor)."""
+    bad_out = []
+    for n in g.node:
+        if n.op_type in WEIGHTED_OPS:
+            out = n.output[0]
+            follow = [out]
+            for c in gr.consumers.get(out, []):  # BN after the conv, before folding
+                if c.op_type in _FUSABLE_BETWEEN:
+                    follow.append(c.output[0])
+            for t in follow:
+                if t in identities:
+                    continue
+                if any(c.op_type == "QuantizeLinear" for c in gr.consumers.get(t, [])):
+                    bad_out.append(n.name)
+    return bad_out
+
+
+def _residual_adds_one_dq(g: Any, gr: _Graph, adds: list[ResidualAdd]) -> tuple[int, list[str]]:
+    """Rule 3: how many residual Adds read exactly one input through Q/DQ, their identity
+    branch; and a violation line for each Add that does not."""
+    one_dq = 0
+    violations = []
+    for a in adds:
+        node = next(n for n in g.node if n.name == a.node)
+        dq_inputs = sum(1 for i in node.input if gr.from_dq(i))
+        if dq_inputs == 1 and gr.source(a.identity) != a.identity:
+            one_dq += 1
+        else:
+            violations.append(f"residual Add {a.node} has {dq_inputs} quantized input(s), "
+                              "not just its identity branch")  # fmt: skip
+    return one_dq, violations
+
+
+def _outputs_from_qdq(g: Any, gr: _Graph) -> list[str]:
+    """Rule 5: the graph outputs a QuantizeLinear or DequantizeLinear produces."""
+    return [o.name for o in g.output
+            if gr.producer.get(o.name) is not None
+            and gr.producer[o.name].op_type in ("DequantizeLinear", "QuantizeLinear")]  # fmt: skip

@@ -146,26 +146,50 @@ def run_server(
         sizes.append(k)
         i += k
     wall = clock() - start
+    return _server_fields(
+        lat, sizes, i, wall, qps, cfg,
+        stop_reason=_stop_reason(sched, i, overloaded, max_ns),
+        unserved=_unserved(sched, i, rule.min_count, min_ns, max_ns) if overloaded else 0,
+    )  # fmt: skip
+
+
+def _stop_reason(sched: _Schedule, issued: int, overloaded: bool, max_ns: int) -> str:
+    """Why the run stopped issuing queries: overloaded, the max time reached, or the min count
+    and the min time both met."""
+    if overloaded:
+        return "overloaded"
+    return "max-time" if int(sched.times[issued - 1]) >= max_ns else "min-count+min-time"
+
+
+def _server_fields(
+    lat: list[int],
+    sizes: list[int],
+    queries: int,
+    wall: int,
+    qps: float,
+    cfg: ServerConfig,
+    *,
+    stop_reason: str,
+    unserved: int,
+) -> dict[str, Any]:
+    """A server run's result fields: the query latencies' statistics (and the latencies
+    themselves, stored beside the results), throughput, achieved QPS and the batch sizes run."""
     samples = np.asarray(lat, dtype=np.int64)
     stats = summarize(samples)
     fields: dict[str, Any] = stats.to_dict()
     fields[SAMPLES_KEY] = samples  # the query latencies, stored beside the results
     fields.update(
         ci_half_width_pct=stats.ci_half_width_pct,
-        queries=i,
+        queries=queries,
         wall_s=round(wall / 1e9, 6),
-        throughput_ips=i / (wall / 1e9) if wall > 0 else None,
+        throughput_ips=queries / (wall / 1e9) if wall > 0 else None,
         target_qps=qps,
-        achieved_qps=i / (wall / 1e9) if wall > 0 else None,
+        achieved_qps=queries / (wall / 1e9) if wall > 0 else None,
         max_queue_delay_ms=cfg.max_queue_delay_ms,
         latency_bound_ms=cfg.latency_bound_ms,
         mean_batch=float(np.mean(sizes)) if sizes else None,
-        stop_reason="overloaded"
-        if overloaded
-        else "max-time"
-        if int(sched.times[i - 1]) >= max_ns
-        else "min-count+min-time",
-        unserved_queries=_unserved(sched, i, rule.min_count, min_ns, max_ns) if overloaded else 0,
+        stop_reason=stop_reason,
+        unserved_queries=unserved,
         latency_kind="query latency: completion - scheduled arrival (queueing included)",
     )
     return fields

@@ -1,5 +1,5 @@
-"""Shared pieces of the report's figures: saving (PNG + SVG), captions, log axes, and point
-labels that do not overlap each other, the markers or the axes' edges.
+"""Shared pieces of the report's figures: saving (PNG + SVG), captions, log axes, the precisions'
+markers, and point labels that do not overlap each other, the markers or the axes' edges.
 
 Labels: a greedy placer: each label tries positions around its point (8 directions, growing distances),
 measured in display space with the figure's renderer, and takes the first free one (else the
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnbench.artifacts import atomic_path
+from cnnbench.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels
+#: each precision's marker in every figure (the precision table's)
+PREC_MARKERS = {p.value: p.marker for p in PRECISIONS}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
   family (after Canziani et al. 2016), every ImageNet zoo model at its published top-1, with
   measured top-1 overlaid as separate markers.
 * ``top1_vs_latency``: top-1 against batch-1 p50 latency, one series per engine + precision.
-* ``throughput_vs_batch`` and ``memory_vs_batch``: one line per model / engine / precision.
+* ``throughput_vs_batch`` and ``memory_vs_batch``: one line per model / engine / precision
+  (drawn by :mod:`bench.report.batch_plots`).
 
 Every figure says where its top-1 values come from, in its legend and in its caption.
 """
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnbench.bench.report.batch_plots import vs_batch
 from cnnbench.bench.report.plot_helpers import (
+    PREC_MARKERS,
     Plot,
     add_caption,
     log_axis,
@@ -24,19 +28,16 @@ from cnnbench.bench.report.plot_helpers import (
     place_labels,
     save,
 )
-from cnnbench.bench.report.rows import Row, ZooEntry, invalid, num
-from cnnbench.precision import PRECISIONS
+from cnnbench.bench.report.rows import Row, ZooEntry, num
 
 __all__ = ["Plot", "write_plots"]
 
 if TYPE_CHECKING:
-    pass
+    from matplotlib.axes import Axes
 
 PARAMS_TO_AREA = 12.0  # marker area in pt² per million parameters
 #: the smallest top-1 range (points) the deployment plot's y axis shows
 MIN_TOP1_SPAN = 4.0
-_DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
-_PREC_MARKERS = {p.value: p.marker for p in PRECISIONS}
 PUBLISHED_MARKER = "o"
 
 
@@ -56,8 +57,8 @@ def write_plots(
         plots = (
             _top1_vs_gmacs(out, comparison, zoo),
             _top1_vs_latency(out, comparison, zoo),
-            _vs_batch(out, series, "throughput"),
-            _vs_batch(out, series, "memory"),
+            vs_batch(out, series, "throughput"),
+            vs_batch(out, series, "memory"),
         )
     return {p.name: p for p in plots}
 
@@ -81,9 +82,24 @@ def _published_note(sources: Sequence[str]) -> str:
     return "Published top-1 from: " + "; ".join(uniq) + "." if uniq else ""
 
 
+@dataclass
+class _Labelled:
+    """The points of a figure that get a label: positions, marker areas (pt²) and texts."""
+
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+    sizes: list[float] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+    def add(self, x: float, y: float, size: float, name: str) -> None:
+        self.xs.append(x)
+        self.ys.append(y)
+        self.sizes.append(size)
+        self.names.append(name)
+
+
 def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     models = [z for z in zoo.values() if z.imagenet and z.top1 is not None and z.macs and z.params]
     benchmarked = {r["model"] for r in comparison if (r.get("cells") or 0) > 0}
@@ -91,10 +107,40 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
         [z.family for z in models] + [str(r.get("family")) for r in comparison if r.get("family")]
     )
     fig, ax = plt.subplots(figsize=(11, 7))
-    xs: list[float] = []
-    ys: list[float] = []
-    sizes: list[float] = []
-    names: list[str] = []
+    points = _Labelled()
+    _draw_published(ax, models, benchmarked, colours, points)
+    measured = [
+        r for r in comparison
+        if r.get("top1_source") == "measured" and r.get("gmacs") and num(r.get("top1")) is not None
+        and r["model"] in zoo and zoo[r["model"]].imagenet
+    ]  # fmt: skip
+    _draw_measured(ax, measured, colours, points)
+    log_axis(ax, "x")
+    ax.set_xlabel("Operations: multiply-accumulates per image (GMACs, log scale)")
+    ax.set_ylabel("ImageNet top-1 accuracy (%)")
+    title = "Top-1 accuracy vs. operations (bubble area ∝ parameters)"
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    if points.xs:
+        ax.set_xlim(min(points.xs) / 1.6, max(points.xs) * 1.6)
+        ax.margins(y=0.12)
+    radii = [math.sqrt(s / math.pi) for s in points.sizes]
+    place_labels(ax, points.xs, points.ys, points.names, radii)
+    _gmacs_legends(ax, colours, bool(benchmarked & {z.name for z in models}), measured)
+    caption = _gmacs_caption(models, measured)
+    add_caption(fig, caption)
+    return save(fig, out, "top1_vs_gmacs", title, caption)
+
+
+def _draw_published(
+    ax: Axes,
+    models: list[ZooEntry],
+    benchmarked: set[str],
+    colours: dict[str, Any],
+    points: _Labelled,
+) -> None:
+    """Every model at its published top-1: hollow bubbles (the fill is reserved for measured
+    accuracy), outlined in black where the results have the model."""
     for z in sorted(models, key=lambda z: -(z.params or 0)):  # big bubbles behind small ones
         x, y = (z.macs or 0) / 1e9, float(z.top1 or 0.0)
         s = (z.params or 0) / 1e6 * PARAMS_TO_AREA
@@ -104,40 +150,35 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
             edgecolors="black" if z.name in benchmarked else colours[z.family],
             linewidths=2.2 if z.name in benchmarked else 1.3, zorder=2,
         )  # fmt: skip
-        xs.append(x)
-        ys.append(y)
-        sizes.append(s)
-        names.append(z.name)
-    measured = [
-        r for r in comparison
-        if r.get("top1_source") == "measured" and r.get("gmacs") and num(r.get("top1")) is not None
-        and r["model"] in zoo and zoo[r["model"]].imagenet
-    ]  # fmt: skip
+        points.add(x, y, s, z.name)
+
+
+def _draw_measured(
+    ax: Axes, measured: list[Row], colours: dict[str, Any], points: _Labelled
+) -> None:
+    """Measured top-1: filled markers, one per precision."""
     for r in measured:  # measured: filled, one marker per precision
         colour = colours.get(str(r.get("family")), "black")
         ax.scatter(
-            r["gmacs"], r["top1"], s=60, marker=_PREC_MARKERS.get(str(r["precision"]), "o"),
+            r["gmacs"], r["top1"], s=60, marker=PREC_MARKERS.get(str(r["precision"]), "o"),
             facecolors=colour, edgecolors="black", linewidths=0.8, zorder=4,
         )  # fmt: skip
-        xs.append(r["gmacs"])
-        ys.append(r["top1"])
-        sizes.append(60.0)
-        names.append(f"{r['model']} ({r['engine']} {r['precision']}, measured)")
-    log_axis(ax, "x")
-    ax.set_xlabel("Operations: multiply-accumulates per image (GMACs, log scale)")
-    ax.set_ylabel("ImageNet top-1 accuracy (%)")
-    title = "Top-1 accuracy vs. operations (bubble area ∝ parameters)"
-    ax.set_title(title)
-    ax.grid(True, which="major", alpha=0.3)
-    if xs:
-        ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
-        ax.margins(y=0.12)
-    place_labels(ax, xs, ys, names, [math.sqrt(s / math.pi) for s in sizes])
+        points.add(
+            r["gmacs"], r["top1"], 60.0, f"{r['model']} ({r['engine']} {r['precision']}, measured)"
+        )
+
+
+def _gmacs_legends(
+    ax: Axes, colours: dict[str, Any], any_benchmarked: bool, measured: list[Row]
+) -> None:
+    """The bubble plot's two legends: what the markers mean, and the bubble sizes."""
+    from matplotlib.lines import Line2D
+
     handles = [
         Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec=c, mew=1.6, label=f)
         for f, c in colours.items()
     ]
-    if benchmarked & {z.name for z in models}:
+    if any_benchmarked:
         handles.append(
             Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="black", mew=2.2,
                    label="in these results")
@@ -148,7 +189,7 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
     )  # fmt: skip
     for prec in sorted({str(r["precision"]) for r in measured}):
         handles.append(
-            Line2D([], [], ls="", marker=_PREC_MARKERS.get(prec, "o"), ms=8, mfc="0.3", mec="black",
+            Line2D([], [], ls="", marker=PREC_MARKERS.get(prec, "o"), ms=8, mfc="0.3", mec="black",
                    label=f"filled: measured top-1, {prec}")
         )  # fmt: skip
     kinds = ax.legend(
@@ -164,7 +205,10 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
         handles=sizes_h, loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=8,
         labelspacing=2.2, borderpad=1.2, handletextpad=1.6, frameon=False,
     )  # fmt: skip
-    caption = (
+
+
+def _gmacs_caption(models: list[ZooEntry], measured: list[Row]) -> str:
+    return (
         f"Every ImageNet model in the zoo ({len(models)}) at its published top-1; "
         "parameters and MACs from cnnbench's per-layer analysis at each model's input size. "
         + _published_note([z.top1_source or "" for z in models])
@@ -175,12 +219,6 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
             else " No measured top-1 in these results: every value shown is published."
         )
     )
-    add_caption(fig, caption)
-    return save(fig, out, "top1_vs_gmacs", title, caption)
-
-
-def _series_label(engine: str, precision: str, device: str) -> str:
-    return f"{engine} {precision}" + (f" ({device})" if device and device != "cpu" else "")
 
 
 def _engine_label(engine: str, device: str) -> str:
@@ -189,7 +227,6 @@ def _engine_label(engine: str, device: str) -> str:
 
 def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     pts = [
         r for r in comparison if num(r.get("latency_ms_p50_b1")) and num(r.get("top1")) is not None
@@ -201,24 +238,7 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
     precisions = sorted({str(r["precision"]) for r in pts})
     fig, ax = plt.subplots(figsize=(10, 6))
     title = "Top-1 accuracy vs. batch-1 latency, per engine and precision"
-    xs, ys, names = [], [], []
-    for r in pts:
-        colour = colour_of[_engine_label(r["engine"], r["device"])]
-        marker = _PREC_MARKERS.get(str(r["precision"]), "o")
-        measured = r.get("top1_source") == "measured"
-        shaky = r.get("valid_b1") is False  # an invalid measurement: faded, dashed edge
-        ax.scatter(
-            r["latency_ms_p50_b1"], r["top1"], s=70, marker=marker, zorder=3,
-            facecolors=colour if measured else "none", edgecolors=colour, linewidths=1.8,
-            alpha=0.35 if shaky else 1.0, linestyles="--" if shaky else "-",
-        )  # fmt: skip
-        xs.append(r["latency_ms_p50_b1"])
-        ys.append(r["top1"])
-        agree = num(r.get("fp32_top1_agreement"))
-        if not measured and agree is not None:  # no accuracy measured: the drop vs FP32 instead
-            names.append(f"{r['model']} {r['precision']}: {100 * agree:.1f}% top-1 = fp32")
-        else:
-            names.append(r["model"])
+    xs, ys, names = _draw_latency_points(ax, pts, colour_of)
     if pts:
         log_axis(ax, "x")
         ax.margins(x=0.15, y=0.15)
@@ -237,17 +257,75 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
         ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
+    n_meas = sum(r.get("top1_source") == "measured" for r in pts)
+    if pts:
+        _latency_legend(ax, colour_of, precisions, n_meas)
+    caption = (
+        "Latency: p50 over the batch-1 cell (single-stream where run) on each cell's device."
+        + _latency_provenance(pts, n_meas, other)
+    )
+    if any(r.get("valid_b1") is False for r in pts):
+        caption += " Faded markers with dashed edges: invalid measurements (see invalid_reason)."
+    add_caption(fig, caption)
+    return save(fig, out, "top1_vs_latency", title, caption)
+
+
+def _draw_latency_points(
+    ax: Axes, pts: list[Row], colour_of: dict[str, Any]
+) -> tuple[list[Any], list[Any], list[str]]:
+    """One marker per row: colour by engine, marker by precision, filled when its top-1 was
+    measured, faded with a dashed edge when the measurement is invalid. Returns the points'
+    positions and labels."""
+    xs, ys, names = [], [], []
+    for r in pts:
+        colour = colour_of[_engine_label(r["engine"], r["device"])]
+        marker = PREC_MARKERS.get(str(r["precision"]), "o")
+        measured = r.get("top1_source") == "measured"
+        shaky = r.get("valid_b1") is False  # an invalid measurement: faded, dashed edge
+        ax.scatter(
+            r["latency_ms_p50_b1"], r["top1"], s=70, marker=marker, zorder=3,
+            facecolors=colour if measured else "none", edgecolors=colour, linewidths=1.8,
+            alpha=0.35 if shaky else 1.0, linestyles="--" if shaky else "-",
+        )  # fmt: skip
+        xs.append(r["latency_ms_p50_b1"])
+        ys.append(r["top1"])
+        agree = num(r.get("fp32_top1_agreement"))
+        if not measured and agree is not None:  # no accuracy measured: the drop vs FP32 instead
+            names.append(f"{r['model']} {r['precision']}: {100 * agree:.1f}% top-1 = fp32")
+        else:
+            names.append(r["model"])
+    return xs, ys, names
+
+
+def _latency_legend(
+    ax: Axes, colour_of: dict[str, Any], precisions: list[str], n_meas: int
+) -> None:
+    """Engines by colour, precisions by marker, and hollow / filled for the top-1's source."""
+    from matplotlib.lines import Line2D
+
     handles = [
         # Hollow like the published points: fill is reserved for provenance.
         Line2D([], [], ls="", marker="o", ms=8, mfc="none", mec=c, mew=1.8, label=e)
         for e, c in colour_of.items()
     ] + [
-        Line2D([], [], ls="", marker=_PREC_MARKERS.get(p, "o"), ms=8, mfc="none", mec="0.3",
+        Line2D([], [], ls="", marker=PREC_MARKERS.get(p, "o"), ms=8, mfc="none", mec="0.3",
                mew=1.8, label=p)
         for p in precisions
     ]  # fmt: skip
-    n_meas = sum(r.get("top1_source") == "measured" for r in pts)
-    if pts:
+    handles.append(
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            ms=8,
+            mfc="none",
+            mec="0.3",
+            mew=1.8,
+            label="hollow: published top-1",
+        )
+    )
+    if n_meas:
         handles.append(
             Line2D(
                 [],
@@ -255,28 +333,18 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
                 ls="",
                 marker="o",
                 ms=8,
-                mfc="none",
+                mfc="0.3",
                 mec="0.3",
-                mew=1.8,
-                label="hollow: published top-1",
+                label="filled: measured top-1",
             )
         )
-        if n_meas:
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    ls="",
-                    marker="o",
-                    ms=8,
-                    mfc="0.3",
-                    mec="0.3",
-                    label="filled: measured top-1",
-                )
-            )
-        ax.legend(
-            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
-        )
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+    )
+
+
+def _latency_provenance(pts: list[Row], n_meas: int, other: list[str]) -> str:
+    """Where the latency plot's top-1 values come from, for its caption."""
     if not pts:
         prov = ""
     elif n_meas == 0:
@@ -296,104 +364,4 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
         )
     if other:
         prov += f" Not ImageNet models, top-1 on their own dataset: {', '.join(other)}."
-    caption = (
-        "Latency: p50 over the batch-1 cell (single-stream where run) on each cell's device." + prov
-    )
-    if any(r.get("valid_b1") is False for r in pts):
-        caption += " Faded markers with dashed edges: invalid measurements (see invalid_reason)."
-    add_caption(fig, caption)
-    return save(fig, out, "top1_vs_latency", title, caption)
-
-
-def _vs_batch(out: Path, series: Mapping[tuple[str, str, str, str], list[Row]], kind: str) -> Plot:
-    import matplotlib.pyplot as plt
-
-    keys = sorted(series)
-    # Colour: model; line style: engine; marker: precision; so 30 lines still read.
-    models = sorted({k[0] for k in keys})
-    engines = sorted({k[1] for k in keys})
-    cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
-    colour = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
-    dash = {e: _DASHES[i % len(_DASHES)] for i, e in enumerate(engines)}
-    if kind == "throughput":
-        panels = [("throughput_ips", "Throughput (images/s, log scale)")]
-        title = "Throughput vs. batch size"
-        caption = "Throughput: images/s = batch × completed queries / wall time of the measured window (offline rows where run)."
-    else:
-        has_dev = any(num(r.get("device_mem_peak_mb")) for rows in series.values() for r in rows)
-        panels = [("host_peak_rss_mb", "Host peak RSS (MB)")]
-        if has_dev:
-            panels.append(("device_mem_peak_mb", "Device memory peak (MB)"))
-        title = "Memory vs. batch size"
-        sources = sorted(
-            {
-                str(r.get("device_mem_source"))
-                for rows in series.values()
-                for r in rows
-                if num(r.get("device_mem_peak_mb")) and r.get("device_mem_source")
-            }
-        )
-        if not has_dev:
-            device_note = "No device-memory figures in these results (CPU only)."
-        elif len(sources) > 1:  # never side by side without saying so
-            device_note = (
-                "Device: figures from different sources, not directly comparable: "
-                + "; ".join(sources)
-                + " (the source of each is in device_mem_source)."
-            )
-        else:
-            device_note = f"Device: {sources[0] if sources else 'peak device memory'}."
-        caption = "Host: peak resident set size of the benchmark process. " + device_note
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(7 + 3.5 * (len(panels) - 1) + 3, 5.5), squeeze=False
-    )
-    drawn = 0
-    any_invalid = False
-    for ax, (col, ylabel) in zip(axes[0], panels, strict=True):
-        for key in keys:
-            pts = [(num(r.get("batch")), num(r.get(col))) for r in series[key]]
-            pts = [(b, v) for b, v in pts if b and v]
-            if not pts:
-                continue
-            model, engine, precision, device = key
-            ax.plot(
-                [p[0] for p in pts], [p[1] for p in pts], marker=_PREC_MARKERS.get(precision, "o"),
-                ms=5, ls=dash[engine], color=colour[model], lw=1.6,
-                label=f"{model} · {_series_label(engine, precision, device)}",
-            )  # fmt: skip
-            shaky = [(num(r.get("batch")), num(r.get(col))) for r in series[key] if invalid(r)]
-            shaky = [(b, v) for b, v in shaky if b and v]
-            if shaky:  # invalid measurements: a grey cross over the point
-                ax.scatter(
-                    [p[0] for p in shaky], [p[1] for p in shaky], marker="x", s=60,
-                    color="0.25", zorder=4, linewidths=1.5,
-                )  # fmt: skip
-                any_invalid = True
-            drawn += 1
-        ax.set_xlabel("Batch size (images per query, log₂ scale)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="major", alpha=0.3)
-        if drawn:
-            log_axis(ax, "x", base=2)
-            if kind == "throughput":
-                log_axis(ax, "y")
-        else:
-            no_data(ax, "no timing rows in these results")
-    fig.suptitle(title)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(
-            handles,
-            labels,
-            loc="upper left",
-            bbox_to_anchor=(1.0, 0.92),
-            fontsize=8,
-            frameon=False,
-            ncol=1 if len(handles) <= 24 else 2,
-        )
-    fig.tight_layout()
-    if any_invalid:
-        caption += " Grey crosses: invalid measurements (see invalid_reason in the results)."
-    add_caption(fig, caption)
-    name = f"{kind}_vs_batch"
-    return save(fig, out, name, title, caption)
+    return prov

@@ -22,7 +22,9 @@ from typing import Any
 from cnnbench.bench.measure.validity import row_valid
 from cnnbench.bench.results.compare import DEFAULT_METRICS, Source, compare_rows
 from cnnbench.bench.results.files import HIGHER_IS_BETTER, KEY_COLUMNS, cell_key
-from cnnbench.bench.results.store import FINISHED, Store, machine_name, shown_url
+from cnnbench.bench.results.store import Store, machine_name
+from cnnbench.bench.results.store_read import FINISHED
+from cnnbench.bench.results.store_url import shown_url
 from cnnbench.errors import InvalidInputError
 from cnnbench.values import num
 

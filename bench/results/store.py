@@ -11,37 +11,35 @@ leaves every finished cell and no half row. SQLite runs in WAL mode with a long 
 and takes its write lock when a transaction begins (``BEGIN IMMEDIATE``), so two sweeps can
 record into one file at the same time; PostgreSQL needs nothing of the kind. Opening a store
 migrates its schema (:mod:`bench.results.schema`) under a lock, and refuses one that is newer.
+
+This module opens the store and writes; the URL is resolved in :mod:`bench.results.store_url`,
+the queries are in :mod:`bench.results.store_read`, and the recording of a run (a block that
+holds a run open, and its recorder) in :mod:`bench.results.store_recording`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import math
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cnnbench.bench.measure import samples as sample_files
 from cnnbench.bench.measure.validity import row_valid
-from cnnbench.bench.results.files import append_row, cell_key, read_rows
+from cnnbench.bench.results.files import cell_key
+from cnnbench.bench.results.store_read import FINISHED, RUNNING, StoreReader
+from cnnbench.bench.results.store_url import resolve_url, shown_url
 from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.values import num
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-ENV = "CNNBENCH_DB"
 MACHINE_ENV = "CNNBENCH_MACHINE"
-DEFAULT_FILE = "results.db"
-#: a run's status while it records, and after
-RUNNING, FINISHED, INTERRUPTED, FAILED = "running", "finished", "interrupted", "failed"
 #: the columns of ``cells`` filled from a row (the rest of the row is in its JSON)
 _CELL_FIELDS = (
     "model", "engine", "precision", "device", "batch", "scenario", "variant", "invalid_reason",
@@ -62,38 +60,6 @@ def machine_name() -> str:
     return os.environ.get(MACHINE_ENV) or socket.gethostname()
 
 
-def data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "cnnbench"
-
-
-def resolve_url(url: str | None = None) -> str:
-    """The store's SQLAlchemy URL from ``--db``, ``$CNNBENCH_DB`` or the default file."""
-    given = url or os.environ.get(ENV) or str(data_dir() / DEFAULT_FILE)
-    if "://" not in given:  # a path: an SQLite file
-        return f"sqlite:///{Path(given).expanduser().absolute()}"
-    scheme, rest = given.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+{_pg_driver()}://{rest}"
-    return given
-
-
-def _pg_driver() -> str:
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
-        return "psycopg2"
-    return "psycopg"
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown as given
-        return url
-
-
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
@@ -108,11 +74,9 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=str, sort_keys=True)
 
 
-class Store:
-    """An open results store. Use :meth:`open`; close with :meth:`close` (or ``with``)."""
-
-    def __init__(self, engine: Engine, url: str) -> None:
-        self.engine, self.url = engine, url
+class Store(StoreReader):
+    """An open results store. Use :meth:`open`; close with :meth:`close` (or ``with``). Its
+    queries are :class:`bench.results.store_read.StoreReader`'s."""
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -254,159 +218,6 @@ class Store:
                 )
         return cell_id
 
-    # -- reading -----------------------------------------------------------------------------
-
-    def runs(
-        self,
-        *,
-        run_id: int | None = None,
-        machine: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Runs, newest first, each with its counts of cells, errors and invalid rows."""
-        from sqlalchemy import case, func, select
-
-        from cnnbench.bench.results.schema import cells, runs
-
-        counts = (
-            select(
-                cells.c.run_id,
-                func.count().label("cells"),
-                func.sum(case((cells.c.error.is_not(None), 1), else_=0)).label("errors"),
-                func.sum(case((cells.c.valid.is_(False), 1), else_=0)).label("invalid"),
-            )
-            .group_by(cells.c.run_id)
-            .subquery()
-        )
-        q = select(runs, counts.c.cells, counts.c.errors, counts.c.invalid).outerjoin(
-            counts, counts.c.run_id == runs.c.id
-        )
-        if run_id is not None:
-            q = q.where(runs.c.id == run_id)
-        if machine:
-            q = q.where(runs.c.machine == machine)
-        if since:
-            q = q.where(runs.c.started_at >= since)
-        if until:
-            q = q.where(runs.c.started_at < until)
-        if status:
-            q = q.where(runs.c.status == status)
-        q = q.order_by(runs.c.id.desc())
-        if limit:
-            q = q.limit(limit)
-        with self.engine.connect() as conn:
-            out = [dict(r._mapping) for r in conn.execute(q)]
-        for r in out:
-            r["run_id"] = r.pop("id")
-            for k in ("cells", "errors", "invalid"):
-                r[k] = int(r[k] or 0)
-            for k in ("config", "environment", "versions"):
-                r[k] = json.loads(r[k]) if r[k] else {}
-        return out
-
-    def cells(
-        self,
-        *,
-        run_ids: list[int] | None = None,
-        machine: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        finished_only: bool = False,
-        **where: Any,
-    ) -> list[dict[str, Any]]:
-        """Result rows in recording order, each with ``run_id``, ``cell_id``, ``machine`` and
-        ``recorded_at``; ``where`` filters on model, engine, precision, device, batch, scenario
-        (a value or a list of values)."""
-        from sqlalchemy import select
-
-        from cnnbench.bench.results.schema import cells, runs
-
-        q = select(cells.c.id, cells.c.run_id, cells.c.recorded_at, cells.c.row, runs.c.machine)
-        q = q.join(runs, runs.c.id == cells.c.run_id)
-        if run_ids is not None:
-            q = q.where(cells.c.run_id.in_(run_ids))
-        if machine:
-            q = q.where(runs.c.machine == machine)
-        if since:
-            q = q.where(cells.c.recorded_at >= since)
-        if until:
-            q = q.where(cells.c.recorded_at < until)
-        if finished_only:
-            q = q.where(runs.c.status == FINISHED)
-        for col, val in where.items():
-            if val is None or val == ():
-                continue
-            vals = list(val) if isinstance(val, (list, tuple, set)) else [val]
-            q = q.where(cells.c[col].in_(vals))
-        q = q.order_by(cells.c.id)
-        with self.engine.connect() as conn:
-            result = conn.execute(q).all()
-        out = []
-        for cid, rid, at, row, mach in result:
-            r = json.loads(row)
-            r.update(run_id=rid, cell_id=cid, machine=mach, recorded_at=at)
-            out.append(r)
-        return out
-
-    def samples(self, cell_id: int) -> np.ndarray | None:
-        """A cell's latency samples (ns, int64), or None when it has none."""
-        from sqlalchemy import select
-
-        from cnnbench.bench.results.schema import samples as samples_table
-
-        with self.engine.connect() as conn:
-            blob = conn.execute(
-                select(samples_table.c.data).where(samples_table.c.cell_id == cell_id)
-            ).scalar()
-        return None if blob is None else sample_files.decode(bytes(blob))
-
-    def backfill(self, run_id: int, out: Path) -> int:
-        """Rows of ``run_id`` that ``out`` lacks (a run killed after the store had a row and
-        before the file did), appended to ``out`` with their samples; how many. So a resumed
-        run measures no cell twice."""
-        have = {cell_key(r) for r in read_rows(out)} if out.exists() else set()
-        added = 0
-        for r in self.cells(run_ids=[run_id]):
-            if r.get("error") or cell_key(r) in have:
-                continue
-            row = {k: v for k, v in r.items() if k not in ("cell_id", "machine", "recorded_at")}
-            for k in ("samples_file", "samples_offset", "samples_count"):
-                row.pop(k, None)
-            arr = self.samples(int(r["cell_id"]))
-            if arr is not None:
-                row[sample_files.SAMPLES_KEY] = arr
-                sample_files.store(out, row)
-            append_row(out, row)
-            have.add(cell_key(r))
-            added += 1
-        return added
-
-    def resolve(self, ref: str, *, machine: str | None = None) -> int:
-        """A run id from ``RUN_ID``, ``latest`` or ``latest~N`` (finished runs, newest first,
-        on ``machine`` when given); one-line error when there is no such run."""
-        text = ref.strip()
-        if text.isdigit():
-            if not self.runs(run_id=int(text)):
-                raise InvalidInputError(f"db:{ref}: no run {text} in {shown_url(self.url)}")
-            return int(text)
-        back = 0
-        if text.startswith("latest~") and text[7:].isdigit():
-            back = int(text[7:])
-        elif text != "latest":
-            raise InvalidInputError(
-                f"db:{ref}: give db:RUN_ID, db:latest or db:latest~N (see cnnbench history)"
-            )
-        found = self.runs(machine=machine, status=FINISHED, limit=back + 1)
-        if len(found) <= back:
-            where = f" on {machine}" if machine else ""
-            raise InvalidInputError(
-                f"db:{ref}: only {len(found)} finished run(s){where} in {shown_url(self.url)}"
-            )
-        return int(found[back]["run_id"])
-
 
 def _null_pool() -> Any:
     # One connection per use: a CLI process, and forked cell processes never share a socket.
@@ -432,74 +243,3 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-@contextlib.contextmanager
-def recording(
-    url: str | None,
-    *,
-    enabled: bool,
-    kind: str,
-    command: str,
-    config: Mapping[str, Any] | None,
-    environment: Mapping[str, Any],
-    git: Mapping[str, Any],
-    out_file: str | None,
-    resume_run: int | None = None,
-) -> Iterator[Recorder | None]:
-    """A run in the store for the length of the block (None when ``enabled`` is False).
-
-    The run ends ``finished``, ``interrupted`` (Ctrl-C) or ``failed`` (another exception).
-    ``resume_run`` continues that run where it is in this store (a resumed sweep); rows the
-    store has and ``out_file`` lacks are first written to it (:meth:`Store.backfill`).
-    """
-    if not enabled:
-        yield None
-        return
-    store = Store.open(url)
-    try:
-        run_id = resume_run if resume_run is not None and store.reopen_run(resume_run) else None
-        if run_id is not None and out_file is not None:
-            store.backfill(run_id, Path(out_file))
-        if run_id is None:
-            run_id = store.begin_run(
-                kind=kind, command=command, config=config, environment=environment, git=git,
-                out_file=out_file,
-            )  # fmt: skip
-        rec = Recorder(store, run_id)
-        try:
-            yield rec
-        except KeyboardInterrupt:
-            store.finish_run(run_id, INTERRUPTED)
-            raise
-        except BaseException:
-            store.finish_run(run_id, FAILED)
-            raise
-        store.finish_run(run_id, FINISHED)
-    finally:
-        store.close()
-
-
-class Recorder:
-    """Records the cells of one run; a failed write is reported once and measuring goes on."""
-
-    def __init__(self, store: Store, run_id: int) -> None:
-        self.store, self.run_id = store, run_id
-        self.failed: str | None = None
-
-    def __call__(self, row: dict[str, Any], samples_ns: Any) -> str | None:
-        """Record ``row`` (which gets ``run_id``); the error's text if it could not be."""
-        row["run_id"] = self.run_id
-        if self.failed is not None:
-            return None
-        from sqlalchemy.exc import SQLAlchemyError
-
-        try:
-            self.store.record(self.run_id, row, samples_ns)
-        except (SQLAlchemyError, OSError) as exc:
-            self.failed = (
-                f"cannot record into {shown_url(self.store.url)}: "
-                f"{first_line(getattr(exc, 'orig', None) or exc)}"
-            )
-            return self.failed
-        return None

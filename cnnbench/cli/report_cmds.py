@@ -10,13 +10,16 @@ import click
 from cnnbench.bench.report.build import write_report
 from cnnbench.bench.results.compare import (
     DEFAULT_METRICS,
+    Comparison,
+    Source,
     compare_sources,
     file_source,
     parse_threshold,
 )
 from cnnbench.bench.results.files import format_of, write_rows
 from cnnbench.bench.results.history import db_source, is_ref, machine_filter, parse_when
-from cnnbench.bench.results.store import Store, shown_url
+from cnnbench.bench.results.store import Store
+from cnnbench.bench.results.store_url import shown_url
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError
@@ -156,11 +159,35 @@ def compare(
     inconclusive: exit 0 unless --fail-on-inconclusive. p_value: Mann-Whitney U.
     """
     thr = parse_threshold(threshold)
-    names = (
-        tuple(m.strip() for ms in metrics for m in ms.split(",") if m.strip()) or DEFAULT_METRICS
-    )
+    names = _metric_names(metrics)
     if out:
         format_of(out)
+    cmp, sides = _compare_refs(base, new, names, thr, db=db, machine=machine)
+    if out:
+        write_rows(out, cmp.rows)
+    _emit_comparison(cmp, fmt, f"{sides[0].label} -> {sides[1].label} (threshold {thr:g}%)")
+    _note_summary(cmp)
+    if out:
+        click.echo(str(Path(out)))
+    _gate(cmp, thr, fail_on_inconclusive)
+
+
+def _metric_names(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The --metric columns, repeated or comma-separated; the default metrics without any."""
+    return tuple(m.strip() for ms in metrics for m in ms.split(",") if m.strip()) or DEFAULT_METRICS
+
+
+def _compare_refs(
+    base: str,
+    new: str,
+    names: tuple[str, ...],
+    thr: float,
+    *,
+    db: str | None,
+    machine: str | None,
+) -> tuple[Comparison, list[Source]]:
+    """BASE and NEW as comparison sides (results files, or runs in the store, which is opened
+    once for both) and their comparison."""
     with contextlib.ExitStack() as stack:
         sides = []
         store: Store | None = None
@@ -172,8 +199,11 @@ def compare(
             else:
                 sides.append(file_source(ref))
         cmp = compare_sources(sides[0], sides[1], metrics=names, threshold_pct=thr)
-    if out:
-        write_rows(out, cmp.rows)
+    return cmp, sides
+
+
+def _emit_comparison(cmp: Comparison, fmt: str, title: str) -> None:
+    """The compared rows on stdout: JSON, CSV, or a table under ``title``."""
     if fmt == "json":
         emit_json(cmp.rows)
     elif fmt == "csv":
@@ -184,8 +214,12 @@ def compare(
         labels = {"change_pct": "change %", "ratio_ci_low": "ratio CI low",
                   "ratio_ci_high": "ratio CI high", "p_value": "p (MWU)", "scenario": "scen.",
                   "precision": "prec"}  # fmt: skip
-        title = f"{sides[0].label} -> {sides[1].label} (threshold {thr:g}%)"
         emit_table(cmp.rows, cols, title, labels=labels)
+
+
+def _note_summary(cmp: Comparison) -> None:
+    """On stderr: cells missing in NEW, errors, and the counts of regressions and inconclusive
+    cells."""
     for k in cmp.missing_in_new:
         click.echo(f"missing in new: {k}", err=True)
     for e in cmp.errors:
@@ -196,8 +230,10 @@ def compare(
         f"{len(cmp.rows)} compared",
         err=True,
     )
-    if out:
-        click.echo(str(Path(out)))
+
+
+def _gate(cmp: Comparison, thr: float, fail_on_inconclusive: bool) -> None:
+    """Fail (exit 1) on a regression beyond ``thr``, or on an inconclusive cell when asked."""
     if cmp.regressions:
         cells = "; ".join(
             f"{r['model']}/{r['engine']}/{r['precision']}/b{r['batch']}/{r['scenario']} {r['metric']} {r['change_pct']:+.1f}%"

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cnnbench.bench.results.store import data_dir
+from cnnbench.bench.results.store_url import data_dir
 from cnnbench.cli.common import cli
 from cnnbench.cli.output_options import db_option
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError

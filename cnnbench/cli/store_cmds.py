@@ -16,7 +16,9 @@ import click
 from cnnbench.bench.measure.environment import capture, git_state
 from cnnbench.bench.results.compare import DEFAULT_METRICS, parse_threshold
 from cnnbench.bench.results.history import machine_filter, parse_when, regressions, run_summary
-from cnnbench.bench.results.store import Recorder, Store, recording, shown_url
+from cnnbench.bench.results.store import Store
+from cnnbench.bench.results.store_recording import Recorder, recording
+from cnnbench.bench.results.store_url import shown_url
 from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.cli.common import PrecisionType, cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.cli.flags import BatchType, DeviceType, EngineType, ScenarioType, options

@@ -21,8 +21,8 @@ import csv
 import hmac
 import io
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from starlette.formparsers import MultiPartException
 from cnnbench.bench.results.compare import DEFAULT_METRICS, compare_sources, parse_threshold
 from cnnbench.bench.results.files import CONTRACT_COLUMNS, columns_for
 from cnnbench.bench.results.history import db_source, is_ref
-from cnnbench.bench.results.store import Store, shown_url
+from cnnbench.bench.results.store import Store
+from cnnbench.bench.results.store_url import shown_url
 from cnnbench.errors import CnnbenchError, InvalidInputError, first_line
 from cnnbench.serve.grid import validate
 from cnnbench.serve.jobs import JobQueue
@@ -112,7 +113,21 @@ def _authorized(request: Request, token: str | None) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The service's app: the JSON API, the dashboard, and the job runner started with it."""
     svc = Service(settings)
+    app = FastAPI(title="cnnbench", version="1", lifespan=_lifespan(svc))
+    app.state.service = svc
+    _add_error_handlers(app)
+    _add_job_routes(app, svc)
+    _add_result_routes(app, svc)
+    add_pages(app, svc)
+    return app
+
+
+def _lifespan(svc: Service) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the job runner runs while the app does (unless ``run_jobs`` is off),
+    and the store is closed after."""
+    settings = svc.settings
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -123,8 +138,12 @@ def create_app(settings: Settings) -> FastAPI:
             svc.runner.stop()
         svc.store.close()
 
-    app = FastAPI(title="cnnbench", version="1", lifespan=lifespan)
-    app.state.service = svc
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Errors as ``{"error": "one line"}``: 413 for an upload over the limit, 422 for other bad
+    input, an HTTP error's own status."""
 
     @app.exception_handler(CnnbenchError)
     async def _bad_input(_: Request, exc: CnnbenchError) -> JSONResponse:
@@ -134,6 +153,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+
+def _add_job_routes(app: FastAPI, svc: Service) -> None:
+    """``/api/jobs``: submit (token), list, one job, cancel (token)."""
+    settings = svc.settings
 
     @app.post("/api/jobs", status_code=201)
     async def submit(request: Request) -> dict[str, Any]:
@@ -166,6 +190,11 @@ def create_app(settings: Settings) -> FastAPI:
         if svc.queue.cancel(job_id) is None:
             raise HTTPException(404, f"no job {job_id}")
         return svc.job(job_id)
+
+
+def _add_result_routes(app: FastAPI, svc: Service) -> None:
+    """Reading what the jobs made: rows, comparisons, artifacts; and the health check."""
+    settings = svc.settings
 
     @app.get("/api/results", response_model=None)
     def results(
@@ -209,9 +238,6 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/api/health")
     def health() -> dict[str, Any]:
         return {"ok": True, "store": shown_url(svc.store.url), "executor": settings.executor}
-
-    add_pages(app, svc)
-    return app
 
 
 async def _multipart(request: Request, svc: Service) -> tuple[Any, Path | None, str | None]:

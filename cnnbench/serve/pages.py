@@ -101,6 +101,12 @@ def add_pages(app: FastAPI, svc: Service) -> None:
     """The dashboard's routes, and the folder its figures are served from."""
     app.mount("/files/plots", StaticFiles(directory=ensure_dir(svc.settings.data / "plots")),
               name="plots")  # fmt: skip
+    _add_job_pages(app, svc)
+    _add_store_pages(app, svc)
+
+
+def _add_job_pages(app: FastAPI, svc: Service) -> None:
+    """``/``, the jobs, and ``/jobs/{id}``, a job and its rows."""
 
     @app.get("/", response_class=HTMLResponse)
     def jobs_page() -> HTMLResponse:
@@ -132,6 +138,10 @@ def add_pages(app: FastAPI, svc: Service) -> None:
         body = info + (_table(table, head, "results") if rows else "<p>No rows yet.</p>")
         live = job["state"] in ("queued", "running")
         return _page(f"Job {job_id}", body, refresh=3 if live else None)
+
+
+def _add_store_pages(app: FastAPI, svc: Service) -> None:
+    """The pages over the whole store: ``/history``, ``/compare`` and ``/tradeoff``."""
 
     @app.get("/history", response_class=HTMLResponse)
     def history_page(model: str | None = None, engine: str | None = None) -> HTMLResponse:

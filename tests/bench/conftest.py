@@ -29,7 +29,7 @@ def _scratch_pg(url: str) -> Iterator[str]:
     """A fresh schema on the server for one test, dropped after it."""
     import sqlalchemy as sa
 
-    from cnnbench.bench.results.store import resolve_url
+    from cnnbench.bench.results.store_url import resolve_url
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     engine = sa.create_engine(resolve_url(url), poolclass=sa.pool.NullPool)

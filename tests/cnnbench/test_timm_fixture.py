@@ -130,7 +130,7 @@ def test_timm_weights_load_and_agree(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_timm_order_restores_registration_order_from_any_order(name: str) -> None:
     # safetensors files keep their keys sorted by name, not in timm's module order
-    from cnnbench.models.inception import timm_order
+    from cnnbench.models.inception_timm import timm_order
 
     keys = [k for k, _ in DOC["models"][name]["state_dict"]]
     assert sorted(sorted(keys), key=timm_order) == keys

@@ -113,6 +113,7 @@ def test_ensure_fp32_reuses_then_rebuilds(
     import shutil
 
     import cnnbench.export.pipeline as pl
+    from cnnbench.export.fp32_artifact import DEFAULT_DYNAMIC_BATCH
 
     root = tmp_path / "art"
     shutil.copytree(lenet.onnx_path.parent.parent.parent, root)
@@ -127,7 +128,7 @@ def test_ensure_fp32_reuses_then_rebuilds(
     # what else forces a re-export
     folder = root / "lenet5" / "fp32"
     same = dict(model="lenet5", wid="seeded-init:0", opset=18, check=True)
-    dyn = dict(batch=pl.DEFAULT_DYNAMIC_BATCH, dynamic=True)
+    dyn = dict(batch=DEFAULT_DYNAMIC_BATCH, dynamic=True)
     assert pl._reuse_problem(folder, **same, **dyn) is None
     assert "weights" in str(pl._reuse_problem(folder, **{**same, "wid": "seeded-init:3"}, **dyn))
     assert "opset" in str(pl._reuse_problem(folder, **{**same, "opset": 17}, **dyn))

@@ -15,7 +15,10 @@ from sqlalchemy import text
 
 from cnnbench.bench.results.history import parse_when, regressions
 from cnnbench.bench.results.schema import SCHEMA_VERSION
-from cnnbench.bench.results.store import FINISHED, INTERRUPTED, Store, recording, resolve_url
+from cnnbench.bench.results.store import Store
+from cnnbench.bench.results.store_read import FINISHED, INTERRUPTED
+from cnnbench.bench.results.store_recording import recording
+from cnnbench.bench.results.store_url import resolve_url
 from cnnbench.cli import cli
 from cnnbench.errors import InvalidInputError
 

@@ -9,7 +9,8 @@ import signal
 from pathlib import Path
 
 from cnnbench.bench.results.files import cell_key
-from cnnbench.bench.results.store import FINISHED, RUNNING, Store
+from cnnbench.bench.results.store import Store
+from cnnbench.bench.results.store_read import FINISHED, RUNNING
 from tests.test_faults import _cli, _rows, _wait_for
 
 SWEEP = """models: [lenet5]
