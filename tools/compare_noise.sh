@@ -10,7 +10,7 @@
 # Run it on a quiet machine:  bash tools/compare_noise.sh [WORKDIR]
 set -u
 W=${1:-${TMPDIR:-/tmp}/cnnbench-compare-noise}
-cfg=$(cd "$(dirname "$0")/../configs" && pwd)/ci_tiny.yaml
+cfg=$(cd "$(dirname "$0")/../bench/configs" && pwd)/ci_tiny.yaml
 rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 2
 export CNNBENCH_DB="$W/store.db"
 load() { cut -d' ' -f1 /proc/loadavg; }

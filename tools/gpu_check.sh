@@ -6,7 +6,7 @@
 # isolation, into a private folder on PYTHONPATH (the machine's own packages stay as they are).
 # Sized to finish within 8 minutes on one H100/H200. Without a GPU it exits 0 with one line.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     echo "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False in $PY); nothing to check"

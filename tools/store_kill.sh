@@ -5,7 +5,7 @@
 #   bash tools/store_kill.sh [WORKDIR]
 set -u
 W=${1:-${TMPDIR:-/tmp}/cnnbench-store-kill}
-cfg=$(cd "$(dirname "$0")/../configs" && pwd)/ci_tiny.yaml
+cfg=$(cd "$(dirname "$0")/../bench/configs" && pwd)/ci_tiny.yaml
 rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 2
 DB="sqlite:///$W/h.db"
 setsid cnnbench sweep "$cfg" --out a.csv --db "$DB" >a.log 2>&1 & A=$!
