@@ -272,8 +272,13 @@ def _has_cuda() -> bool:
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[_Session]:
     scripts = sysconfig.get_path("scripts")
+    home = tmp_path / "home"  # each page is a new user: its own HOME, caches and default store
     env = {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("CNNBENCH_DB", None)  # the default store, under the suite's HOME, as a user's
+    for name in ("CNNBENCH_DB", "CNNBENCH_CACHE", "MPLCONFIGDIR"):
+        env.pop(name, None)
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"),
+               XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
+               XDG_STATE_HOME=str(home / ".local/state"))  # fmt: skip
     _prepare(tmp_path)
     s = _Session(tmp_path, env)
     try:

@@ -60,6 +60,11 @@ class Settings:
     ray_address: str | None = None
     run_jobs: bool = True
 
+    def __post_init__(self) -> None:
+        # jobs run in child processes with their own working folder, and stored paths (an
+        # upload's) go into their configs: a folder given relative to here must mean here
+        object.__setattr__(self, "data", Path(self.data).absolute())
+
 
 class Service:
     """What the routes share: the store, the queue, the runner and the folders."""

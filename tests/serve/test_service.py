@@ -77,7 +77,7 @@ class Server:
         raise AssertionError(f"job {job_id} did not end: {job}")
 
 
-def start(tmp: Path, db: str, data: Path, *, host: str = "127.0.0.1", token: str | None = TOKEN) -> Server:  # fmt: skip
+def start(tmp: Path, db: str, data: Path, *, host: str = "127.0.0.1", token: str | None = TOKEN, cwd: Path | None = None) -> Server:  # fmt: skip
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CNNBENCH_CACHE": str(tmp / "cache")}
     env.pop("CNNBENCH_TOKEN", None)
@@ -86,9 +86,9 @@ def start(tmp: Path, db: str, data: Path, *, host: str = "127.0.0.1", token: str
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnbench", "serve", "--db", db, "--port", str(port),
          "--host", host, "--data", str(data)],
-        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
     )  # fmt: skip
-    srv = Server(f"http://127.0.0.1:{port}", db, data, proc)
+    srv = Server(f"http://127.0.0.1:{port}", db, (cwd or Path.cwd()) / data, proc)
     end = time.monotonic() + 60
     while time.monotonic() < end:
         assert proc.poll() is None, proc.communicate()[1]
@@ -186,6 +186,21 @@ def test_an_uploaded_onnx_file_nobody_here_wrote_runs_to_done(server: Server) ->
     assert done["state"] == "done" and done["errors"] == 0, done
     _, rows = server.call("GET", f"/api/results?job={job['id']}")
     assert rows[0]["model"] == f"upload-{job['upload_sha256'][:12]}" and rows[0]["macs"] > 0
+
+
+def test_an_upload_runs_with_a_relative_data_folder(tmp_path: Path) -> None:
+    """--data given relative to where the service starts (as docs/service.md shows): the
+    uploaded file's stored path must still be found by the job (it was looked for under the
+    artifacts folder)."""
+    srv = start(tmp_path, f"sqlite:///{tmp_path / 's.db'}", Path("serve-data"), cwd=tmp_path)
+    try:
+        grid = {**GRID, "models": ["upload"], "engines": ["null"]}
+        body, ctype = _multipart(grid, ZFNET.read_bytes(), filename="zfnet.onnx")
+        status, job = srv.call("POST", "/api/jobs", raw=body, ctype=ctype)
+        assert status == 201, job
+        assert srv.wait_job(job["id"])["state"] == "done"
+    finally:
+        stop(srv)
 
 
 @pytest.mark.slow  # a process killed mid-run and recovered: tens of seconds
