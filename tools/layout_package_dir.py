@@ -27,7 +27,7 @@ def main(clone: Path) -> None:
     for stage in ("export", "engines", "bench"):
         pkgs += packages(clone / stage, f"cnnbench.{stage}")
     p = clone / "pyproject.toml"
-    text = re.sub(r"\[tool\.setuptools\.packages\.find\][^\[]*", "", p.read_text())
+    text = re.sub(r"\[tool\.setuptools\.packages\.find\]\n(?:(?!\[).*\n)*", "", p.read_text())
     listed = "packages = [" + ", ".join(f'"{n}"' for n in pkgs) + "]\n"
     text = text.replace("[tool.setuptools]\n", "[tool.setuptools]\n" + listed, 1)
     text += "\n[tool.setuptools.package-dir]\n" + "".join(
