@@ -120,6 +120,7 @@ def export_fp32(
     samples: int = 3,
     parity_batch: int | None = None,
     tolerances: Tolerances = FP32_GATE,
+    weights_source: str | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``out_dir/<model>/fp32/model.onnx`` with its manifest.
 
@@ -137,6 +138,8 @@ def export_fp32(
         samples: number of batches the gate compares.
         parity_batch: batch size of the gate's inputs (default 2; a fixed file uses its batch).
         tolerances: the gate's bounds.
+        weights_source: where the weights came from (``torchvision:NAME``, ``url:URL``, ...),
+            recorded in the manifest beside their sha256.
 
     Raises:
         InvalidInputError: bad opset, unwritable ``out_dir``, bad data folder.
@@ -181,7 +184,8 @@ def export_fp32(
             stage, dest, extra_files, model=model, opset=opset, exporter=exported.exporter,
             spec=spec, batch=brange, dynamic=dyn, weights=wid,
             parity=parity_record(report, inputs) if report is not None else None,
-            timings=steps.timings, extra={"exporter_notes": notes},
+            timings=steps.timings,
+            extra={"exporter_notes": notes, "weights_source": weights_source or wid},
         )  # fmt: skip
     manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
     return ExportResult(dest / ONNX_NAME, manifest_path, manifest)

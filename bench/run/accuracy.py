@@ -20,16 +20,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from cnnbench.artifacts import cache_dir, sha256_file
+from cnnbench.artifacts import cache_dir
 from cnnbench.batch import BatchRange
 from cnnbench.data import digits
 from cnnbench.engines import get_engine_class
 from cnnbench.engines.base import Artifact, EngineOptions, unsupported
 from cnnbench.errors import InvalidInputError
 from cnnbench.export.convert import ensure_precision
-from cnnbench.models import get_spec
+from cnnbench.models import get_spec, weights_provenance
 from cnnbench.naming import lookup
 from cnnbench.precision import Int8Recipe, Precision
+from cnnbench.weights_hub import Weights
 
 if TYPE_CHECKING:
     from cnnbench.models.spec import ModelSpec
@@ -102,7 +103,7 @@ def evaluate(
     model: str,
     *,
     dataset: LabelledDataset | str = "digits",
-    weights: str | Path | None = None,
+    weights: Weights | None = None,
     precision: Precision = Precision.FP32,
     engine: str = "torch",
     batch: int = 64,
@@ -114,8 +115,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the whole dataset through ``engine`` (a canonical name) and count top-1 / top-5 hits.
 
-    Values are typed and checked by the caller (the CLI's options). ``int8`` is the INT8
-    recipe; its calibration data defaults to the dataset's own (digits: the TRAIN split).
+    Values are typed and checked by the caller (the CLI's options). ``weights`` are resolved
+    (:func:`cnnbench.models.resolve_weights`; None: the seeded initialisation). ``int8`` is
+    the INT8 recipe; its calibration data defaults to the dataset's own (digits: the TRAIN
+    split).
 
     Returns:
         A result dict: model, engine, precision, dataset, samples, top1, top5 (fractions in
@@ -132,17 +135,20 @@ def evaluate(
     recipe = int8 or Int8Recipe()
     if recipe.calib_data is None:
         recipe = replace(recipe, calib_data=data.calib_data)
+    provenance = weights_provenance(model, weights, seed)
     onnx_path, onnx_sha, calibration = None, None, None
     if cls.loads_onnx:
         root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
         res = ensure_precision(
-            model, precision, weights=weights, out_dir=root, seed=seed, **recipe.kwargs()
-        )
+            model, precision, weights=weights.path if weights else None, out_dir=root,
+            seed=seed, weights_source=provenance, **recipe.kwargs(),
+        )  # fmt: skip
         onnx_path, onnx_sha = res.onnx_path, res.sha256
         calibration = (res.manifest.get("extra") or {}).get("calibration")
     artifact = Artifact.for_spec(
-        spec, precision, onnx_path=onnx_path, weights=weights, sha256=onnx_sha, seed=seed
-    )
+        spec, precision, onnx_path=onnx_path, weights=weights.path if weights else None,
+        sha256=onnx_sha, seed=seed,
+    )  # fmt: skip
     t0 = time.perf_counter()
     with cls(EngineOptions(device=device, threads=threads)) as eng:
         eng.load(artifact, BatchRange.fixed(batch))
@@ -160,8 +166,9 @@ def evaluate(
         "correct_top1": correct1,
         "correct_top5": correct5,
         "source": "measured",
-        "weights": str(weights) if weights is not None else f"seeded-init:{seed}",
-        "weights_sha256": sha256_file(weights) if weights is not None else None,
+        "weights": provenance,
+        "weights_file": str(weights.path) if weights is not None else None,
+        "weights_sha256": weights.sha256 if weights is not None else None,
         "onnx": str(onnx_path) if onnx_path is not None else None,
         "onnx_sha256": onnx_sha,
         "calibration": calibration,

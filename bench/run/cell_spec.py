@@ -25,7 +25,13 @@ from cnnbench.bench.measure.scenarios import canonical_scenario, check_batch
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.results.files import cell_key
 from cnnbench.errors import ArtifactError, InvalidInputError
-from cnnbench.models import adopt_user_model, get_spec, user_model
+from cnnbench.models import (
+    adopt_user_model,
+    get_spec,
+    resolve_weights,
+    user_model,
+    weights_provenance,
+)
 from cnnbench.models.spec import ModelSpec
 from cnnbench.models.user import UserModel
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
@@ -55,7 +61,11 @@ class CellSpec:
     threads: int | None = None
     stop: StopRule = field(default_factory=StopRule)
     server: ServerConfig | None = None
+    #: the weights file the model loads (None: a seeded initialisation)
     weights: str | None = None
+    #: where the weights came from (the row's ``weights``): seeded-init:SEED, sha256:HEX,
+    #: torchvision:NAME, timm:NAME, url:URL, or a user ONNX file's onnx-sha256:HEX
+    weights_id: str = "seeded-init:0"
     artifacts: str = "artifacts"
     seed: int = 0
     #: the user's model (an ONNX file or module factory), as read where it was named
@@ -85,12 +95,15 @@ class CellSpec:
         device: str | None = None,
         threads: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        weights: str | None = None,
+        seed: int = 0,
         **rest: Any,
     ) -> CellSpec:
         """A spec from loose values, each checked once here: the Python API's way in.
 
         ``model`` is a registered name (zoo or user model), ``engine`` a name or alias,
-        ``precision`` a name; ``rest`` are the other fields, already typed (``stop``, ...).
+        ``precision`` a name, ``weights`` a file or torchvision / timm / a URL (fetched and
+        checked here); ``rest`` are the other fields, already typed (``stop``, ...).
         """
         eng = engines.canonical(engine)
         dev = engines.parse_device(device or engines.default_device(eng))
@@ -100,6 +113,7 @@ class CellSpec:
         check_batch(scen, batch)
         if scen == "server" and rest.get("server") is None:
             raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
+        w = resolve_weights(model, weights) if weights is not None else None
         return cls(
             model=model,
             model_spec=get_spec(model),
@@ -111,6 +125,9 @@ class CellSpec:
             threads=None if threads is None else engines.parse_threads(threads),
             engine_options=engines.check_options(eng, dev, engine_options or {}),
             user_model=user_model(model),
+            weights=str(w.path) if w else None,
+            weights_id=weights_provenance(model, w, seed),
+            seed=seed,
             **rest,
         )
 

@@ -47,7 +47,7 @@ def ensure_onnx(spec: CellSpec) -> tuple[Path, str | None]:
     recipe = spec.int8.kwargs() if spec.precision == Precision.INT8 else {}
     res = ensure_precision(
         spec.model, spec.precision, weights=spec.weights, out_dir=Path(spec.artifacts),
-        seed=spec.seed, **recipe,
+        seed=spec.seed, weights_source=spec.weights_id, **recipe,
     )  # fmt: skip
     manifest = getattr(res, "manifest", None) or {}
     sha = manifest.get("sha256") or (manifest.get("onnx") or {}).get("sha256")

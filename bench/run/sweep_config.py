@@ -1,19 +1,20 @@
 """The sweep config: a YAML grid of benchmark cells, validated to one-line errors.
 
-Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios`` are required)::
+Config keys (``models`` and ``engines`` are required; the rest default as ``cnnbench run``'s
+flags do: fp32, offline, each scenario's own batch)::
 
     models: imagenet            # or "all", or a list of zoo names, your ONNX files (x.onnx,
                                 # relative to this file) and module factories (pkg.mod:fn), or
                                 # {model: x.onnx, name: mine, input_shape: 3,64,64}
     engines: [torch, onnxruntime]
-    precisions: [fp32]
-    batches: [1, 8]             # single-stream takes batch 1 only; other batches skip it
-    scenarios: [single-stream, offline]
-    device: cpu                 # optional from here on (default: cpu; cuda for tensorrt)
+    precisions: [fp32]          # optional from here on; default [fp32]
+    batches: [1, 8]             # default: each scenario's own; single-stream takes batch 1 only
+    scenarios: [single-stream, offline]   # default [offline]
+    device: cpu                 # default: cpu; cuda for tensorrt
     threads: null
     seed: 0
     artifacts: artifacts
-    weights: {resnet18: r18.pt} # optional per-model state dicts
+    weights: {resnet18: r18.pt} # optional per model: a file, torchvision, timm or a URL
     timeout_s: 600              # per cell; a cell past it becomes an error row
     repeats: 1                  # measure each cell N times, each in its own process
     stop: {warmup_count: 1, warmup_time: 0, min_count: 3, min_time: 0.5, max_time: 5}
@@ -38,18 +39,29 @@ import yaml
 
 from cnnbench import engines
 from cnnbench.bench.measure.loadgen import ServerConfig
-from cnnbench.bench.measure.scenarios import canonical_scenario
+from cnnbench.bench.measure.scenarios import SCENARIOS, canonical_scenario
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.engines import default_device
 from cnnbench.errors import CnnbenchError, InvalidInputError
-from cnnbench.models import get_spec, list_models, register_user_model, user_model
+from cnnbench.models import (
+    get_spec,
+    list_models,
+    register_user_model,
+    resolve_weights,
+    user_model,
+    weights_provenance,
+)
 from cnnbench.models.user import is_user_model
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
+from cnnbench.weights_hub import Weights
 
-REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
+REQUIRED = ("models", "engines")
+#: what a grid measures when it does not say (as ``cnnbench run``): FP32, offline, and each
+#: scenario's own batch (1; multi-stream and server 8)
+DEFAULTS: dict[str, list[str]] = {"precisions": ["fp32"], "scenarios": ["offline"]}
 OPTIONAL = (
-    "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
+    "precisions", "batches", "scenarios", "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
     "quantizer", "calib_data", "calib_method", "calib_samples", "engine_options",
 )  # fmt: skip
 
@@ -73,7 +85,8 @@ class SweepConfig:
     threads: int | None = None
     seed: int = 0
     artifacts: str = "artifacts"
-    weights: dict[str, str] = field(default_factory=dict)
+    #: per model, its weights, resolved (fetched and hash-checked) where the grid was read
+    weights: dict[str, Weights] = field(default_factory=dict)
     timeout_s: float = 600.0
     stop: StopRule = field(default_factory=StopRule)
     server: ServerConfig | None = None
@@ -95,7 +108,8 @@ class SweepConfig:
         specs: list[CellSpec] = []
         skipped: list[str] = []
         for m in self.models:
-            mspec, um = get_spec(m), user_model(m)
+            mspec, um, w = get_spec(m), user_model(m), self.weights.get(m)
+            wid = weights_provenance(m, w, self.seed)
             for e, p, sc, b in itertools.product(
                 self.engines, self.precisions, self.scenarios, self.batches
             ):
@@ -116,7 +130,8 @@ class SweepConfig:
                             threads=self.threads,
                             stop=self.stop,
                             server=self.server if sc == "server" else None,
-                            weights=self.weights.get(m),
+                            weights=str(w.path) if w else None,
+                            weights_id=wid,
                             artifacts=self.artifacts,
                             seed=self.seed,
                             int8=self.int8,
@@ -180,13 +195,16 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     ]  # YAML reads an unquoted `null` as None: in this list that is the null engine
     precs = [
         _named(src, "precisions", lambda x=x: parse_precision(str(x)))
-        for x in _list(src, "precisions", raw["precisions"])
+        for x in _list(src, "precisions", _given(raw, "precisions"))
     ]
-    batches = [_positive_int(src, "batches", b) for b in _list(src, "batches", raw["batches"])]
     scens = [
         _named(src, "scenarios", lambda s=s: canonical_scenario(str(s)))
-        for s in _list(src, "scenarios", raw["scenarios"])
+        for s in _list(src, "scenarios", _given(raw, "scenarios"))
     ]
+    given_batches = raw.get("batches")
+    if given_batches is None:  # each scenario's own batch, as `cnnbench run` takes
+        given_batches = sorted({SCENARIOS[s].default_batch for s in scens})
+    batches = [_positive_int(src, "batches", b) for b in _list(src, "batches", given_batches)]
     kw = _measuring(src, raw, tuple(batches), scens)
     kw.update(_settings(src, raw))
     if raw.get("engine_options") is not None:
@@ -199,6 +217,11 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
                 lambda e=e: engines.check_options(e, kw.get("device") or default_device(e), {}),
             )
     return SweepConfig(tuple(models), tuple(engs), tuple(precs), tuple(batches), tuple(scens), **kw)
+
+
+def _given(raw: dict[str, Any], key: str) -> Any:
+    """A key's value, or its default (DEFAULTS) when the grid leaves it out."""
+    return raw[key] if raw.get(key) is not None else DEFAULTS[key]
 
 
 def _models(src: str, base: Path, given: Any) -> list[str]:
@@ -263,7 +286,8 @@ def _settings(src: str, raw: dict[str, Any]) -> dict[str, Any]:
         kw["int8"] = _named(src, "int8", lambda: Int8Recipe(**recipe))
     if raw.get("weights") is not None:
         kw["weights"] = {
-            str(k): str(v) for k, v in _mapping(src, "weights", raw["weights"]).items()
+            str(k): _named(src, f"weights.{k}", lambda k=k, v=v: resolve_weights(str(k), str(v)))
+            for k, v in _mapping(src, "weights", raw["weights"]).items()
         }
     return kw
 

@@ -48,7 +48,7 @@ from cnnbench.cli.flags import (
     weights_option,
 )
 from cnnbench.cli.output_options import columns_option, record_options
-from cnnbench.cli.run_options import RunOptions, check_inputs
+from cnnbench.cli.run_options import RunOptions, check_inputs, say_random_weights
 from cnnbench.cli.store_cmds import record_into_store
 from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteError
 from cnnbench.progress import note, warn
@@ -184,6 +184,7 @@ def run(**o: Any) -> None:  # fmt: skip
     cfg = opts.grid()
     specs, _ = cfg.cells()
     check_inputs(cfg)
+    say_random_weights(cfg.models, {s.model: s.weights_id for s in specs})
     if o["dry_run"]:
         for s in specs:
             click.echo(s.key())
@@ -300,6 +301,7 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
     check_output(out)
     cfg = load_config(config)
     check_inputs(cfg)
+    say_random_weights(cfg.models, {s.model: s.weights_id for s in cfg.cells()[0]})
     if dry_run:
         specs, skipped = cfg.cells()
         todo, done = pending_cells(specs, Path(out), resume) if Path(out).exists() else (specs, 0)

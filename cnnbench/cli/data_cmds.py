@@ -12,6 +12,7 @@ from cnnbench.bench.run.accuracy import evaluate
 from cnnbench.bench.run.eval_folders import accuracy_row, eval_folder
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.cli.flags import (
+    DatasetType,
     batch_option,
     device_option,
     engine_option,
@@ -23,7 +24,13 @@ from cnnbench.cli.flags import (
 )
 from cnnbench.cli.run_options import RunOptions
 from cnnbench.data.folders import parse_max_bad
-from cnnbench.training import TrainConfig, train
+from cnnbench.engines import get_engine_class
+from cnnbench.engines.base import unsupported
+from cnnbench.errors import InvalidInputError
+from cnnbench.models import resolve_weights
+from cnnbench.progress import note
+from cnnbench.training import TrainConfig, default_weights_path, train
+from cnnbench.weights_hub import Weights
 
 _EVAL_COLUMNS = (
     "model", "engine", "precision", "quantizer", "dataset", "samples", "top1", "top5", "source",
@@ -98,7 +105,7 @@ def train_cmd(
 @click.argument("model")
 @weights_option
 @click.option(
-    "--dataset", default="digits", show_default=True,
+    "--dataset", type=DatasetType(), default="digits", show_default=True,
     help="Labelled evaluation data: digits (the held-out test split, 450 images).",
 )  # fmt: skip
 @precision_option(many=False, what="eval")
@@ -154,6 +161,13 @@ def eval_cmd(**o: Any) -> None:
         check_output(o["out"])  # a bad --out fails before the evaluation, not after
     opts = RunOptions.from_params(o)
     (model,) = opts.models
+    device = opts.device_of(opts.engine)
+    runs = get_engine_class(opts.engine).precisions_on(device)
+    if opts.precision not in runs:  # before any weights are looked for
+        raise unsupported(opts.engine, opts.precision, device, runs)
+    weights = opts.weights
+    if weights is None and o["data"] is None:
+        weights = _trained_weights(model, o["dataset"])
     if o["data"] is not None:
         run: Any = functools.partial(
             eval_folder, model, o["data"], labels=o["labels"], workers=o["workers"],
@@ -162,9 +176,9 @@ def eval_cmd(**o: Any) -> None:
     else:
         run = functools.partial(evaluate, model, dataset=o["dataset"])
     result = run(
-        weights=opts.weights, precision=opts.precision, engine=opts.engine, batch=o["batches"],
+        weights=weights, precision=opts.precision, engine=opts.engine, batch=o["batches"],
         artifacts=o["artifacts"], int8=opts.int8, seed=opts.seed, threads=opts.threads,
-        device=opts.device_of(opts.engine),
+        device=device,
     )  # fmt: skip
     fmt = o["fmt"]
     if fmt == "json":
@@ -176,3 +190,16 @@ def eval_cmd(**o: Any) -> None:
     if o["out"] is not None:
         append_row(o["out"], accuracy_row(result))
         click.echo(str(o["out"]), err=fmt != "table")
+
+
+def _trained_weights(model: str, dataset: str) -> Weights:
+    """The weights ``cnnbench train MODEL --dataset DATASET`` wrote (its default path, the
+    same key: model and dataset), or one line naming --weights."""
+    path = default_weights_path(model, dataset)
+    if not path.is_file():
+        raise InvalidInputError(
+            f"no trained weights for {model} on {dataset} ({path} does not exist): run "
+            f"`cnnbench train {model} --dataset {dataset}` first, or give --weights FILE"
+        )
+    note(f"eval {model}: the weights train wrote, {path}")
+    return resolve_weights(model, str(path))

@@ -16,6 +16,7 @@ from cnnbench.cli.flags import (
     user_model_options,
     weights_option,
 )
+from cnnbench.cli.run_options import say_random_weights
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.export.calibration import calibration_set
 from cnnbench.export.convert import DEFAULT_CALIB_SAMPLES, convert
@@ -23,7 +24,7 @@ from cnnbench.export.gate import print_report
 from cnnbench.export.parity import report_from_dict
 from cnnbench.export.pipeline import ensure_fp32, export_fp32, verify_onnx
 from cnnbench.export.verify import recorded_precision
-from cnnbench.models import get_spec
+from cnnbench.models import get_spec, resolve_weights, weights_provenance
 from cnnbench.precision import CALIB_METHODS, ONNX_PRECISIONS, Precision
 
 _TOL_HELP = """\b
@@ -144,9 +145,13 @@ def export_cmd(
     batch = BatchRange.fixed(fixed) if fixed is not None else dyn
     dynamic = None if fixed is None and dyn is None else fixed is None
     overrides = _overrides(rtol, cosine, top1, top5)
+    w = resolve_weights(model, weights) if weights else None
+    wid = weights_provenance(model, w, seed)
+    say_random_weights([model], {model: wid})
     common = dict(
-        weights=weights, out_dir=out_dir, opset=opset, batch=batch, dynamic=dynamic,
-        check=not no_check, data_dir=data_dir, seed=seed, samples=samples,
+        weights=w.path if w else None, out_dir=out_dir, opset=opset, batch=batch,
+        dynamic=dynamic, check=not no_check, data_dir=data_dir, seed=seed, samples=samples,
+        weights_source=wid,
     )  # fmt: skip
     if not precision.from_fp32:
         tol = precision.gate.replace(**overrides)
@@ -256,7 +261,8 @@ def verify_cmd(
     if preset is not None or overrides:
         tol = (preset or recorded_precision(onnx_file)).gate.replace(**overrides)
     report = verify_onnx(
-        onnx_file, model, weights=weights, seed=seed, data_dir=data_dir, samples=samples,
+        onnx_file, model, seed=seed, data_dir=data_dir, samples=samples,
+        weights=resolve_weights(model, weights).path if weights and model else weights,
         batch=batch, tolerances=tol,
     )  # fmt: skip
     print_report(report, title=f"parity: {onnx_file}")

@@ -15,8 +15,10 @@ import click
 
 from cnnbench import engines
 from cnnbench.bench.measure.scenarios import canonical_scenario
+from cnnbench.bench.run.accuracy import DATASETS
 from cnnbench.cli.common import PrecisionType
 from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.naming import lookup
 from cnnbench.precision import CALIB_METHODS, QUANTIZERS, Precision
 
 Decorator = Callable[[Any], Any]
@@ -89,6 +91,15 @@ class DeviceType(_ListType):
 
     def item(self, text: str) -> str:
         return engines.parse_device(text)
+
+
+class DatasetType(_ListType):
+    """``--dataset``: a built-in labelled dataset (digits)."""
+
+    name, what = "dataset", "dataset"
+
+    def item(self, text: str) -> str:
+        return str(lookup("dataset", text.strip().lower(), {d: d for d in DATASETS}))
 
 
 class ScenarioType(_ListType):

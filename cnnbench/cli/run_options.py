@@ -29,8 +29,10 @@ from cnnbench.cli.flags import INT8_FIELDS, SERVER_FIELDS, STOP_FIELDS
 from cnnbench.engines.options import parse_assignments
 from cnnbench.errors import InvalidInputError
 from cnnbench.export.calibration import calibration_set
-from cnnbench.models import check_weights, get_spec, list_models
+from cnnbench.models import check_weights, get_spec, list_models, resolve_weights
 from cnnbench.precision import Int8Recipe, Precision
+from cnnbench.progress import note
+from cnnbench.weights_hub import Weights
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class RunOptions:
     scenario: str = "offline"
     device: str | None = None
     threads: int | None = None
-    weights: str | None = None
+    #: the one model's weights, resolved (fetched and hash-checked) here
+    weights: Weights | None = None
     artifacts: str = "artifacts"
     seed: int = 0
     repeats: int = 1
@@ -81,11 +84,12 @@ class RunOptions:
         for k in ("threads", "seed", "repeats"):
             if p.get(k) is not None:
                 kw[k] = p[k]
-        for k in ("weights", "artifacts"):
-            if p.get(k) is not None:
-                kw[k] = str(p[k])
-        if p.get("weights") and len(models) > 1:
-            raise InvalidInputError("--weights applies to one model; give a single --model")
+        if p.get("artifacts") is not None:
+            kw["artifacts"] = str(p["artifacts"])
+        if p.get("weights"):
+            if len(models) != 1:
+                raise InvalidInputError("--weights applies to one model; give a single --model")
+            kw["weights"] = resolve_weights(models[0], str(p["weights"]))
         return cls(
             models=models, engines=engs, precisions=precisions, device=device,
             batches=_as_tuple(p.get("batches")) or None,
@@ -189,9 +193,21 @@ def _as_flags(exc: ValueError) -> InvalidInputError:
 def check_inputs(cfg: SweepConfig) -> None:
     """Inputs that would fail every cell fail here, once, before the first: the weights, and
     INT8 calibration data given as a path (its images or array are read and checked)."""
-    for model, path in cfg.weights.items():
-        check_weights(model, path)
+    for model, w in cfg.weights.items():
+        check_weights(model, w.path)
     data = cfg.int8.calib_data
     if Precision.INT8 in cfg.precisions and data not in (None, "digits", "random"):
         for model in cfg.models:
             calibration_set(get_spec(model), data, samples=cfg.int8.calib_samples)
+
+
+def say_random_weights(models: tuple[str, ...] | list[str], provenance: dict[str, str]) -> None:
+    """One console line per model on a seeded random initialisation: its timings are real,
+    its accuracy is not."""
+    for m in models:
+        wid = provenance.get(m, "")
+        if wid.startswith("seeded-init:"):
+            note(
+                f"{m}: random weights ({wid}): timings are real, accuracy is not meaningful; "
+                "give --weights FILE|torchvision|timm|URL for trained ones"
+            )

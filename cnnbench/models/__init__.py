@@ -8,7 +8,9 @@ from cnnbench.models.registry import (
     list_models,
     register_model,
     register_user_model,
+    resolve_weights,
     user_model,
+    weights_provenance,
 )
 from cnnbench.models.spec import ModelSpec, Preprocessing
 
@@ -22,5 +24,7 @@ __all__ = [
     "list_models",
     "register_model",
     "register_user_model",
+    "resolve_weights",
     "user_model",
+    "weights_provenance",
 ]

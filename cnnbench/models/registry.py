@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cnnbench.models.user as user
+from cnnbench import weights_hub
 from cnnbench.errors import InvalidInputError
 from cnnbench.models.spec import ModelSpec
 from cnnbench.naming import lookup
@@ -107,6 +108,26 @@ def get_spec(name: str) -> ModelSpec:
     """The ModelSpec of ``name``; unknown names raise UnknownNameError with suggestions."""
     _ensure_loaded()
     return lookup("model", name, _REGISTRY).spec
+
+
+def resolve_weights(name: str, text: str) -> weights_hub.Weights:
+    """``--weights TEXT`` for model ``name``: a file, or torchvision / timm / a URL, fetched
+    and hash-checked (cnnbench.weights_hub); where it came from is its ``provenance``."""
+    spec = get_spec(name)
+    return weights_hub.resolve(
+        name, text, torchvision=spec.torchvision, timm_ok=name in weights_hub.TIMM_CONFIGS
+    )
+
+
+def weights_provenance(name: str, weights: weights_hub.Weights | None, seed: int) -> str:
+    """A row's ``weights``: the resolved weights' provenance, a user ONNX file's identity, or
+    ``seeded-init:SEED``."""
+    if weights is not None:
+        return weights.provenance
+    um = user.user_model(name)
+    if um is not None and um.kind == "onnx":
+        return um.weights_id
+    return weights_hub.seeded(seed)
 
 
 def check_weights(name: str, path: str | Path) -> None:

@@ -68,13 +68,23 @@ def test_padding_does_not_count_twice() -> None:
     assert r["correct_top1"] == r2["correct_top1"]
 
 
-def test_eval_cli_json(art_root: Path) -> None:
+def _seeded_state_dict(path: Path) -> Path:
+    import torch
+
+    from cnnbench.models import get_model
+
+    torch.save(get_model("lenet5").state_dict(), path)
+    return path
+
+
+def test_eval_cli_json(art_root: Path, tmp_path: Path) -> None:
     from cnnbench.cli import cli
 
+    weights = _seeded_state_dict(tmp_path / "w.pt")
     res = CliRunner().invoke(
         cli,
-        ["eval", "lenet5", "--dataset", "digits", "--precision", "int8", "--engine", "ort",
-         "--artifacts", str(art_root), "--calib-samples", "32", "--format", "json"],
+        ["eval", "lenet5", "--dataset", "digits", "-p", "int8", "-e", "ort", "--weights",
+         str(weights), "--artifacts", str(art_root), "--calib-samples", "32", "--format", "json"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -83,6 +93,42 @@ def test_eval_cli_json(art_root: Path) -> None:
     assert out["samples"] == 450 and out["source"] == "measured"
     assert 0.0 <= out["top1"] <= out["top5"] <= 1.0
     assert out["calibration"]["kind"] == "digits" and out["calibration"]["samples"] == 32
+    assert out["weights"].startswith("sha256:") and out["weights_file"] == str(weights)
+
+
+def test_eval_finds_the_weights_train_wrote_or_names_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cnnbench train lenet5 --dataset digits` then `cnnbench eval lenet5 --dataset digits`:
+    eval takes train's file by the same key (model, dataset); without one it says so."""
+    from cnnbench.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["eval", "lenet5", "--dataset", "digits"])
+    assert res.exit_code == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "no trained weights" in err[0] and "--weights" in err[0]
+    res = CliRunner().invoke(cli, ["train", "lenet5", "--dataset", "digits", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    written = tmp_path / "artifacts/lenet5/digits/weights.pt"
+    res = CliRunner().invoke(cli, ["eval", "lenet5", "--dataset", "digits", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["weights_file"] == str(written.relative_to(tmp_path))
+    assert out["top1"] > 0.5  # two epochs already beat chance (0.1) by far
+
+
+@pytest.mark.slow
+def test_train_then_eval_as_the_readme_shows_reaches_95_percent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnbench.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(cli, ["train", "lenet5", "--dataset", "digits"]).exit_code == 0
+    res = CliRunner().invoke(cli, ["eval", "lenet5", "--dataset", "digits", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["top1"] >= 0.95
 
 
 @pytest.mark.parametrize(
@@ -112,9 +158,10 @@ def test_eval_refuses_unfeedable_models() -> None:
 def test_lenet5_digits_accuracy_acceptance(tmp_path: Path) -> None:
     """The acceptance: FP32 >= 97%; FP16 within 0.2 and INT8 within 1.0 point of FP32, INT8
     with each quantizer (ModelOpt's where its extra is installed)."""
+    from cnnbench.models import resolve_weights
     from cnnbench.training import TrainConfig, train
 
-    weights = train(TrainConfig(), tmp_path / "weights.pt").weights
+    weights = resolve_weights("lenet5", str(train(TrainConfig(), tmp_path / "weights.pt").weights))
     cells = [("torch", "fp32", None), ("onnxruntime", "fp32", None),
              ("onnxruntime", "fp16", None), ("onnxruntime", "int8", "ort")]  # fmt: skip
     if importlib.util.find_spec("modelopt") is not None:
