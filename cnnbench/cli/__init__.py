@@ -12,6 +12,7 @@ from cnnbench.cli import (  # noqa: E402,F401  isort: skip
     bench_cmds,
     layers_cmds,
     report_cmds,
+    recommend_cmds,
     store_cmds,
     serve_cmds,
 )
