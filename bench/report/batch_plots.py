@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from cnnbench.bench.report.plot_helpers import (
     PREC_MARKERS,
     Plot,
-    add_caption,
     log_axis,
     no_data,
     save,
@@ -70,7 +69,6 @@ def vs_batch(out: Path, series: Mapping[SeriesKey, list[Row]], kind: str) -> Plo
     fig.tight_layout()
     if any_invalid:
         caption += " Grey crosses: invalid measurements (see invalid_reason in the results)."
-    add_caption(fig, caption)
     name = f"{kind}_vs_batch"
     return save(fig, out, name, title, caption)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.bench.measure.validity import row_valid
-from cnnbench.bench.report.plot_helpers import Plot, add_caption, save
+from cnnbench.bench.report.plot_helpers import Plot, save
 from cnnbench.bench.report.rows import Row, num
 from cnnbench.bench.results.files import cell_key
 
@@ -125,7 +125,6 @@ def _panels(
     )
     if left_out:
         caption += f" {left_out} more cell(s) with fewer points are not drawn."
-    add_caption(fig, caption)
     return save(fig, out, name, title, caption)
 
 

@@ -10,7 +10,6 @@ scales are final.
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,10 +145,6 @@ def save(fig: Figure, out: Path, name: str, title: str, caption: str) -> Plot:
 def _meta(ext: str) -> dict[str, Any]:
     # No dates in the files: the same results give the same bytes.
     return {"Date": None} if ext == "svg" else {}
-
-
-def add_caption(fig: Figure, text: str) -> None:
-    fig.text(0.01, -0.01, "\n".join(textwrap.wrap(text, 130)), ha="left", va="top", fontsize=8)
 
 
 def log_axis(ax: Axes, axis: str, base: int = 10) -> None:

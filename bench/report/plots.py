@@ -1,13 +1,18 @@
-"""The report's four figures, each saved as PNG and SVG (matplotlib, Agg backend).
+"""The report's figures, each saved as PNG and SVG (matplotlib, Agg backend).
 
+* ``latency_vs_macs``: batch-1 latency against operations per engine and precision, with a
+  fitted line (Canziani et al. 2016's operations-vs-time view; :mod:`bench.report.ops_plots`).
 * ``top1_vs_gmacs``: top-1 against multiply-accumulates, bubble area ∝ parameters, colour by
-  family (after Canziani et al. 2016), every ImageNet zoo model at its published top-1, with
-  measured top-1 overlaid as separate markers.
+  family (after Canziani et al.): the models of the results whose accuracy belongs to their
+  rows, measured (filled) or published for published weights (hollow); with ``zoo_context``,
+  every ImageNet zoo model at its published top-1 too, as labelled context.
 * ``top1_vs_latency``: top-1 against batch-1 p50 latency, one series per engine + precision.
 * ``throughput_vs_batch`` and ``memory_vs_batch``: one line per model / engine / precision
   (drawn by :mod:`bench.report.batch_plots`).
 
-Every figure says where its top-1 values come from, in its legend and in its caption.
+A row on random weights is never put on an accuracy axis: an accuracy figure with nothing to
+show is not drawn, and the report says why. Every figure says where its top-1 values come from,
+in its legend and in its caption (under the figure in the HTML, once).
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnbench.bench.report.ops_plots import latency_vs_macs
+
 from cnnbench.bench.report.batch_plots import vs_batch
 from cnnbench.bench.report.plot_helpers import (
     PREC_MARKERS,
     Plot,
-    add_caption,
     log_axis,
     no_data,
     place_labels,
@@ -46,21 +52,29 @@ def write_plots(
     comparison: list[Row],
     series: Mapping[tuple[str, str, str, str], list[Row]],
     zoo: Mapping[str, ZooEntry],
+    *,
+    zoo_context: bool = False,
 ) -> dict[str, Plot]:
-    """Draw and save the four figures into ``out``; returns them by name."""
+    """Draw and save the figures into ``out``; returns them by name (an accuracy figure with
+    no accuracy that belongs to the results is left out)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     # SVG text stays text (searchable, selectable, smaller); no timestamps in the files.
     rc: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "cnnbench"}
     with matplotlib.rc_context(rc):  # type: ignore[arg-type]
-        plots = (
-            _top1_vs_gmacs(out, comparison, zoo),
-            _top1_vs_latency(out, comparison, zoo),
-            vs_batch(out, series, "throughput"),
-            vs_batch(out, series, "memory"),
-        )
-    return {p.name: p for p in plots}
+        plots: list[Plot | None] = [latency_vs_macs(out, comparison)]
+        if zoo_context or _with_accuracy(comparison, "gmacs"):
+            plots.append(_top1_vs_gmacs(out, comparison, zoo, zoo_context=zoo_context))
+        if _with_accuracy(comparison, "latency_ms_p50_b1"):
+            plots.append(_top1_vs_latency(out, comparison, zoo))
+        plots += [vs_batch(out, series, "throughput"), vs_batch(out, series, "memory")]
+    return {p.name: p for p in plots if p is not None}
+
+
+def _with_accuracy(comparison: list[Row], x: str) -> list[Row]:
+    """The rows an accuracy figure can place: a top-1 that belongs to them, and its x."""
+    return [r for r in comparison if num(r.get("top1")) is not None and num(r.get(x))]
 
 
 def _family_colours(families: Sequence[str]) -> dict[str, Any]:
@@ -98,11 +112,20 @@ class _Labelled:
         self.names.append(name)
 
 
-def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]) -> Plot:
+def _top1_vs_gmacs(
+    out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry], *, zoo_context: bool
+) -> Plot:
     import matplotlib.pyplot as plt
 
-    models = [z for z in zoo.values() if z.imagenet and z.top1 is not None and z.macs and z.params]
     benchmarked = {r["model"] for r in comparison if (r.get("cells") or 0) > 0}
+    # published bubbles: the results' models on published weights, and with zoo_context the
+    # whole zoo, as context
+    published = {str(r["model"]) for r in comparison if r.get("top1_source") == "published"}
+    models = [
+        z for z in zoo.values()
+        if z.imagenet and z.top1 is not None and z.macs and z.params
+        and (zoo_context or z.name in published)
+    ]  # fmt: skip
     colours = _family_colours(
         [z.family for z in models] + [str(r.get("family")) for r in comparison if r.get("family")]
     )
@@ -127,8 +150,7 @@ def _top1_vs_gmacs(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntry]
     radii = [math.sqrt(s / math.pi) for s in points.sizes]
     place_labels(ax, points.xs, points.ys, points.names, radii)
     _gmacs_legends(ax, colours, bool(benchmarked & {z.name for z in models}), measured)
-    caption = _gmacs_caption(models, measured)
-    add_caption(fig, caption)
+    caption = _gmacs_caption(models, measured, zoo_context=zoo_context)
     return save(fig, out, "top1_vs_gmacs", title, caption)
 
 
@@ -207,10 +229,16 @@ def _gmacs_legends(
     )  # fmt: skip
 
 
-def _gmacs_caption(models: list[ZooEntry], measured: list[Row]) -> str:
+def _gmacs_caption(models: list[ZooEntry], measured: list[Row], *, zoo_context: bool) -> str:
+    who = (
+        f"Every ImageNet model in the zoo ({len(models)}) at its published top-1, as context"
+        if zoo_context
+        else f"The models of these results on published weights ({len(models)}) at their "
+        "published top-1"
+    )
     return (
-        f"Every ImageNet model in the zoo ({len(models)}) at its published top-1; "
-        "parameters and MACs from cnnbench's per-layer analysis at each model's input size. "
+        f"{who}; parameters and MACs from cnnbench's per-layer analysis at each model's input "
+        "size. Models on random weights are not placed on this axis. "
         + _published_note([z.top1_source or "" for z in models])
         + (
             " Filled markers are measured top-1 (one marker per precision), hollow bubbles "
@@ -266,7 +294,7 @@ def _top1_vs_latency(out: Path, comparison: list[Row], zoo: Mapping[str, ZooEntr
     )
     if any(r.get("valid_b1") is False for r in pts):
         caption += " Faded markers with dashed edges: invalid measurements (see invalid_reason)."
-    add_caption(fig, caption)
+    caption += " Models on random weights are not placed on this axis."
     return save(fig, out, "top1_vs_latency", title, caption)
 
 

@@ -43,10 +43,15 @@ def is_random(weights: Any) -> bool:
 
 
 def _identity(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """What an accuracy was measured on: the ONNX file (its sha256); for the torch engine,
+    which runs no file, the weights and precision; for a row that names no file (older
+    results), its engine, precision and weights."""
+    model, engine = str(row.get("model")), str(row.get("engine"))
     sha = row.get("artifact_sha256")
-    if sha and str(row.get("engine")) != "torch":
-        return ("file", str(row.get("model")), str(sha))
-    return ("torch", str(row.get("model")), str(row.get("weights")), str(row.get("precision")))
+    if sha and engine != "torch":
+        return ("file", model, str(sha))
+    key = (model, str(row.get("weights")), str(row.get("precision")))
+    return ("torch", *key) if engine == "torch" else ("engine", engine, *key)
 
 
 class Accuracy:

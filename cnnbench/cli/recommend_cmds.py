@@ -18,7 +18,7 @@ from cnnbench.bench.results.files import read_rows
 from cnnbench.bench.results.history import db_source, is_ref, machine_filter
 from cnnbench.bench.results.store import Store
 from cnnbench.cli.common import cli, emit_json, emit_table, format_option
-from cnnbench.cli.flags import DeviceType, ScenarioType, engine_option
+from cnnbench.cli.flags import DeviceType, ScenarioType, engine_option, options
 from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.models import get_spec
@@ -73,38 +73,33 @@ def published_top1(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, 
     return out
 
 
+constraint_options = options(
+    click.option("--p99-ms", type=click.FloatRange(min=0, min_open=True), help="Largest p99 latency (ms)."),
+    click.option("--min-throughput", type=click.FloatRange(min=0), help="Smallest throughput (img/s)."),
+    click.option("--max-memory-mb", type=click.FloatRange(min=0, min_open=True), help="Largest peak memory (MB): the device's on a GPU, host RSS on the CPU."),
+    click.option("--min-top1", type=click.FloatRange(0, 100), help="Smallest top-1 (%), measured on the cell's artifact or published for published weights."),
+    click.option("--max-top1-drop", type=click.FloatRange(min=0), help="Largest top-1 drop (points) against the same model's FP32 on the same weights."),
+    click.option("--scenario", "-s", type=ScenarioType(), default=None, help="Only this scenario."),
+    engine_option(None, help="Only these engines."),
+    click.option("--device", type=DeviceType(), default=None, help="Only this device (cpu, cuda)."),
+    click.option("--objective", type=click.Choice(OBJECTIVES), default="throughput", show_default=True, help="What the choice maximises (throughput) or minimises (latency: p99; memory)."),
+    click.option("--allow-invalid", is_flag=True, help="Consider invalid measurements too (marked)."),
+)  # fmt: skip
+
+
+def constraints_from(o: dict[str, Any]) -> Constraints:
+    """The decision's constraints from the flags above (each already parsed by its type)."""
+    return Constraints(
+        p99_ms=o["p99_ms"], min_throughput=o["min_throughput"], max_memory_mb=o["max_memory_mb"],
+        min_top1=o["min_top1"], max_top1_drop=o["max_top1_drop"], scenario=o["scenario"],
+        engines=tuple(o["engines"] or ()), device=o["device"], objective=o["objective"],
+        allow_invalid=o["allow_invalid"],
+    )  # fmt: skip
+
+
 @cli.command("recommend")
 @click.argument("sources", nargs=-1, required=True, metavar="RESULTS|db:REF|job:N...")
-@click.option(
-    "--p99-ms", type=click.FloatRange(min=0, min_open=True), help="Largest p99 latency (ms)."
-)
-@click.option("--min-throughput", type=click.FloatRange(min=0), help="Smallest throughput (img/s).")
-@click.option(
-    "--max-memory-mb",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Largest peak memory (MB): the device's on a GPU, host RSS on the CPU.",
-)
-@click.option(
-    "--min-top1",
-    type=click.FloatRange(0, 100),
-    help="Smallest top-1 (%), measured on the cell's artifact or published for published weights.",
-)
-@click.option(
-    "--max-top1-drop",
-    type=click.FloatRange(min=0),
-    help="Largest top-1 drop (points) against the same model's FP32 on the same weights.",
-)
-@click.option("--scenario", "-s", type=ScenarioType(), default=None, help="Only this scenario.")
-@engine_option(None, help="Only these engines.")
-@click.option("--device", type=DeviceType(), default=None, help="Only this device (cpu, cuda).")
-@click.option(
-    "--objective",
-    type=click.Choice(OBJECTIVES),
-    default="throughput",
-    show_default=True,
-    help="What the choice maximises (throughput) or minimises (latency: p99; memory).",
-)
-@click.option("--allow-invalid", is_flag=True, help="Consider invalid measurements too (marked).")
+@constraint_options
 @db_option
 @click.option("--machine", default=None, help="db:latest among this machine's runs ('this': here).")
 @format_option()
@@ -119,12 +114,7 @@ def recommend_cmd(sources: tuple[str, ...], **o: Any) -> None:  # fmt: skip
     2 on bad input.
     """
     rows = load_source_rows(sources, o["db"], o["machine"])
-    constraints = Constraints(
-        p99_ms=o["p99_ms"], min_throughput=o["min_throughput"], max_memory_mb=o["max_memory_mb"],
-        min_top1=o["min_top1"], max_top1_drop=o["max_top1_drop"], scenario=o["scenario"],
-        engines=tuple(o["engines"] or ()), device=o["device"], objective=o["objective"],
-        allow_invalid=o["allow_invalid"],
-    )  # fmt: skip
+    constraints = constraints_from(o)
     cands = candidates(rows, published_top1(rows))
     if not cands:
         raise InvalidInputError(f"no measured cells in {', '.join(sources)} (only eval rows?)")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cnnbench.bench.report.build import write_report
+from cnnbench.bench.report.recommend import decision_lines
 from cnnbench.bench.results.compare import (
     DEFAULT_METRICS,
     Comparison,
@@ -21,13 +23,21 @@ from cnnbench.bench.results.history import db_source, is_ref, machine_filter, pa
 from cnnbench.bench.results.store import Store
 from cnnbench.bench.results.store_url import shown_url
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
+from cnnbench.cli.flags import EngineType
 from cnnbench.cli.output_options import db_option
+from cnnbench.cli.recommend_cmds import constraint_options, constraints_from
 from cnnbench.errors import CheckFailedError
 
+_LABELS = {
+    "precision": "prec", "top1": "top-1 %", "top1_source": "top-1 from",
+    "latency_ms_p50_b1": "p50 b1 ms", "latency_ms_p99_b1": "p99 b1 ms",
+    "best_throughput_ips": "best img/s", "best_batch": "batch", "speedup_throughput": "speed-up",
+    "speedup_baseline": "vs",
+}  # fmt: skip
 _SHOWN = (
     "model", "engine", "precision", "device", "params", "gmacs", "top1", "top1_source",
     "latency_ms_p50_b1", "latency_ms_p99_b1", "best_throughput_ips", "best_batch",
-    "speedup_throughput", "errors",
+    "speedup_throughput", "speedup_baseline", "errors",
 )  # fmt: skip
 
 
@@ -49,6 +59,18 @@ _SHOWN = (
 )
 @click.option("--since", default=None, help="History from this time (2026-12-01, 7d, 12h).")
 @click.option("--machine", default=None, help="History of this machine only ('this': here).")
+@click.option(
+    "--zoo-context", is_flag=True,
+    help="Add every zoo model's published top-1 to the accuracy figure, as labelled context.",
+)  # fmt: skip
+@click.option(
+    "--baseline-engine", type=EngineType(), default=None,
+    help="Speed-ups against this engine's FP32 (default: torch where it ran, else the slowest).",
+)  # fmt: skip
+@click.option(
+    "--include-null", is_flag=True, help="Keep the null engine's rows (harness overhead)."
+)
+@constraint_options
 @format_option()
 def report(
     results: tuple[str, ...],
@@ -58,6 +80,10 @@ def report(
     since: str | None,
     machine: str | None,
     fmt: str,
+    zoo_context: bool,
+    baseline_engine: str | None,
+    include_null: bool,
+    **constraints: Any,
 ) -> None:
     """Turn RESULTS files (.csv / .jsonl from run, sweep or eval) into a comparison report.
 
@@ -77,6 +103,10 @@ def report(
     else the spec's published figure; every value says which. Without RESULTS the table is
     the store's newest run of each cell. The last line printed is the path of index.html.
     """
+    kw: dict[str, Any] = dict(
+        constraints=constraints_from(constraints), zoo_context=zoo_context,
+        baseline_engine=baseline_engine, include_null=include_null,
+    )  # fmt: skip
     if not results and not (db is not None or with_history or since):
         raise click.UsageError("give RESULTS files, or --db URL for the results store")
     if db is not None or with_history or since or not results:
@@ -85,15 +115,17 @@ def report(
                 machine=machine_filter(machine), since=parse_when(since), finished_only=True
             )
             label = f"{shown_url(store.url)}" + (f" since {since}" if since else "")
-        rep = write_report(list(results), out, store_rows=rows, store_label=label)
+        rep = write_report(list(results), out, store_rows=rows, store_label=label, **kw)
     else:
-        rep = write_report(list(results), out)
+        rep = write_report(list(results), out, **kw)
     if fmt in ("json", "csv"):
         # Keep stdout machine-readable; the path goes to stderr.
         (emit_json if fmt == "json" else emit_csv)(rep.rows)
         click.echo(str(rep.index_html), err=True)
         return
-    emit_table(rep.rows, _SHOWN, title=f"comparison ({len(rep.rows)} cells)")
+    for line in decision_lines(rep.decision):
+        click.echo(line)
+    emit_table(rep.rows, _SHOWN, title=f"comparison ({len(rep.rows)} cells)", labels=_LABELS)
     click.echo(f"wrote {rep.comparison_csv} and {2 * len(rep.plots)} plot files")
     click.echo(str(rep.index_html))
 

@@ -42,6 +42,7 @@ def _row(
         "throughput_ips": 1000.0 * batch / p50, "samples": 20,
         "params": ZOO[model].params, "macs": ZOO[model].macs,
         "host_peak_rss_mb": 400.0 + batch, "device_mem_peak_mb": None, "error": None,
+        "weights": f"torchvision:{model}",
     }  # fmt: skip
     row.update(kw)
     return row
@@ -80,6 +81,7 @@ def _rows() -> list[dict[str, Any]]:
             "accuracy_source": "measured",
             "dataset": "val",
             "images": 200,
+            "weights": "torchvision:resnet18",
         },  # fmt: skip
     ]
 
@@ -110,11 +112,58 @@ def test_comparison_numbers() -> None:
     assert (ort["top1"], ort["top5"], ort["top1_source"]) == (91.5, 99.0, "measured")
     assert ort["top1_detail"] == "measured on val (200 images) with onnxruntime fp32"
     assert (torch_row["top1"], torch_row["top1_source"], torch_row["top1_detail"]) == (
-        69.758, "published", "tv",
+        69.758, "published", "published: tv",
     )  # fmt: skip
+    assert ort["speedup_baseline"] == "torch fp32" and ort["speedup_valid"]
     g = cmp["googlenet", "onnxruntime", "int8"]
-    assert g["speedup_throughput"] is None  # no torch fp32 baseline for googlenet here
+    # no torch for googlenet here: the slowest engine (the only one) is the baseline
+    assert g["speedup_baseline"] == "onnxruntime int8" and g["speedup_throughput"] == 1.0
     assert g["latency_ms_p50_b1"] == 5.0  # offline b1 stands in when there is no single-stream
+
+
+def test_repeats_are_the_median_with_min_and_max_and_null_is_left_out() -> None:
+    rows = [
+        _row("resnet18", "onnxruntime", "fp32", 1, "offline", p50, repeat=i)
+        for i, p50 in enumerate([10.0, 14.0, 11.0, 30.0, 12.0])
+    ] + [_row("resnet18", "null", "fp32", 1, "offline", 0.001)]
+    (ort,) = compare_rows(rows, ZOO)  # the null row is not a model's
+    assert ort["latency_ms_p50_b1"] == 12.0 and ort["repeats"] == 5
+    assert (ort["latency_ms_p50_b1_min"], ort["latency_ms_p50_b1_max"]) == (10.0, 30.0)
+    assert ort["best_throughput_ips"] == 1000.0 / 12.0
+    assert {r["engine"] for r in compare_rows(rows, ZOO, include_null=True)} == {
+        "null", "onnxruntime"
+    }  # fmt: skip
+    # a named baseline engine, and no speed-up vouched for when a side is invalid
+    rows += [_row("resnet18", "torch", "fp32", 1, "offline", 40.0, valid=False,
+                  invalid_reason="foreign CPU load")]  # fmt: skip
+    ort = next(r for r in compare_rows(rows, ZOO) if r["engine"] == "onnxruntime")
+    assert ort["speedup_baseline"] == "torch fp32" and ort["speedup_valid"] is False
+    ort = next(r for r in compare_rows(rows, ZOO, baseline_engine="onnxruntime")
+               if r["engine"] == "onnxruntime")  # fmt: skip
+    assert ort["speedup_baseline"] == "onnxruntime fp32" and ort["speedup_valid"] is True
+
+
+def test_random_weights_show_no_accuracy_and_are_not_on_an_accuracy_axis(tmp_path: Path) -> None:
+    rows = [_row("resnet18", "onnxruntime", "fp32", 1, "offline", 10.0, weights="seeded-init:0",
+                 artifact_sha256="aa")]  # fmt: skip
+    # even an eval of another file on real weights does not lend it its accuracy
+    rows.append({**_rows()[-1], "artifact_sha256": "bb"})
+    (r,) = compare_rows(rows, ZOO)
+    assert r["top1"] is None and r["top1_source"] == "random"
+    assert r["top1_detail"] == "random weights: accuracy not meaningful"
+    results = tmp_path / "r.csv"
+    write_rows(results, rows)
+    rep = write_report([results], tmp_path / "out", zoo=ZOO)
+    assert "top1_vs_gmacs" not in rep.plots and "top1_vs_latency" not in rep.plots
+    page = rep.index_html.read_text()
+    assert "Random weights (accuracy not meaningful" in page and ">random<" in page
+    assert "69.758" not in page and "69.8" not in page
+    # with --zoo-context the published figures come back, as context, labelled so
+    rep = write_report([results], tmp_path / "ctx", zoo=ZOO, zoo_context=True)
+    assert (
+        "as context" in rep_caption(rep, "top1_vs_gmacs")
+        or "as context" in (tmp_path / "ctx" / "index.html").read_text()
+    )
 
 
 def test_series_prefers_offline_and_skips_errors() -> None:
@@ -132,13 +181,19 @@ def test_report_files_and_every_zoo_model_on_the_bubble_plot(tmp_path: Path) -> 
     results = tmp_path / "results.jsonl"
     write_rows(results, _rows())
     out = tmp_path / "report"
-    res = CliRunner().invoke(cli, ["report", str(results), "--out", str(out)])
+    res = CliRunner().invoke(cli, ["report", str(results), "--out", str(out), "--zoo-context"])
     assert res.exit_code == 0, res.output
     assert res.output.strip().splitlines()[-1] == str(out / "index.html")
     names = sorted(p.name for p in out.iterdir())
     expected = ["comparison.csv", "index.html"] + [
         f"{n}.{e}"
-        for n in ("memory_vs_batch", "throughput_vs_batch", "top1_vs_gmacs", "top1_vs_latency")
+        for n in (
+            "latency_vs_macs",
+            "memory_vs_batch",
+            "throughput_vs_batch",
+            "top1_vs_gmacs",
+            "top1_vs_latency",
+        )
         for e in ("png", "svg")
     ]
     assert names == sorted(expected)
@@ -158,7 +213,12 @@ def test_report_files_and_every_zoo_model_on_the_bubble_plot(tmp_path: Path) -> 
     assert "GMACs" in bubble and "top-1 accuracy (%)" in bubble
     assert "measured top-1" in bubble and "published top-1" in bubble
     latency = (out / "top1_vs_latency.svg").read_text()
-    assert "Mixed provenance" in latency and "ms per image" in latency
+    assert "ms per image" in latency
+    page = (out / "index.html").read_text()
+    assert page.index("Decision") < page.index("Comparison") < page.index("Figures")
+    assert "Mixed provenance" in page  # captions are in the page, once, not in the images
+    assert page.count("Mixed provenance") == 1 and "Mixed provenance" not in latency
+    assert res.output.startswith("constraints:") and "choice: " in res.output
 
 
 def test_report_with_published_only_says_so(tmp_path: Path) -> None:
@@ -171,8 +231,13 @@ def test_report_with_published_only_says_so(tmp_path: Path) -> None:
 
 
 def rep_caption(rep: Any, name: str) -> str:
+    """What a figure says: its caption, as the report's page shows it (under the figure,
+    once), and the text drawn in it (legends, labels)."""
+    page = rep.index_html.read_text()
+    m = re.search(rf'<figure id="{name}">.*?<figcaption>(.*?)</figcaption>', page, re.S)
+    assert m, name
     svg = next(p for p in rep.plots[name] if p.suffix == ".svg")
-    return " ".join(re.findall(r">([^<>]+)</text>", svg.read_text()))
+    return m.group(1) + " " + " ".join(re.findall(r">([^<>]+)</text>", svg.read_text()))
 
 
 def test_report_errors_are_one_line(tmp_path: Path) -> None:
@@ -234,14 +299,14 @@ def test_ci_script_sweeps_reports_and_gates_on_a_baseline(tmp_path: Path) -> Non
 
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        "models: [lenet5]\nengines: ['null']\nprecisions: [fp32]\nbatches: [1]\n"
+        "models: [lenet5]\nengines: [onnxruntime]\nprecisions: [fp32]\nbatches: [1]\n"
         "scenarios: [offline]\ntimeout_s: 120\n"
         "stop: {warmup_count: 1, warmup_time: 0, min_count: 5, min_time: 0.05, max_time: 1}\n"
     )
     baseline = tmp_path / "baseline.csv"
     write_rows(
         baseline,
-        [{"model": "lenet5", "engine": "null", "precision": "fp32", "device": "cpu", "batch": 1,
+        [{"model": "lenet5", "engine": "onnxruntime", "precision": "fp32", "device": "cpu", "batch": 1,
           "scenario": "offline", "latency_ms_p50": 1e-9, "throughput_ips": 1e15, "error": None}],
     )  # fmt: skip
     out = tmp_path / "ci-out"
@@ -258,7 +323,7 @@ def test_ci_script_sweeps_reports_and_gates_on_a_baseline(tmp_path: Path) -> Non
     )
     with open(out / "report" / "comparison.csv", newline="") as fh:
         [row] = list(csv.DictReader(fh))
-    assert (row["model"], row["engine"], row["errors"]) == ("lenet5", "null", "0")
+    assert (row["model"], row["engine"], row["errors"]) == ("lenet5", "onnxruntime", "0")
     assert float(row["best_throughput_ips"]) > 0
     assert (out / "report" / "index.html").is_file() and (out / "compare.csv").is_file()
     missing = subprocess.run(
@@ -271,7 +336,7 @@ def _timing(precision: str, p50: float, **extra: Any) -> dict[str, Any]:
     return {
         "model": "resnet18", "engine": "onnxruntime", "precision": precision, "device": "cpu",
         "batch": 1, "scenario": "single-stream", "latency_ms_p50": p50, "throughput_ips": 1e3 / p50,
-        "samples": 200, "valid": True, "error": None, **extra,
+        "samples": 200, "valid": True, "error": None, "weights": "torchvision:resnet18", **extra,
     }  # fmt: skip
 
 
@@ -280,6 +345,7 @@ def _eval(precision: str, top1: float) -> dict[str, Any]:
         "model": "resnet18", "engine": "onnxruntime", "precision": precision, "device": "cpu",
         "batch": 32, "scenario": "accuracy", "top1": top1, "top5": 90.0,
         "accuracy_source": "measured", "dataset": "imagenet-val", "images": 500, "error": None,
+        "weights": "torchvision:resnet18",
     }  # fmt: skip
 
 

@@ -28,12 +28,14 @@ def _rows() -> list[dict[str, object]]:
                  "batch": batch, "scenario": "offline", "latency_ms_p50": p50 * batch,
                  "latency_ms_p99": p50 * batch * 1.2, "throughput_ips": 1000 / p50,
                  "params": 11_689_512, "macs": 1_814_000_000,
-                 "host_peak_rss_mb": 300.0 + batch, "error": None}
+                 "host_peak_rss_mb": 300.0 + batch, "error": None,
+                 "weights": "torchvision:resnet18"}
             )  # fmt: skip
     rows.append(
         {"model": "resnet18", "engine": "onnxruntime", "precision": "fp32", "device": "cpu",
          "batch": 16, "scenario": "accuracy", "top1": 91.5, "top5": 99.0,
-         "accuracy_source": "measured", "dataset": "val", "images": 200}
+         "accuracy_source": "measured", "dataset": "val", "images": 200,
+         "weights": "torchvision:resnet18"}
     )  # fmt: skip
     return rows
 
@@ -100,7 +102,8 @@ def test_index_is_self_contained(report_dir: Path) -> None:
         assert (report_dir / ref).is_file(), f"index.html links a missing file: {ref}"
     assert "<script" not in page
     # every comparison row is in the table, with its top-1 provenance marked
-    assert page.count("<tr>") == 1 + 2
+    table = page[page.index("<h2>Comparison</h2>") : page.index("<h2>Figures</h2>")]
+    assert table.count("<tr>") == 1 + 2
     assert 'class="n measured"' in page and 'class="n published"' in page
     assert "measured on val (200 images) with onnxruntime fp32" in page
 
@@ -108,7 +111,7 @@ def test_index_is_self_contained(report_dir: Path) -> None:
 @needs_chromium
 def test_index_loads_in_chromium_without_errors(report_dir: Path, tmp_path: Path) -> None:
     problems, images = _problems(report_dir / "index.html", tmp_path)
-    assert images == 4
+    assert images == 5
     assert problems == []
 
 

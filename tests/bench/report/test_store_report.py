@@ -79,5 +79,5 @@ def test_history_series_are_per_cell_in_time_order() -> None:
 @needs_chromium
 def test_store_report_loads_in_chromium_without_errors(report_dir: Path, tmp_path: Path) -> None:
     problems, images = _problems(report_dir / "index.html", tmp_path)
-    assert images == 6
+    assert images == 5  # no accuracy figure: these rows are on random weights
     assert problems == []
