@@ -20,6 +20,7 @@ from cnnbench.artifacts import atomic_write_text, ensure_dir
 from cnnbench.bench.report.comparison import COMPARISON_COLUMNS, compare_rows, series_rows
 from cnnbench.bench.report.history_plots import write_history_plots
 from cnnbench.bench.report.html import write_index
+from cnnbench.bench.report.plot_helpers import Plot
 from cnnbench.bench.report.plots import write_plots
 from cnnbench.bench.report.recommend import Constraints, Decision, candidates, recommend
 from cnnbench.bench.report.rows import Row, ZooEntry, blank, num
@@ -83,6 +84,8 @@ class Report:
     index_html: Path
     rows: list[Row]
     decision: Decision
+    #: the figures, with their titles and captions
+    figures: dict[str, Plot]
 
 
 def write_report(
@@ -96,6 +99,7 @@ def write_report(
     zoo_context: bool = False,
     baseline_engine: str | None = None,
     include_null: bool = False,
+    extra_rows: Sequence[Row] | None = None,
 ) -> Report:
     """Read results, write comparison.csv, the plots (PNG + SVG) and index.html into ``out_dir``.
 
@@ -105,10 +109,14 @@ def write_report(
     figures, and, for cells no results file has, their newest run's rows to the comparison.
     ``constraints`` drive the decision (default: none, objective throughput); ``zoo_context``
     adds every zoo model's published top-1 to the accuracy figure; ``baseline_engine`` is what
-    speed-ups are against; ``include_null`` keeps the null engine's rows.
+    speed-ups are against; ``include_null`` keeps the null engine's rows; ``extra_rows`` are
+    rows already read (a service job's).
     """
     rows = load_results(paths) if paths else []
     sources = [str(p) for p in paths]
+    if extra_rows:
+        rows += list(extra_rows)
+        sources.append("the store")
     if store_rows is not None:
         have = {cell_key(r, repeat=False) for r in rows}
         rows += [r for r in newest_run_rows(store_rows) if cell_key(r, repeat=False) not in have]
@@ -128,8 +136,9 @@ def write_report(
     decision = recommend(candidates(timing, published), constraints or Constraints())
     index = write_index(out, comparison, plots, sources=sources, decision=decision)
     return Report(
-        out, csv_path, {k: v.files for k, v in plots.items()}, index, comparison, decision
-    )
+        out, csv_path, {k: v.files for k, v in plots.items()}, index, comparison, decision,
+        dict(plots),
+    )  # fmt: skip
 
 
 def newest_run_rows(rows: Sequence[Row]) -> list[Row]:

@@ -44,8 +44,11 @@ def cells_over_time(rows: Sequence[Row]) -> dict[str, list[Row]]:
     return out
 
 
-def write_history_plots(out: Path, rows: Sequence[Row]) -> dict[str, Plot]:
-    """``latency_over_time`` and ``throughput_over_time`` into ``out``; by name."""
+def write_history_plots(
+    out: Path, rows: Sequence[Row], *, shared_y: bool = False
+) -> dict[str, Plot]:
+    """``latency_over_time`` and ``throughput_over_time`` into ``out``; by name. With
+    ``shared_y`` every panel of a figure has the same y-range, so cells compare at a glance."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -58,7 +61,7 @@ def write_history_plots(out: Path, rows: Sequence[Row]) -> dict[str, Plot]:
     with matplotlib.rc_context(rc):  # type: ignore[arg-type]
         for kind, (metric, ylabel, title) in _METRICS.items():
             plots[f"{kind}_over_time"] = _panels(out, f"{kind}_over_time", shown, metric, ylabel,
-                                                 title, left_out)  # fmt: skip
+                                                 title, left_out, shared_y)  # fmt: skip
     return plots
 
 
@@ -74,6 +77,7 @@ def _panels(
     ylabel: str,
     title: str,
     left_out: int,
+    shared_y: bool = False,
 ) -> Plot:
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
@@ -104,8 +108,11 @@ def _panels(
         locator = mdates.AutoDateLocator(minticks=2, maxticks=5)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        _label_commits(ax, rows, metric)
         if not pts:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+    if shared_y:
+        _share_y(flat[: len(series)], series, metric)
     for ax in flat[len(series) :]:
         ax.set_axis_off()
     if not series:
@@ -121,11 +128,32 @@ def _panels(
         f"{metric} of each cell per recorded row, in UTC time order, from the results store. "
         f"Filled points are valid rows; red crosses are invalid rows ({n_invalid} here: noisy, "
         "shared CPU or too few samples; see invalid_reason), never a trend. "
-        "Rows with an error are left out."
+        "Rows with an error are left out. Each point is labelled with the first 7 characters "
+        "of the git commit its run measured."
+        + (" All panels share one y-range." if shared_y else " Each panel has its own y-range.")
     )
     if left_out:
         caption += f" {left_out} more cell(s) with fewer points are not drawn."
     return save(fig, out, name, title, caption)
+
+
+def _label_commits(ax: Any, rows: list[Row], metric: str) -> None:
+    """Each point's git commit (where its run recorded one), small, above the point."""
+    for r in rows:
+        v, commit = num(r.get(metric)), str(r.get("env_git_commit") or "")[:7]
+        if commit and v is not None and math.isfinite(v):
+            ax.annotate(commit, (_when(r), v), fontsize=5, color="0.4", xytext=(0, 4),
+                        textcoords="offset points", ha="center")  # fmt: skip
+
+
+def _share_y(axes: Sequence[Any], series: Mapping[str, list[Row]], metric: str) -> None:
+    vals = [v for rows in series.values() for r in rows
+            if (v := num(r.get(metric))) is not None and math.isfinite(v)]  # fmt: skip
+    if vals:
+        lo, hi = min(vals), max(vals)
+        pad = (hi - lo) * 0.08 or abs(hi) * 0.08 or 1.0
+        for ax in axes:
+            ax.set_ylim(lo - pad, hi + pad)
 
 
 def _title(r: Row, *, with_machine: bool) -> str:

@@ -38,6 +38,7 @@ from cnnbench.bench.results.history import db_source, is_ref
 from cnnbench.bench.results.store import Store
 from cnnbench.bench.results.store_url import shown_url
 from cnnbench.errors import CnnbenchError, InvalidInputError, first_line
+from cnnbench.serve.decide import add_decision_routes
 from cnnbench.serve.grid import validate
 from cnnbench.serve.jobs import JobQueue
 from cnnbench.serve.pages import add_pages
@@ -86,6 +87,20 @@ class Service:
             raise HTTPException(404, f"no job {job_id}")
         return {k: job.get(k) for k in JOB_FIELDS}
 
+    def token_ok(self, given: str) -> bool:
+        """Whether ``given`` is the service's token (compared in constant time)."""
+        token = self.settings.token
+        return token is None or hmac.compare_digest(given.strip().encode(), token.encode())
+
+    def submit_grid(
+        self, grid: Any, *, upload: Path | None = None, sha: str | None = None
+    ) -> dict[str, Any]:
+        """Validate ``grid`` as a sweep file is (the same defaults) and queue it; the job."""
+        sweep, cfg = validate(grid, upload=upload, artifacts=self.artifacts)
+        cells, _ = cfg.cells()
+        job_id = self.queue.submit(sweep, cells=len(cells), upload_sha256=sha)
+        return self.job(job_id)
+
     def rows(self, job: int | None = None, **where: Any) -> list[dict[str, Any]]:
         """Result rows (of one job's run), filtered on model, engine, precision, batch."""
         run_ids = None
@@ -125,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     _add_error_handlers(app)
     _add_job_routes(app, svc)
     _add_result_routes(app, svc)
+    add_decision_routes(app, svc)
     add_pages(app, svc)
     return app
 
@@ -176,10 +192,7 @@ def _add_job_routes(app: FastAPI, svc: Service) -> None:
                 grid = json.loads(await request.body() or b"null")
             except ValueError:
                 raise InvalidInputError("body is not JSON; send a grid object") from None
-        sweep, cfg = validate(grid, upload=upload, artifacts=svc.artifacts)
-        cells, _ = cfg.cells()
-        job_id = svc.queue.submit(sweep, cells=len(cells), upload_sha256=sha)
-        return svc.job(job_id)
+        return svc.submit_grid(grid, upload=upload, sha=sha)
 
     @app.get("/api/jobs")
     def jobs(limit: int = 100) -> list[dict[str, Any]]:

@@ -17,62 +17,29 @@ from __future__ import annotations
 import hashlib
 import html
 import threading
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from cnnbench.artifacts import ensure_dir
-from cnnbench.bench.report.build import write_report
+from cnnbench.bench.report.build import newest_run_rows, write_report
 from cnnbench.bench.report.history_plots import write_history_plots
 from cnnbench.bench.results.compare import DEFAULT_METRICS, compare_sources, parse_threshold
 from cnnbench.errors import CnnbenchError, first_line
+from cnnbench.serve.decide import decision_block
+from cnnbench.serve.layout import fmt, page, table, td
 
 if TYPE_CHECKING:
     from cnnbench.serve.app import Service
 
 _DRAW = threading.Lock()
-_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em}
-nav a{margin-right:1em}table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;
-padding:.2em .5em;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.bad{color:#b00}.ok{color:#070}.muted{color:#666}img{max-width:100%;border:1px solid #eee}
-progress{width:8em}"""
 _ROW_COLUMNS = (
     ("model", "model"), ("engine", "engine"), ("precision", "prec"), ("device", "device"),
     ("batch", "batch"), ("scenario", "scenario"), ("latency_ms_p50", "p50 ms"),
     ("latency_ms_p99", "p99 ms"), ("throughput_ips", "img/s"), ("host_peak_rss_mb", "RSS MB"),
 )  # fmt: skip
-
-
-def _page(title: str, body: str, *, refresh: int | None = None) -> HTMLResponse:
-    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    nav = ('<nav><a href="/">jobs</a><a href="/history">history</a>'
-           '<a href="/tradeoff">accuracy vs operations</a><a href="/docs">API</a></nav>')  # fmt: skip
-    text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{meta}'
-            f'<link rel="icon" href="data:,"><title>{html.escape(title)} - cnnbench</title>'
-            f"<style>{_CSS}</style></head><body>{nav}<h1>{html.escape(title)}</h1>{body}"
-            "</body></html>")  # fmt: skip
-    return HTMLResponse(text)
-
-
-def _fmt(v: Any) -> str:
-    if v is None or v == "":
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    return html.escape(str(v))
-
-
-def _table(rows: Iterable[Sequence[str]], head: Sequence[str], cls: str = "") -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _td(v: Any) -> str:
-    return f'<td class="n">{_fmt(v)}</td>' if isinstance(v, (int, float)) else f"<td>{_fmt(v)}</td>"
 
 
 def _valid(r: dict[str, Any]) -> str:
@@ -89,10 +56,9 @@ def _figures(svc: Service, key: str, draw: Any) -> str:
     folder = ensure_dir(svc.settings.data / "plots" / name)
     with _DRAW:
         plots = draw(folder)
-    # the caption is drawn under each figure already
     return "".join(
-        f'<figure><img src="/files/plots/{name}/{p.name}.png" alt="{html.escape(p.caption)}">'
-        "</figure>"
+        f'<figure><img src="/files/plots/{name}/{p.name}.png" alt="{html.escape(p.title)}">'
+        f"<figcaption><b>{html.escape(p.title)}.</b> {html.escape(p.caption)}</figcaption></figure>"
         for p in plots
     )
 
@@ -109,51 +75,87 @@ def _add_job_pages(app: FastAPI, svc: Service) -> None:
     """``/``, the jobs, and ``/jobs/{id}``, a job and its rows."""
 
     @app.get("/", response_class=HTMLResponse)
-    def jobs_page() -> HTMLResponse:
+    def jobspage() -> HTMLResponse:
         jobs = svc.queue.list_jobs(limit=200)
         rows = [
             [f'<td><a href="/jobs/{j["id"]}">job {j["id"]}</a></td>',
              f'<td class="state-{j["state"]}">{j["state"]}</td>',
              f'<td><progress max="{j["cells_total"] or 1}" value="{j["cells_done"] or 0}"></progress> '
-             f'{j["cells_done"] or 0} / {j["cells_total"] or 0}</td>', _td(j["errors"]),
-             _td(", ".join(map(str, j["grid"].get("models", [])))), _td(j["created_at"]),
-             _td(j["message"])]
+             f'{j["cells_done"] or 0} / {j["cells_total"] or 0}</td>', td(j["errors"]),
+             td(", ".join(map(str, j["grid"].get("models", [])))), td(j["created_at"]),
+             td(j["message"])]
             for j in jobs
         ]  # fmt: skip
         live = any(j["state"] in ("queued", "running") for j in jobs)
-        body = (_table(rows, ["job", "state", "cells", "errors", "models", "created (UTC)",
+        body = (table(rows, ["job", "state", "cells", "errors", "models", "created (UTC)",
                               "message"], "jobs") if jobs else "<p>No jobs yet: POST one to "
                 "<code>/api/jobs</code> (see <a href=\"/docs\">the API</a>).</p>")  # fmt: skip
-        return _page("Jobs", body, refresh=3 if live else None)
+        return page("Jobs", body, refresh=3 if live else None)
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
-    def job_page(job_id: int) -> HTMLResponse:
+    def job_page(job_id: int, request: Request) -> HTMLResponse:
         job = svc.job(job_id)
         rows = svc.rows(job_id) if job["run_id"] is not None else []
-        table = [[_td(r.get(c)) for c, _ in _ROW_COLUMNS] + [_valid(r)] for r in rows]
-        head = [label for _, label in _ROW_COLUMNS] + ["verdict"]
-        info = (f'<p>State <b class="state">{job["state"]}</b>, {job["cells_done"] or 0} of '
+        body = (f'<p>State <b class="state">{job["state"]}</b>, {job["cells_done"] or 0} of '
                 f'{job["cells_total"]} cells, {job["errors"] or 0} error(s). '
-                f'{_fmt(job["message"]) if job["message"] else ""}</p>')  # fmt: skip
-        body = info + (_table(table, head, "results") if rows else "<p>No rows yet.</p>")
+                f'{fmt(job["message"]) if job["message"] else ""}</p>')  # fmt: skip
+        if rows:
+            body += "<h2>Decision</h2>" + decision_block(rows, request.query_params, f"/jobs/{job_id}")
+            body += "<h2>Figures</h2>" + _report_figures(svc, f"job|{job_id}", rows)
+            body += "<h2>Rows</h2>" + _rows_table(rows)
+        else:
+            body += "<p>No rows yet.</p>"
         live = job["state"] in ("queued", "running")
-        return _page(f"Job {job_id}", body, refresh=3 if live else None)
+        return page(f"Job {job_id}", body, refresh=3 if live else None)
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> str:
+    """The rows with their verdicts, and where their weights came from."""
+    cells = [[td(r.get(c)) for c, _ in _ROW_COLUMNS] + [td(r.get("weights")), _valid(r)]
+             for r in rows]  # fmt: skip
+    head = [label for _, label in _ROW_COLUMNS] + ["weights", "verdict"]
+    return table(cells, head, "results")
+
+
+def _report_figures(svc: Service, key: str, rows: list[dict[str, Any]]) -> str:
+    """The report's figures for ``rows``, drawn once per content (job, rows so far)."""
+    key = f"{key}|{len(rows)}|{rows[-1].get('cell_id')}"
+
+    def draw(folder: Any) -> list[Any]:
+        return list(write_report([], folder, extra_rows=rows).figures.values())
+
+    return _figures(svc, key, draw)
 
 
 def _add_store_pages(app: FastAPI, svc: Service) -> None:
     """The pages over the whole store: ``/history``, ``/compare`` and ``/tradeoff``."""
 
     @app.get("/history", response_class=HTMLResponse)
-    def history_page(model: str | None = None, engine: str | None = None) -> HTMLResponse:
+    def history_page(
+        request: Request, model: str | None = None, engine: str | None = None,
+        shared_y: bool = False,
+    ) -> HTMLResponse:  # fmt: skip
         rows = svc.store.cells(finished_only=True, model=model, engine=engine)
         if not rows:
-            return _page("History", "<p>No finished runs in the store yet.</p>")
-        key = f"history|{model}|{engine}|{len(rows)}|{rows[-1]['cell_id']}"
-        figs = _figures(svc, key, lambda d: list(write_history_plots(d, rows).values()))
-        return _page("History", f"<p>{len(rows)} rows from the store.</p>{figs}")
+            return page("History", "<p>No finished runs in the store yet.</p>")
+        key = f"history|{model}|{engine}|{shared_y}|{len(rows)}|{rows[-1]['cell_id']}"
+        figs = _figures(
+            svc, key, lambda d: list(write_history_plots(d, rows, shared_y=shared_y).values())
+        )
+        toggle = (f'<p><a href="/history?shared_y={str(not shared_y).lower()}">'
+                  f'{"own y-range per panel" if shared_y else "one y-range for all panels"}</a> · '
+                  "each point is labelled with its run's git commit</p>")  # fmt: skip
+        newest = newest_run_rows(rows)
+        decision = decision_block(newest, request.query_params, "/history")
+        return page(
+            "History",
+            f"<h2>Decision over each cell's newest run</h2>{decision}"
+            f"<h2>Over time</h2><p>{len(rows)} rows from the store.</p>{toggle}{figs}"
+            f"<h2>Runs</h2>{_runs_table(svc)}",
+        )
 
     @app.get("/compare", response_class=HTMLResponse)
-    def compare_page(
+    def comparepage(
         base: str = Query(...), new: str = Query(...), threshold: str = "5%"
     ) -> HTMLResponse:
         try:
@@ -162,14 +164,14 @@ def _add_store_pages(app: FastAPI, svc: Service) -> None:
                 b, n, metrics=DEFAULT_METRICS, threshold_pct=parse_threshold(threshold)
             )
         except CnnbenchError as exc:
-            return _page("Compare", f'<p class="bad">{html.escape(first_line(exc))}</p>')
+            return page("Compare", f'<p class="bad">{html.escape(first_line(exc))}</p>')
         cols = ("model", "engine", "precision", "batch", "scenario", "metric", "base", "new",
                 "change_pct", "p_value", "status", "note")  # fmt: skip
-        rows = [[_td(r.get(c)) for c in cols] for r in cmp.rows]
+        rows = [[td(r.get(c)) for c in cols] for r in cmp.rows]
         summary = (f"<p>{html.escape(b.label)} → {html.escape(n.label)}: "
                    f"{len(cmp.regressions)} regression(s), {len(cmp.inconclusive)} inconclusive, "
                    f"{len(cmp.rows)} compared.</p>")  # fmt: skip
-        return _page("Compare", summary + _table(rows, cols, "compare"))
+        return page("Compare", summary + table(rows, cols, "compare"))
 
     @app.get("/tradeoff", response_class=HTMLResponse)
     def tradeoff_page() -> HTMLResponse:
@@ -177,20 +179,24 @@ def _add_store_pages(app: FastAPI, svc: Service) -> None:
         key = f"tradeoff|{len(rows)}|{rows[-1]['cell_id'] if rows else 0}"
 
         def draw(folder: Any) -> list[Any]:
-            if not rows:
-                return []
-            rep = write_report([], folder, store_rows=rows, store_label="the store")
-            if "top1_vs_gmacs" not in rep.plots:
-                return []
-            return [_Shown("top1_vs_gmacs", "Top-1 against GMACs",
-                           "Every ImageNet zoo model at its published top-1, bubble area by "
-                           "parameters; models measured in the store are marked, measured "
-                           "top-1 (from eval rows) filled, published hollow.")]  # fmt: skip
+            # the store's own rows: accuracy where it belongs to them, the zoo's published
+            # figures as labelled context
+            rep = write_report([], folder, extra_rows=rows, zoo_context=True)
+            names = ("top1_vs_gmacs", "top1_vs_latency", "latency_vs_macs")
+            return [rep.figures[n] for n in names if n in rep.figures]
 
-        figs = _figures(svc, key, draw)
-        return _page("Accuracy vs operations", figs or "<p>No finished runs in the store yet.</p>")
+        figs = _figures(svc, key, draw) if rows else ""
+        measured = sum(1 for r in rows if r.get("scenario") == "accuracy")
+        note = (f"<p>From the store: {len(rows)} rows, {measured} of them measured accuracy. "
+                "Filled markers: top-1 measured on the row's own artifact; hollow: published "
+                "top-1 (of published weights, or of the zoo, as context). Rows on random "
+                "weights have no place on an accuracy axis.</p>")  # fmt: skip
+        return page("Accuracy vs operations", note + (figs or "<p>No finished runs yet.</p>"))
 
 
-class _Shown:
-    def __init__(self, name: str, title: str, caption: str) -> None:
-        self.name, self.title, self.caption = name, title, caption
+def _runs_table(svc: Service) -> str:
+    runs = svc.store.runs()[:30]
+    cells = [[td(r["run_id"]), td(r["started_at"]), td(r["status"]), td(r.get("machine")),
+              td((r.get("git_commit") or "")[:12] or None), td(r.get("cells", 0))]
+             for r in runs]  # fmt: skip
+    return table(cells, ["run", "started (UTC)", "status", "machine", "commit", "cells"], "runs")
