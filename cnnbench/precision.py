@@ -15,6 +15,7 @@ Three precisions describe one result and are kept apart wherever they appear:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any
@@ -207,6 +208,20 @@ DEFAULT_CALIB_SAMPLES = 256
 QUANTIZERS = ("ort", "modelopt")
 #: the calibration methods each quantizer has (ModelOpt has no percentile calibrator for INT8)
 QUANTIZER_METHODS = {"ort": CALIB_METHODS, "modelopt": ("entropy", "max")}
+#: the runtimes Q/DQ can be placed for (export.qdq_placement): each fuses Q/DQ into its own
+#: INT8 kernels under its own rules, so the file that runs INT8 on one may run float on another
+QDQ_TARGETS = ("tensorrt", "onnxruntime", "openvino")
+
+
+def default_qdq_target(engine: str, options: Mapping[str, Any] | None = None) -> str:
+    """The Q/DQ placement an INT8 cell of ``engine`` gets when none is said: the runtime's
+    own (ONNX Runtime's with its TensorRT provider is TensorRT's), else TensorRT's (the null
+    engine, the torch engine, an export with no engine named)."""
+    providers = (options or {}).get("providers") or ()
+    names = providers.split(",") if isinstance(providers, str) else providers
+    if engine == "onnxruntime" and any("tensorrt" in str(p).lower() for p in names):
+        return "tensorrt"
+    return engine if engine in QDQ_TARGETS else "tensorrt"
 
 
 @dataclass(frozen=True)
@@ -215,13 +230,16 @@ class Int8Recipe:
 
     ``calib_data`` is an image folder, a ``.npy`` array of preprocessed inputs, ``digits`` or
     ``random``; None means the converter's default (digits for lenet5, else seeded random, with
-    a loud warning). Part of an INT8 artifact's request key: two recipes never share a file.
+    a loud warning). ``qdq_target`` is the runtime the Q/DQ is placed for (``QDQ_TARGETS``);
+    None until a cell's engine decides it (:meth:`for_engine`), and TensorRT's for an export
+    with no engine. Part of an INT8 artifact's request key: two recipes never share a file.
     """
 
     quantizer: str = "ort"
     calib_data: str | None = None
     calib_method: str = "entropy"
     calib_samples: int = DEFAULT_CALIB_SAMPLES
+    qdq_target: str | None = None
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -239,6 +257,15 @@ class Int8Recipe:
                 f"{' or '.join(QUANTIZER_METHODS[self.quantizer])}, not {self.calib_method}; "
                 "choose another --calib-method, or --quantizer ort"
             )
+        if self.qdq_target is not None and self.qdq_target not in QDQ_TARGETS:
+            raise InvalidInputError(
+                f"unknown Q/DQ target {self.qdq_target!r}: choose from {', '.join(QDQ_TARGETS)}"
+            )
+        if self.quantizer == "modelopt" and self.qdq_target not in (None, "tensorrt"):
+            raise InvalidInputError(
+                f"--quantizer modelopt places Q/DQ for tensorrt only, not {self.qdq_target}; "
+                "use --quantizer ort for --qdq-target onnxruntime or openvino"
+            )
         n = self.calib_samples
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidInputError(f"calib_samples must be a positive integer, got {n!r}")
@@ -247,4 +274,19 @@ class Int8Recipe:
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``export.convert.ensure_precision`` (its field names)."""
-        return asdict(self)
+        d = asdict(self)
+        d["qdq_target"] = self.target
+        return d
+
+    @property
+    def target(self) -> str:
+        """The placement this recipe makes: the one said, else TensorRT's."""
+        return self.qdq_target or "tensorrt"
+
+    def for_engine(self, engine: str, options: Mapping[str, Any] | None = None) -> Int8Recipe:
+        """This recipe for a cell of ``engine``: the Q/DQ target said, else the engine's own
+        (ModelOpt places for TensorRT only)."""
+        if self.qdq_target is not None:
+            return self
+        target = "tensorrt" if self.quantizer == "modelopt" else default_qdq_target(engine, options)
+        return replace(self, qdq_target=target)

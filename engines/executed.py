@@ -137,6 +137,8 @@ ORT_INTEGER_OPS = frozenset(
      "QLinearGlobalAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearConcat"}
 )  # fmt: skip
 _KERNEL_SUFFIX = "_kernel_time"
+#: what ONNX Runtime's layout transformers append to a node's name
+_ORT_RENAMED = re.compile(r"(_nchwc|_token_\d+)$")
 
 
 def _shape_of(entries: Any, i: int) -> list[int] | None:
@@ -193,8 +195,9 @@ def ort_profile_layers(events: Iterable[Mapping[str, Any]]) -> list[ExecutedLaye
             kind=op,
             precision="int8" if op in ORT_INTEGER_OPS else precision_word(first),
             kernel=str(args.get("provider", "")),
-            # its layout pass renames a fused conv after the chain's output: relu_3_nchwc
-            nodes=tuple(dict.fromkeys((node, node.removesuffix("_nchwc")))),
+            # its layout passes rename nodes: a fused conv after the chain's output
+            # (relu_3_nchwc), an NHWC one with a token (node_Conv_293_token_1)
+            nodes=tuple(dict.fromkeys((node, _ORT_RENAMED.sub("", node)))),
             shape_macs=_profile_macs(op, inputs, outputs),
             extra={"dur_us": ev.get("dur")},
         )

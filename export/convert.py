@@ -49,6 +49,7 @@ from cnnbench.naming import lookup
 from cnnbench.precision import (
     DEFAULT_CALIB_SAMPLES,
     PRECISIONS,
+    QDQ_TARGETS,
     QUANTIZERS,
     Precision,
 )
@@ -60,9 +61,17 @@ __all__ = ["CONVERTIBLE", "convert", "ensure_precision"]
 CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
 
 
-def _check_args(precision: Precision, calib_method: str, quantizer: str = "ort") -> Precision:
+def _check_args(
+    precision: Precision, calib_method: str, quantizer: str = "ort", target: str = "tensorrt"
+) -> Precision:
     lookup("calibration method", calib_method, {m: m for m in METHODS})
     lookup("quantizer", quantizer, {q: q for q in QUANTIZERS})
+    lookup("Q/DQ target", target, {t: t for t in QDQ_TARGETS})
+    if quantizer == "modelopt" and target != "tensorrt":
+        raise InvalidInputError(
+            f"--quantizer modelopt places Q/DQ for tensorrt only, not {target}; "
+            "use --quantizer ort for --qdq-target onnxruntime or openvino"
+        )
     if precision not in CONVERTIBLE:  # a Precision, parsed where it entered
         raise InvalidInputError(
             f"conversion from FP32 makes {' or '.join(CONVERTIBLE)}, not {precision}"
@@ -86,6 +95,7 @@ def convert(
     tolerances: Tolerances | None = None,
     max_accuracy_drop: float | None = None,
     quantizer: str = "ort",
+    qdq_target: str = "tensorrt",
     _calib: CalibrationSet | None = None,
 ) -> ExportResult:
     """Make ``out_dir/<model>/<precision>/model.onnx`` (+ manifest) from the FP32 artifact.
@@ -104,6 +114,8 @@ def convert(
         tolerances: parity bounds (default FP16_GATE for fp16, INT8_REPORT for int8).
         max_accuracy_drop: with labelled data, fail if top-1 drops by more points than this.
         quantizer: INT8 by ``ort`` (ONNX Runtime) or ``modelopt`` (NVIDIA ModelOpt).
+        qdq_target: the runtime INT8's Q/DQ is placed for (``tensorrt``, ``onnxruntime``,
+            ``openvino``; ModelOpt places for tensorrt only).
 
     Raises:
         UnknownNameError: unknown precision or calibration method.
@@ -111,7 +123,8 @@ def convert(
         ArtifactError: corrupt FP32 file, or a conversion ORT cannot load.
         CheckFailedError: the parity gate or the accuracy gate failed.
     """
-    prec = _check_args(precision, calib_method, quantizer)
+    prec = _check_args(precision, calib_method, quantizer, qdq_target)
+    how = (quantizer, qdq_target)
     spec = get_spec(model)
     src, fp32_manifest, fp32_sha = _verified_fp32(model, fp32)
     calib = None
@@ -119,10 +132,10 @@ def convert(
         calib = _calib or calibration_set(spec, calib_data, samples=calib_samples, seed=seed)
     tol = tolerances or prec.gate
     vset = convert_check.verification_set(spec, calib, seed=seed) if check else None
-    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
+    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, *how)
 
-    dest = artifact_folder(out_dir, model, prec, key)
-    steps = _convert_steps(prec, model, quantizer, calib_method, calib, src, check)
+    dest = artifact_folder(out_dir, model, prec, key, qdq_target)
+    steps = _convert_steps(prec, model, how, calib_method, calib, src, check)
     extra: dict[str, Any] = {
         "key": key,
         "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},
@@ -130,7 +143,7 @@ def convert(
     with new_dir(dest), graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
         made, exporter = _run_converter(
-            prec, src, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer
+            prec, src, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, how
         )
         extra.update(made)
         # The converters copy the FP32 file's metadata; the file must say what it now is.
@@ -166,7 +179,7 @@ def _verified_fp32(model: str, fp32: ExportResult) -> tuple[Path, dict[str, Any]
 def _convert_steps(
     prec: Precision,
     model: str,
-    quantizer: str,
+    how: tuple[str, str],
     calib_method: str,
     calib: CalibrationSet | None,
     src: Path,
@@ -174,13 +187,16 @@ def _convert_steps(
 ) -> Steps:
     """The conversion's steps (the quantizer's for INT8, then verify), recorded in the step
     history under the request and sized by the FP32 file."""
+    quantizer, target = how
     plan = ["convert"] if prec == Precision.FP16 else _INT8_STEPS[quantizer]
     return Steps(
         f"{prec} {model}",
         plan=[*plan, *(["verify"] if check else [])],
         history=StepHistory(
             str(prec),
-            f"{model} {quantizer} {calib_method} n{calib.samples}" if calib is not None else model,
+            f"{model} {quantizer} {target} {calib_method} n{calib.samples}"
+            if calib is not None
+            else model,
             size=src.stat().st_size,
         ),
     )
@@ -195,9 +211,10 @@ def _run_converter(
     fp32_sha: str,
     fp32_manifest: dict[str, Any],
     steps: Steps,
-    quantizer: str,
+    how: tuple[str, str],
 ) -> tuple[dict[str, Any], str]:
-    """Convert ``src`` into ``stage``'s ONNX file: FP16, or INT8 by ``quantizer``. Returns what
+    """Convert ``src`` into ``stage``'s ONNX file: FP16, or INT8 by ``how`` (the quantizer and
+    the Q/DQ target). Returns what
     the manifest's ``extra`` records of the conversion, and the exporter's name."""
     staged = stage / ONNX_NAME
     if prec == "fp16":
@@ -205,9 +222,7 @@ def _run_converter(
             record = convert_fp16(src, staged)
         return {"converter": record}, f"{record['converter']} {record['converter_version']}"
     assert calib is not None
-    record = _int8(
-        src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer
-    )
+    record = _int8(src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, how)
     return record, f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
 
 
@@ -275,8 +290,9 @@ def _int8(
     fp32_sha: str,
     fp32_manifest: dict[str, Any],
     steps: Steps,
-    quantizer: str = "ort",
+    how: tuple[str, str],
 ) -> dict[str, Any]:
+    quantizer, target = how
     input_name = str(fp32_manifest["input"]["name"])
     calibration: dict[str, Any] = {**calib.describe(), "method": method}
     if quantizer == "modelopt":
@@ -293,20 +309,20 @@ def _int8(
                 pre, input_name, calib, method, key=ckey, op_types=int8.op_types()
             )
         with steps.step("quantize"):
-            record = int8.quantize(pre, staged, ranges, method)
+            record = int8.quantize(pre, staged, ranges, method, target)
         pre.unlink(missing_ok=True)
         calibration.update(calibrator="onnxruntime.quantization", cache_key=ckey, cache_hit=hit)
-    qdq = int8.describe_qdq(staged)
+    qdq = int8.describe_qdq(staged, target)
     if not qdq["ok"]:
         raise ArtifactError(
-            f"INT8 file for {src} does not have TensorRT's Q/DQ form: {json.dumps(qdq)[:200]}"
+            f"INT8 file for {src} does not have {target}'s Q/DQ form: {json.dumps(qdq)[:200]}"
         )
     if not qdq["placement"]["ok"]:
         raise ArtifactError(
-            f"INT8 file for {src} breaks the Q/DQ placement rules: "
+            f"INT8 file for {src} breaks {target}'s Q/DQ placement rules: "
             f"{qdq['placement']['violations'][0]}"
         )
-    return {"converter": record, "calibration": calibration, "qdq": qdq}
+    return {"converter": record, "calibration": calibration, "qdq": qdq, "qdq_target": target}
 
 
 def ensure_precision(
@@ -323,12 +339,13 @@ def ensure_precision(
     tolerances: Tolerances | None = None,
     max_accuracy_drop: float | None = None,
     quantizer: str = "ort",
+    qdq_target: str = "tensorrt",
     **fp32_kwargs: Any,
 ) -> ExportResult:
     """Reuse the file made from the same request (see :func:`artifact_folder`), else build it.
 
     An INT8 file made from another request (other calibration data, method, sample count or
-    quantizer) is never overwritten: the new one goes beside it. ``fp32`` is accepted too (then
+    quantizer or Q/DQ target) is never overwritten: the new one goes beside it. ``fp32`` is accepted too (then
     this is ``ensure_fp32``). The FP32 file comes from ``ensure_fp32(model, weights=...,
     out_dir=..., seed=..., check=..., **fp32_kwargs)``.
     """
@@ -336,7 +353,7 @@ def ensure_precision(
         return ensure_fp32(
             model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
         )
-    prec = _check_args(precision, calib_method, quantizer)
+    prec = _check_args(precision, calib_method, quantizer, qdq_target)
     calib = None
     if prec == "int8":  # bad calibration data fails before any export
         calib = calibration_set(get_spec(model), calib_data, samples=calib_samples, seed=seed)
@@ -344,8 +361,10 @@ def ensure_precision(
         model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
     )
     tol = tolerances or prec.gate
-    key = request_key(fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop, quantizer)
-    folder = artifact_folder(out_dir, model, prec, key)
+    key = request_key(
+        fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop, quantizer, qdq_target
+    )
+    folder = artifact_folder(out_dir, model, prec, key, qdq_target)
     reason = reuse_problem(folder, key, check)
     if reason is None:
         onnx_path, manifest = verify_artifact(folder)
@@ -368,5 +387,6 @@ def ensure_precision(
         tolerances=tolerances,
         max_accuracy_drop=max_accuracy_drop,
         quantizer=quantizer,
+        qdq_target=qdq_target,
         _calib=calib,
     )

@@ -1,5 +1,5 @@
 """Which converted file a request maps to, and whether the one there can be reused: the request
-key (FP32 sha256, precision, calibration data and method, quantizer, gates, library versions),
+key (FP32 sha256, precision, calibration data and method, quantizer, Q/DQ target, gates, library versions),
 the folder the request's file lives in, and the reuse check of
 :func:`export.convert.ensure_precision`.
 """
@@ -21,14 +21,17 @@ from cnnbench.precision import Precision
 _KEY_VERSIONS = ("cnnbench", "onnx", "onnxruntime", "onnxconverter-common")
 
 
-def artifact_folder(out_dir: str | Path, model: str, prec: Precision, key: str) -> Path:
+def artifact_folder(
+    out_dir: str | Path, model: str, prec: Precision, key: str, label: str = ""
+) -> Path:
     """Where the file of request ``key`` lives: ``<model>/<precision>/``, unless that folder
     holds a good file made from another INT8 request (other data, method, quantizer...), which
-    is never overwritten: then ``<model>/int8-<key[:10]>/``."""
+    is never overwritten: then ``<model>/int8-<label>-<key[:10]>/`` (``label``: what tells the
+    file apart at a glance, e.g. its Q/DQ target)."""
     base = Path(out_dir) / model / prec.onnx_dir
     if prec != "int8":
         return base
-    alt = base.with_name(f"{base.name}-{key[:10]}")
+    alt = base.with_name(f"{base.name}-{label + '-' if label else ''}{key[:10]}")
     for folder in (base, alt):
         if _made_from(folder) == key:
             return folder
@@ -56,6 +59,7 @@ def request_key(
     tolerances: Tolerances | None,
     max_accuracy_drop: float | None,
     quantizer: str = "ort",
+    qdq_target: str = "tensorrt",
 ) -> str:
     """What a converted file was made from; equal keys mean the file can be reused."""
     versions = library_versions(("onnxconverter-common",))
@@ -69,6 +73,7 @@ def request_key(
     if precision == "int8":
         req["placement"] = int8.PLACEMENT_SCHEME
         req["quantizer"] = quantizer
+        req["qdq_target"] = qdq_target
         if quantizer == "modelopt":
             req["quantizer_version"] = modelopt_int8.version()
     if precision == "int8" and calib is not None:

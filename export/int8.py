@@ -29,17 +29,18 @@ import numpy as np
 
 from cnnbench.errors import ArtifactError
 from cnnbench.export.calibration import ort_method
+from cnnbench.export.qdq_check import check_placement
 from cnnbench.export.qdq_placement import (
     WEIGHTED_OPS,
-    check_placement,
     float_convs,
+    float_outputs,
     quantize_identities,
 )
 
 QUANTIZER = "onnxruntime.quantization"
 #: the version of the Q/DQ placement rules (export.qdq_placement); files made by another are
 #: not reused
-PLACEMENT_SCHEME = 2
+PLACEMENT_SCHEME = 3
 
 EXTRA_OPTIONS: dict[str, Any] = {
     "ActivationSymmetric": True,
@@ -86,8 +87,43 @@ def op_types() -> list[str]:
     return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
 
 
-def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, Any]:
-    """Quantize the pre-processed ``src`` to ``dst`` with the cached ``ranges_path``.
+#: how each Q/DQ target's file is made (ONNX Runtime's quantize_static options beyond the
+#: calibration): TensorRT's rules 1-3 (export.qdq_placement); OpenVINO's, as NNCF places them
+#: for its CPU plugin (TensorRT's, but a residual Add reads both inputs quantized, so the
+#: convolution before it ends quantized and the Add runs in INT8); ONNX Runtime's own, as its
+#: quantizer places them for the CPU provider (every quantizable op with its output, uint8
+#: asymmetric activations: its S8S8 activations left 11 of resnet18's 20 convolutions float,
+#: U8S8 fused all 20 into QLinearConv and the residual Adds into QLinearAdd)
+TARGET_OPTIONS: dict[str, dict[str, Any]] = {
+    "tensorrt": {
+        "op_types_to_quantize": list(WEIGHTED_OPS),
+        "activation_type": "QInt8",
+        "extra_options": dict(EXTRA_OPTIONS),
+        "exclude_small_convs": True,
+    },
+    "openvino": {
+        "op_types_to_quantize": [*WEIGHTED_OPS, "Add"],
+        "activation_type": "QInt8",
+        "extra_options": {
+            **EXTRA_OPTIONS,
+            "OpTypesToExcludeOutputQuantization": [*WEIGHTED_OPS, "Add"],
+        },
+        "exclude_small_convs": True,
+    },
+    "onnxruntime": {
+        "op_types_to_quantize": None,
+        "activation_type": "QUInt8",
+        "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True},
+        "exclude_small_convs": False,
+    },
+}
+
+
+def quantize(
+    src: Path, dst: Path, ranges_path: Path, method: str, target: str = "tensorrt"
+) -> dict[str, Any]:
+    """Quantize the pre-processed ``src`` to ``dst`` with the cached ``ranges_path``, placing
+    Q/DQ the way ``target`` fuses it (``TARGET_OPTIONS``).
 
     Returns:
         The quantizer record for the manifest (name, version, options).
@@ -95,8 +131,12 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    small = float_convs(onnx.load(str(src), load_external_data=False).graph)  # rule 1's exception
-
+    opts = TARGET_OPTIONS[target]
+    small = (
+        float_convs(onnx.load(str(src), load_external_data=False).graph)  # rule 1's exception
+        if opts["exclude_small_convs"]
+        else []
+    )
     try:
         with _quiet_ort():
             quantize_static(
@@ -104,37 +144,47 @@ def quantize(src: Path, dst: Path, ranges_path: Path, method: str) -> dict[str, 
                 str(dst),
                 calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(WEIGHTED_OPS),  # rule 1
+                op_types_to_quantize=opts["op_types_to_quantize"],
                 nodes_to_exclude=small,
                 per_channel=True,
                 reduce_range=False,
-                activation_type=QuantType.QInt8,
+                activation_type=getattr(QuantType, opts["activation_type"]),
                 weight_type=QuantType.QInt8,
                 calibrate_method=ort_method(method),
-                extra_options=dict(EXTRA_OPTIONS),
+                extra_options=dict(opts["extra_options"]),
                 calibration_cache_path=str(ranges_path),
             )
     except Exception as exc:
         raise ArtifactError(f"INT8 quantization of {src} failed: {_line(exc)}") from None
-    placed = quantize_identities(dst, ranges_path)  # rule 3: residual Adds, identity only
+    placed: dict[str, int] = {}
+    if target == "tensorrt":  # rule 3: residual Adds, identity only
+        placed = quantize_identities(dst, ranges_path)
+    float_out = float_outputs(dst)  # rule 5 for every target: the logits stay float
     return {
         "quantizer": QUANTIZER,
         "quantizer_version": quantizer_version(),
         "function": "onnxruntime.quantization.quantize_static",
+        "qdq_target": target,
         "options": {
             "quant_format": "QDQ",
-            "activation_type": "QInt8",
+            "activation_type": opts["activation_type"],
             "weight_type": "QInt8",
             "per_channel": True,
             "reduce_range": False,
             "calibrate_method": method,
-            "extra_options": dict(EXTRA_OPTIONS),
-            "op_types_to_quantize": list(WEIGHTED_OPS),
+            "extra_options": dict(opts["extra_options"]),
+            "op_types_to_quantize": opts["op_types_to_quantize"] or "all the quantizer knows",
             "nodes_to_exclude": small,
             "pre_process": "onnxruntime.quantization.quant_pre_process",
-            "residual_identity": "export.qdq_placement.quantize_identities",
+            **(
+                {"residual_identity": "export.qdq_placement.quantize_identities"}
+                if target == "tensorrt"
+                else {}
+            ),
+            "outputs_float": "export.qdq_placement.float_outputs",
         },
-        "residual_identity": placed,
+        **({"residual_identity": placed} if target == "tensorrt" else {}),
+        "outputs_unquantized": float_out,
     }
 
 
@@ -235,8 +285,8 @@ def _quantized_ops(gr: _QdqGraph, dqs: list[Any]) -> dict[str, int]:
     return dict(sorted(ops.items()))
 
 
-def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
-    """The Q/DQ structure of a quantized file (for tests, the manifest and TensorRT's rules).
+def describe_qdq(onnx_path: str | Path, target: str = "tensorrt") -> dict[str, Any]:
+    """The Q/DQ structure of a quantized file (for tests, the manifest and ``target``'s rules).
 
     Keys: ``quantize_linear``/``dequantize_linear`` (node counts), ``qdq_pairs`` (Q nodes feeding
     a DQ), ``weight_dq`` (DQ of an initialiser), ``zero_points`` (count, ``all_zero``,
@@ -245,9 +295,11 @@ def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
     ``weight_axes_ok`` (every per-channel scale is on the consumer's output-channel axis),
     ``linear_weights_per_tensor`` (Conv/Gemm/MatMul weights lacking per-channel scales: 0),
     ``activation_per_tensor`` (every Q scale is a scalar), ``quantized_ops`` (op type -> count
-    of nodes fed by a DQ), ``placement`` (:func:`export.qdq_placement.check_placement`: where
-    Q/DQ sits, and what breaks the placement rules), ``ok`` (all of the TensorRT form
-    conditions hold; placement is checked on its own).
+    of nodes fed by a DQ), ``placement`` (:func:`export.qdq_check.check_placement`: where
+    Q/DQ sits, and what breaks ``target``'s placement rules), ``ok`` (the form conditions hold:
+    per-channel weights on the right axis, per-tensor activations; for TensorRT and OpenVINO
+    also int8 everywhere, zero points 0 and float biases; ONNX Runtime's form has uint8
+    asymmetric activations and int32 biases. Placement is checked on its own).
     """
     import onnx
     from onnx import TensorProto
@@ -291,13 +343,12 @@ def describe_qdq(onnx_path: str | Path) -> dict[str, Any]:
         "activation_per_tensor": act_per_tensor,
         "quantized_ops": _quantized_ops(gr, dqs),
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-        "placement": check_placement(model),
+        "placement": check_placement(model, target),
     }
+    symmetric_int8 = all_zero and int8 and int32_dq == 0
     out["ok"] = bool(
         pairs > 0
-        and all_zero
-        and int8
-        and int32_dq == 0
+        and (symmetric_int8 or target == "onnxruntime")
         and weights.per_channel > 0
         and weights.axes_ok
         and act_per_tensor

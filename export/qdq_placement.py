@@ -1,4 +1,5 @@
-"""Where Q/DQ goes in an INT8 graph, the way TensorRT fuses it, and a check of those rules.
+"""Where Q/DQ goes in an INT8 graph, the way TensorRT fuses it (the other targets' variants
+are in :mod:`export.int8`'s ``TARGET_OPTIONS`` and :mod:`export.qdq_check`).
 
 The rules (TensorRT's explicit-quantization guidance, as ModelOpt applies it):
 
@@ -18,8 +19,9 @@ The rules (TensorRT's explicit-quantization guidance, as ModelOpt applies it):
    quantized to 8 bits tie at the top-k boundary).
 
 :func:`residual_adds` finds the Adds and their identity branch; :func:`quantize_identities`
-applies rule 3 after a quantizer that only knows rules 1 and 2; :func:`check_placement` checks
-a finished file against all five and says what breaks them.
+applies rule 3 after a quantizer that only knows rules 1 and 2; :func:`float_outputs` makes
+rule 5 true for a quantizer that quantizes the logits; :func:`export.qdq_check.check_placement`
+checks a finished file against all five and says what breaks them.
 """
 
 from __future__ import annotations
@@ -278,114 +280,37 @@ def _prune_dead_qdq(g: Any) -> None:
             g.node.remove(n)
 
 
-def check_placement(path_or_model: Path | str | Any) -> dict[str, Any]:
-    """The placement summary of an INT8 file and every breach of the rules above.
-
-    Keys: ``quantized_ops`` (op type -> nodes with a dequantized input), ``qdq_count``,
-    ``weighted_unquantized`` (weighted ops whose activation input is float), ``quantized_weighted_
-    outputs`` (weighted-op outputs that feed a QuantizeLinear and are not an Add's identity),
-    ``residual_adds`` / ``residual_adds_one_dq``, ``outputs_from_dq``, ``float_outputs``,
-    ``violations`` (one line each), ``ok``.
-    """
+def float_outputs(path: Path) -> int:
+    """Rule 5 on a quantized file in place: a graph output produced through a
+    QuantizeLinear -> DequantizeLinear pair is produced by the tensor before the pair instead
+    (logits quantized to 8 bits tie at the top-k boundary). Returns how many outputs changed."""
     import onnx
 
-    model = (
-        onnx.load(str(path_or_model), load_external_data=False)
-        if isinstance(path_or_model, (str, Path))
-        else path_or_model
-    )
+    model = onnx.load(str(path))
     g = model.graph
     gr = _Graph(g)
-    violations: list[str] = []
-    quantized_ops = _dequantized_ops(g, gr)
-    small = set(float_convs(g))
-    weighted_float = _weighted_float_inputs(g, gr, small)
-    if weighted_float:
-        violations.append(f"{len(weighted_float)} weighted op(s) read a float input: "
-                          f"{', '.join(weighted_float[:3])}")  # fmt: skip
-    adds = residual_adds(g)
-    identities = {gr.source(a.identity) for a in adds}
-    bad_out = _quantized_weighted_outputs(g, gr, identities)
-    if bad_out:
-        violations.append(f"{len(bad_out)} weighted op output(s) quantized: "
-                          f"{', '.join(bad_out[:3])}")  # fmt: skip
-    one_dq, add_violations = _residual_adds_one_dq(g, gr, adds)
-    violations.extend(add_violations)
-    outs_dq = _outputs_from_qdq(g, gr)
-    if outs_dq:
-        violations.append(f"graph output(s) {', '.join(outs_dq)} come from Q/DQ; keep them float")
-    qdq = sum(1 for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
-    return {
-        "quantized_ops": dict(sorted(quantized_ops.items())),
-        "qdq_count": qdq,
-        "weighted_unquantized": len(weighted_float),
-        "float_small_convs": sorted(small),
-        "quantized_weighted_outputs": len(bad_out),
-        "residual_adds": len(adds),
-        "residual_adds_one_dq": one_dq,
-        "outputs_from_dq": outs_dq,
-        "float_outputs": [o.name for o in g.output if o.name not in outs_dq],
-        "violations": violations,
-        "ok": not violations,
-    }
-
-
-def _dequantized_ops(g: Any, gr: _Graph) -> dict[str, int]:
-    """Op type -> nodes with a dequantized input."""
-    quantized_ops: dict[str, int] = {}
-    for n in g.node:
-        if any(gr.from_dq(i) for i in n.input):
-            quantized_ops[n.op_type] = quantized_ops.get(n.op_type, 0) + 1
-    return quantized_ops
-
-
-def _weighted_float_inputs(g: Any, gr: _Graph, small: set[str]) -> list[str]:
-    """Rule 1: the weighted ops whose activation input is float, but for the small convs the
-    rule leaves float."""
-    return [
-        n.name
-        for n in g.node
-        if n.op_type in WEIGHTED_OPS and n.name not in small and not gr.from_dq(n.input[0])
-    ]
-
-
-def _quantized_weighted_outputs(g: Any, gr: _Graph, identities: set[str]) -> list[str]:
-    """Rule 2: the weighted ops whose output (or its BatchNorm's) feeds a QuantizeLinear without
-    being a residual Add's identity (once per such tensor)."""
-    bad_out = []
-    for n in g.node:
-        if n.op_type in WEIGHTED_OPS:
-            out = n.output[0]
-            follow = [out]
-            for c in gr.consumers.get(out, []):  # BN after the conv, before folding
-                if c.op_type in _FUSABLE_BETWEEN:
-                    follow.append(c.output[0])
-            for t in follow:
-                if t in identities:
-                    continue
-                if any(c.op_type == "QuantizeLinear" for c in gr.consumers.get(t, [])):
-                    bad_out.append(n.name)
-    return bad_out
-
-
-def _residual_adds_one_dq(g: Any, gr: _Graph, adds: list[ResidualAdd]) -> tuple[int, list[str]]:
-    """Rule 3: how many residual Adds read exactly one input through Q/DQ, their identity
-    branch; and a violation line for each Add that does not."""
-    one_dq = 0
-    violations = []
-    for a in adds:
-        node = next(n for n in g.node if n.name == a.node)
-        dq_inputs = sum(1 for i in node.input if gr.from_dq(i))
-        if dq_inputs == 1 and gr.source(a.identity) != a.identity:
-            one_dq += 1
-        else:
-            violations.append(f"residual Add {a.node} has {dq_inputs} quantized input(s), "
-                              "not just its identity branch")  # fmt: skip
-    return one_dq, violations
-
-
-def _outputs_from_qdq(g: Any, gr: _Graph) -> list[str]:
-    """Rule 5: the graph outputs a QuantizeLinear or DequantizeLinear produces."""
-    return [o.name for o in g.output
-            if gr.producer.get(o.name) is not None
-            and gr.producer[o.name].op_type in ("DequantizeLinear", "QuantizeLinear")]  # fmt: skip
+    changed = 0
+    for out in g.output:
+        src = gr.source(out.name)
+        if src == out.name:
+            continue
+        node = gr.producer.get(src)
+        if node is None:  # the pair quantizes a graph input: nothing to rewire to
+            continue
+        for k, name in enumerate(node.output):
+            if name == src:
+                node.output[k] = out.name
+        for n in g.node:  # the tensor's other readers follow it
+            for k, name in enumerate(n.input):
+                if name == src:
+                    n.input[k] = out.name
+        dq = gr.producer[out.name]
+        dq.output[0] = f"{out.name}_unused_dq"
+        changed += 1
+    if changed:
+        _prune_dead_qdq(g)
+        used = {i for n in g.node for i in n.input}
+        for init in [t for t in g.initializer if t.name not in used]:
+            g.initializer.remove(init)  # the pair's scale and zero point
+        onnx.save(model, str(path))
+    return changed

@@ -41,7 +41,7 @@ from cnnbench.engines.openvino_engine import OPTIONS
 from cnnbench.engines.options import parse_assignments
 from cnnbench.export.calibration import cache_path
 from cnnbench.export.int8 import op_types, preprocess
-from cnnbench.export.qdq_placement import check_placement
+from cnnbench.export.qdq_check import check_placement
 from cnnbench.models import get_spec
 from cnnbench.precision import Precision
 

@@ -101,11 +101,7 @@ def compare_rows(
     for r in rows:
         if include_null or r.get("engine") != "null":
             groups.setdefault(cell_of(r), []).append(r)
-    out = [
-        _comparison_row(key, group, zoo.get(key[0]), acc)
-        for key, group in groups.items()
-        if any(not is_accuracy_row(r) for r in group)
-    ]
+    out = [_comparison_row(key, group, zoo.get(key[0]), acc) for key, group in groups.items()]
     add_speedups(out, baseline_engine)
     out.sort(key=lambda r: (r["model"], r["device"], r["engine"], r["precision"]))
     return out
@@ -126,7 +122,7 @@ def _comparison_row(
     macs = macs if macs is not None else (z.macs if z else None)
     errors = [r for r in group if not _ok(r)]
     bad = [r for r in good if invalid(r)]
-    first = (good or perf)[0]
+    first = (good or perf or group)[0]
     return {
         "model": model, "family": z.family if z else "", "engine": engine,
         "precision": precision, "device": device, "weights": first.get("weights"),

@@ -132,7 +132,7 @@ def evaluate(
     cls = get_engine_class(engine)
     if precision not in cls.precisions_on(device):
         raise unsupported(engine, precision, device, cls.precisions_on(device))
-    recipe = int8 or Int8Recipe()
+    recipe = (int8 or Int8Recipe()).for_engine(engine)
     if recipe.calib_data is None:
         recipe = replace(recipe, calib_data=data.calib_data)
     provenance = weights_provenance(model, weights, seed)

@@ -114,6 +114,11 @@ class CellSpec:
         if scen == "server" and rest.get("server") is None:
             raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
         w = resolve_weights(model, weights) if weights is not None else None
+        options = engines.check_options(eng, dev, engine_options or {})
+        if isinstance(rest.get("int8"), Int8Recipe):
+            rest["int8"] = rest["int8"].for_engine(eng, options)
+        else:
+            rest["int8"] = Int8Recipe().for_engine(eng, options)
         return cls(
             model=model,
             model_spec=get_spec(model),
@@ -123,7 +128,7 @@ class CellSpec:
             scenario=scen,
             device=dev,
             threads=None if threads is None else engines.parse_threads(threads),
-            engine_options=engines.check_options(eng, dev, engine_options or {}),
+            engine_options=options,
             user_model=user_model(model),
             weights=str(w.path) if w else None,
             weights_id=weights_provenance(model, w, seed),
@@ -140,8 +145,10 @@ class CellSpec:
         """The cell's choices beyond the grid's axes that change what is measured (blank for
         the defaults): part of its key, so compare never matches two different setups."""
         parts = []
-        if self.precision == Precision.INT8 and self.int8.quantizer != "ort":
-            parts.append(f"quantizer={self.int8.quantizer}")
+        if self.precision == Precision.INT8:
+            if self.int8.quantizer != "ort":
+                parts.append(f"quantizer={self.int8.quantizer}")
+            parts.append(f"qdq={self.int8.target}")
         opts = self.options_text(identity_only=True)
         if opts:
             parts.append(opts)

@@ -76,7 +76,8 @@ def prepare(spec: CellSpec) -> Prepared:
 
 def made_from(onnx_path: Path | None) -> dict[str, Any]:
     """What the row says about how its file was made, from the manifest beside it: the INT8
-    quantizer and calibration (``calibration: random`` says the ranges came from noise)."""
+    quantizer, the runtime its Q/DQ was placed for, and calibration (``calibration: random``
+    says the ranges came from noise)."""
     if onnx_path is None:
         return {}
     try:
@@ -101,6 +102,8 @@ def made_from(onnx_path: Path | None) -> dict[str, Any]:
         **out,
         "quantizer": conv.get("quantizer"),
         "quantizer_version": conv.get("quantizer_version"),
+        # the runtime its Q/DQ was placed for (files made before targets: TensorRT's)
+        "qdq_target": (extra or {}).get("qdq_target") or "tensorrt",
         "calibration": cal.get("kind"),
         "calibration_source": cal.get("source"),
         "calibration_method": cal.get("method"),

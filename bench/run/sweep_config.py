@@ -20,6 +20,8 @@ flags do: fp32, offline, each scenario's own batch)::
     stop: {warmup_count: 1, warmup_time: 0, min_count: 3, min_time: 0.5, max_time: 5}
     server: {target_qps: 100, max_queue_delay_ms: 2, latency_bound_ms: 50, find_peak: false}
     quantizer: ort              # INT8 recipe: ort | modelopt, calib_data, calib_method, ...
+    qdq_target: onnxruntime     # INT8 Q/DQ placed for tensorrt | onnxruntime | openvino
+                                #   (default: each cell's engine's own)
     engine_options:             # per engine: one set of options, or a list of sets to compare
       openvino: [{}, {inference_precision: f32}]
       onnxruntime: {graph_optimization_level: extended}
@@ -62,8 +64,12 @@ REQUIRED = ("models", "engines")
 DEFAULTS: dict[str, list[str]] = {"precisions": ["fp32"], "scenarios": ["offline"]}
 OPTIONAL = (
     "precisions", "batches", "scenarios", "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
-    "quantizer", "calib_data", "calib_method", "calib_samples", "engine_options",
+    "quantizer", "calib_data", "calib_method", "calib_samples", "qdq_target", "engine_options",
 )  # fmt: skip
+
+
+#: a sweep file's keys of the INT8 recipe (cnnbench.precision.Int8Recipe)
+INT8_KEYS = ("quantizer", "calib_data", "calib_method", "calib_samples", "qdq_target")
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,7 @@ class SweepConfig:
                             weights_id=wid,
                             artifacts=self.artifacts,
                             seed=self.seed,
-                            int8=self.int8,
+                            int8=self.int8.for_engine(e, opts),
                             engine_options=opts,
                         )  # fmt: skip
                     )
@@ -278,8 +284,7 @@ def _settings(src: str, raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
             raise _fail(src, f"key 'timeout_s' must be a positive number, got {t!r}")
         kw["timeout_s"] = float(t)
-    recipe = {k: raw[k] for k in ("quantizer", "calib_data", "calib_method", "calib_samples")
-              if raw.get(k) is not None}  # fmt: skip
+    recipe = {k: raw[k] for k in INT8_KEYS if raw.get(k) is not None}
     if recipe:
         if "calib_data" in recipe:
             recipe["calib_data"] = str(recipe["calib_data"])

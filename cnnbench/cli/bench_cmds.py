@@ -184,7 +184,6 @@ def run(**o: Any) -> None:  # fmt: skip
     cfg = opts.grid()
     specs, _ = cfg.cells()
     check_inputs(cfg)
-    say_random_weights(cfg.models, {s.model: s.weights_id for s in specs})
     if o["dry_run"]:
         for s in specs:
             click.echo(s.key())
@@ -195,6 +194,7 @@ def run(**o: Any) -> None:  # fmt: skip
         check_runtime(*key)
     if o["dry_run"]:
         return
+    say_random_weights(cfg.models, {s.model: s.weights_id for s in specs})
     if o["in_process"] and o["isolate"]:
         raise click.UsageError("--in-process and --isolate are opposites; give one")
     runner = CellRunner(isolated=not o["in_process"], timeout_s=cfg.timeout_s)
@@ -301,7 +301,6 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
     check_output(out)
     cfg = load_config(config)
     check_inputs(cfg)
-    say_random_weights(cfg.models, {s.model: s.weights_id for s in cfg.cells()[0]})
     if dry_run:
         specs, skipped = cfg.cells()
         todo, done = pending_cells(specs, Path(out), resume) if Path(out).exists() else (specs, 0)
@@ -312,6 +311,7 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
         )
         return
     check_fresh(Path(out), resume)  # before a run is opened in the store
+    say_random_weights(cfg.models, {s.model: s.weights_id for s in cfg.cells()[0]})
     resumed = resume_run_id(Path(out)) if resume else None
     try:
         with record_into_store(o, kind="sweep", cfg=cfg, out=Path(out), resume_run=resumed) as rec:

@@ -12,6 +12,7 @@ from cnnbench.batch import BatchRange
 from cnnbench.cli.common import PrecisionType, cli, resolve_models
 from cnnbench.cli.flags import (
     precision_option,
+    qdq_target_option,
     quantizer_option,
     user_model_options,
     weights_option,
@@ -95,6 +96,7 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS))
 @click.option("--calib-samples", type=click.IntRange(min=1), help="INT8 calibration images used.")
 @quantizer_option
+@qdq_target_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight-init + input seed.")
 @user_model_options
 def export_cmd(
@@ -116,6 +118,7 @@ def export_cmd(
     calib_method: str | None,
     calib_samples: int | None,
     quantizer: str | None,
+    qdq_target: str | None,
     seed: int,
     input_shape: str | None,
     name: str | None,
@@ -138,9 +141,11 @@ def export_cmd(
     (model,) = resolve_models(
         (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}
     )
-    if precision != Precision.INT8 and (calib_data or calib_method or calib_samples or quantizer):
+    int8_given = (calib_data, calib_method, calib_samples, quantizer, qdq_target)
+    if precision != Precision.INT8 and any(int8_given):
         raise click.UsageError(
-            "--calib-data/--calib-method/--calib-samples/--quantizer need --precision int8"
+            "--calib-data/--calib-method/--calib-samples/--quantizer/--qdq-target need "
+            "--precision int8"
         )
     batch = BatchRange.fixed(fixed) if fixed is not None else dyn
     dynamic = None if fixed is None and dyn is None else fixed is None
@@ -159,7 +164,7 @@ def export_cmd(
     else:
         conv = dict(
             calib_data=calib_data, calib_method=calib_method, calib_samples=calib_samples,
-            quantizer=quantizer,
+            quantizer=quantizer, qdq_target=qdq_target,
         )  # fmt: skip
         result = _convert(model, precision, common, overrides, conv)
     _print_parity(result.manifest, title=f"parity: {model} {precision}")

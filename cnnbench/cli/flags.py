@@ -19,7 +19,7 @@ from cnnbench.bench.run.accuracy import DATASETS
 from cnnbench.cli.common import PrecisionType
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.naming import lookup
-from cnnbench.precision import CALIB_METHODS, QUANTIZERS, Precision
+from cnnbench.precision import CALIB_METHODS, QDQ_TARGETS, QUANTIZERS, Precision
 
 Decorator = Callable[[Any], Any]
 
@@ -181,8 +181,14 @@ quantizer_option = click.option(
     help="INT8 quantizer: ort (ONNX Runtime, default) or modelopt (NVIDIA ModelOpt; "
     "pip install 'cnnbench[modelopt]'). Both place Q/DQ the way TensorRT fuses it.",
 )  # fmt: skip
+qdq_target_option = click.option(
+    "--qdq-target", type=click.Choice(QDQ_TARGETS), default=None,
+    help="INT8: the runtime Q/DQ is placed for (fused the way it fuses): tensorrt, "
+    "onnxruntime or openvino. Default: each cell's engine's own (tensorrt for an export).",
+)  # fmt: skip
 int8_options = options(
     quantizer_option,
+    qdq_target_option,
     click.option(
         "--calib-data",
         default=None,
@@ -203,7 +209,7 @@ int8_options = options(
     ),  # fmt: skip
 )
 #: the INT8 recipe's fields (cnnbench.precision.Int8Recipe)
-INT8_FIELDS = ("quantizer", "calib_data", "calib_method", "calib_samples")
+INT8_FIELDS = ("quantizer", "calib_data", "calib_method", "calib_samples", "qdq_target")
 
 #: the stop rule's and the server config's fields
 STOP_FIELDS = ("warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target")

@@ -202,12 +202,14 @@ def check_inputs(cfg: SweepConfig) -> None:
 
 
 def say_random_weights(models: tuple[str, ...] | list[str], provenance: dict[str, str]) -> None:
-    """One console line per model on a seeded random initialisation: its timings are real,
-    its accuracy is not."""
-    for m in models:
-        wid = provenance.get(m, "")
-        if wid.startswith("seeded-init:"):
-            note(
-                f"{m}: random weights ({wid}): timings are real, accuracy is not meaningful; "
-                "give --weights FILE|torchvision|timm|URL for trained ones"
-            )
+    """One console line (stderr) naming the models on a seeded random initialisation: their
+    timings are real, their accuracy is not."""
+    seeded = [m for m in models if provenance.get(m, "").startswith("seeded-init:")]
+    if not seeded:
+        return
+    names = ", ".join(seeded[:3]) + (f" and {len(seeded) - 3} more" if len(seeded) > 3 else "")
+    seeds = sorted({provenance[m] for m in seeded})
+    note(
+        f"random weights ({', '.join(seeds)}) for {names}: timings are real, accuracy is not "
+        "meaningful; give --weights FILE|torchvision|timm|URL for trained ones"
+    )

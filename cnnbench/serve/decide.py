@@ -96,7 +96,7 @@ def _form(query: Mapping[str, Any], action: str) -> str:
 
     chosen = query.get("objective") or "throughput"
     options = "".join(
-        f'<option{" selected" if o == chosen else ""}>{o}</option>' for o in OBJECTIVES
+        f"<option{' selected' if o == chosen else ''}>{o}</option>" for o in OBJECTIVES
     )
     return (
         f'<form method="get" action="{html.escape(action)}"><p>'

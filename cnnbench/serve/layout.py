@@ -13,6 +13,8 @@ nav a{margin-right:1em}table{border-collapse:collapse;margin:.5em 0}th,td{border
 padding:.2em .5em;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bad{color:#b00}.ok{color:#070}.muted{color:#666}img{max-width:100%;border:1px solid #eee}
 progress{width:8em}"""
+
+
 def page(title: str, body: str, *, refresh: int | None = None) -> HTMLResponse:
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
     nav = ('<nav><a href="/">jobs</a><a href="/submit">submit</a><a href="/history">history</a>'

@@ -100,7 +100,9 @@ def _add_job_pages(app: FastAPI, svc: Service) -> None:
                 f'{job["cells_total"]} cells, {job["errors"] or 0} error(s). '
                 f'{fmt(job["message"]) if job["message"] else ""}</p>')  # fmt: skip
         if rows:
-            body += "<h2>Decision</h2>" + decision_block(rows, request.query_params, f"/jobs/{job_id}")
+            body += "<h2>Decision</h2>" + decision_block(
+                rows, request.query_params, f"/jobs/{job_id}"
+            )
             body += "<h2>Figures</h2>" + _report_figures(svc, f"job|{job_id}", rows)
             body += "<h2>Rows</h2>" + _rows_table(rows)
         else:

@@ -99,7 +99,7 @@ def test_seeded_weights_are_said_on_the_console_and_in_the_row(tmp_path: Path) -
     res = CliRunner().invoke(cli, ["run", "-m", "lenet5", "-e", "null", "--no-db", "--in-process",
                                    "--max-time", "0.5", "--min-time", "0.1", "-o", str(out)])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "lenet5: random weights (seeded-init:0)" in res.stderr
+    assert "random weights (seeded-init:0) for lenet5" in res.stderr
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["weights"] == "seeded-init:0" and row["weights_file"] is None
 

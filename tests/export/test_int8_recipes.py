@@ -76,7 +76,8 @@ def _cli(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]
 def test_run_reuses_the_file_export_calibrated_and_says_how_it_was_made(
     tmp_path: Path, cache: Path
 ) -> None:
-    """export --calib-data X, then run -p int8 --calib-data X: the same file (same sha256)."""
+    """export --calib-data X --qdq-target onnxruntime, then run -e onnxruntime -p int8
+    --calib-data X (whose default target is onnxruntime's): the same file (same sha256)."""
     import numpy as np
 
     from cnnbench.bench.results.files import read_rows
@@ -84,7 +85,8 @@ def test_run_reuses_the_file_export_calibrated_and_says_how_it_was_made(
     x = np.random.default_rng(1).random((40, 1, 32, 32), dtype=np.float32)
     np.save(tmp_path / "calib.npy", x)
     made = _cli(tmp_path, cache, "export", "lenet5", "--precision", "int8",
-                "--calib-data", "calib.npy", "--calib-samples", "40")  # fmt: skip
+                "--calib-data", "calib.npy", "--calib-samples", "40",
+                "--qdq-target", "onnxruntime")  # fmt: skip
     assert made.returncode == 0, made.stderr
     onnx_path = tmp_path / made.stdout.strip().splitlines()[-1]
     manifest = json.loads(onnx_path.with_name("manifest.json").read_text())
@@ -98,6 +100,7 @@ def test_run_reuses_the_file_export_calibrated_and_says_how_it_was_made(
     assert row["calibration"] == "npy" and row["calibration_samples"] == 40
     assert str(row["calibration_source"]).endswith("calib.npy")
     assert row["quantizer"] == "onnxruntime.quantization"
+    assert row["qdq_target"] == "onnxruntime" and "qdq=onnxruntime" in row["variant"]
 
 
 def test_run_checks_calibration_data_before_any_cell(tmp_path: Path, cache: Path) -> None:
@@ -120,8 +123,8 @@ def test_a_sweep_config_takes_the_recipe(tmp_path: Path) -> None:
         "calib_samples: 64\n"
     )
     (spec,) = load_config(cfg).cells()[0]
-    assert spec.int8 == Int8Recipe("modelopt", "digits", "max", 64)
-    assert spec.key().endswith("|quantizer=modelopt")  # another setup, another cell
+    assert spec.int8 == Int8Recipe("modelopt", "digits", "max", 64, "tensorrt")
+    assert spec.key().endswith("|quantizer=modelopt,qdq=tensorrt")  # another setup, another cell
     cfg.write_text(cfg.read_text().replace("max", "percentile"))
     with pytest.raises(InvalidInputError, match="modelopt calibrates with entropy or max"):
         load_config(cfg)

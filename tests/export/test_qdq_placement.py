@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cnnbench.export.qdq_placement import check_placement, quantize_identities, residual_adds
+from cnnbench.export.qdq_check import check_placement
+from cnnbench.export.qdq_placement import quantize_identities, residual_adds
 from cnnbench.precision import Precision
 
 
