@@ -148,3 +148,42 @@ def test_onnxruntime_lenet5_end_to_end(shared: Path, tmp_path: Path) -> None:
     if row["peak_gmacs_per_s"]:
         assert row["efficiency"] == pytest.approx(row["gmacs_per_s"] / row["peak_gmacs_per_s"])
     assert json.loads(row["engine_info"])["providers"] == ["CPUExecutionProvider"]
+
+
+def test_without_sqlalchemy_run_goes_on_unrecorded_unless_a_store_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 26: the GPU machine has no SQLAlchemy, and `run` stopped on its import (a
+    # traceback, no CSV). The default store is optional; a store asked for is one line.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # import sqlalchemy -> ImportError
+    monkeypatch.delenv("CNNBENCH_DB", raising=False)
+    out = tmp_path / "r.csv"
+    res = invoke("-m", "lenet5", "-e", "null", "-b", "1", "--in-process", "-o", str(out), *FAST)
+    assert res.exit_code == 0, res.output
+    assert "not recording this run in the results store" in res.output
+    assert len(read_rows(out)) == 1 and "run_id" not in read_rows(out)[0]
+    asked = invoke("-m", "lenet5", "-e", "null", "--db", str(tmp_path / "s.db"), *FAST)
+    assert asked.exit_code == 2
+    assert asked.output.strip().splitlines() == [
+        "cnnbench: error: the results store needs SQLAlchemy, which is not installed here: "
+        "pip install sqlalchemy, or give --no-db"
+    ]
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_an_engine_missing_here_names_the_engines_that_are_available(tmp_path: Path) -> None:
+    # issue 26: `run --engine trt` without TensorRT says which engines can run here, in its line
+    pytest.importorskip("onnxruntime")
+    from cnnbench.engines import probe
+
+    if probe("tensorrt").available:
+        pytest.skip("TensorRT is installed here")
+    res = invoke("-m", "lenet5", "-e", "trt", "-o", str(tmp_path / "r.csv"))
+    assert res.exit_code == 2
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith("cnnbench: error: engine tensorrt is unavailable here: ")
+    assert "; engines available here: " in line
+    assert "onnxruntime (cpu)" in line and "null (cpu, cuda)" in line
+    assert not (tmp_path / "r.csv").exists()
