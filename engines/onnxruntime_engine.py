@@ -234,7 +234,9 @@ class OrtEngine(Engine):
 
     def _provider_options(self, provider: str, art: Artifact, b: BatchRange) -> dict[str, Any]:
         if provider == "CUDAExecutionProvider":
-            return {"device_id": device_index(self.device)}
+            # the provider computes FP32 convolutions and matmuls in TF32 unless told not to
+            # (use_tf32 defaults to 1): a row that says fp32 must have computed in FP32
+            return {"device_id": device_index(self.device), "use_tf32": 0}
         if provider != "TensorrtExecutionProvider":
             return {}
 
@@ -324,6 +326,8 @@ class OrtEngine(Engine):
             io_binding=self.io_binding,
             input_dtype=np.dtype(self._in_dtype).name if self._sess else None,
         )
+        if "CUDAExecutionProvider" in info["providers"]:
+            info["tf32"] = False  # use_tf32=0, see _provider_options
         if (
             self._sess
             and self.artifact
