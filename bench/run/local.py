@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.bench.measure import samples
-from cnnbench.bench.measure.peak import get_peak
 from cnnbench.bench.results.files import append_row, cell_key, read_rows, write_rows
 from cnnbench.bench.run.cell import check_runtime, error_row, error_text, run_cell_safe
 from cnnbench.bench.run.cell_spec import CellSpec
-from cnnbench.bench.run.child import prepare_isolated, run_isolated
+from cnnbench.bench.run.child import peak_isolated, prepare_isolated, run_isolated
 from cnnbench.bench.run.prepare import model_facts, needs_onnx
 from cnnbench.bench.run.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
@@ -212,7 +211,7 @@ class CellRunner:
             self._facts[spec.model] = model_facts(spec.model)
         peak_key = (spec.device, spec.precision)
         if peak and spec.engine != "null" and peak_key not in self._peaks:  # measured or read once
-            get_peak(*peak_key)
+            peak_isolated(*peak_key, self.timeout_s)  # never here: it would hold GPU memory
             self._peaks.add(peak_key)
         run = replace(spec, facts=self._facts[spec.model])
         if needs_onnx(spec.engine):

@@ -189,3 +189,25 @@ def test_onnxruntime_cell_uses_a_prepared_onnx(shared: Path, tmp_path: Path) -> 
     assert row["error"] is None and row["engine"] == "onnxruntime"
     assert row["artifact"] == str(shared / "artifacts" / "lenet5" / "fp32" / "model.onnx")
     assert row["latency_ms_p50"] > 0.005
+
+
+def test_the_launcher_never_measures_the_peak_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 26: the launcher measured the matmul peak in its own process, and so kept a CUDA
+    # context and torch's cached blocks on the GPU for the whole sweep (NVML's device-wide
+    # figures counted them; --find-max-batch found less room). A child measures it now.
+    from cnnbench.bench.measure import peak
+    from cnnbench.bench.run.local import CellRunner
+    from cnnbench.precision import Precision
+
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+
+    def here(*args: object, **kwargs: object) -> float:
+        raise AssertionError("the peak was measured in the launcher")
+
+    monkeypatch.setattr(peak, "measure_peak", here)
+    spec = CellSpec.create("lenet5", "torch", stop=StopRule(**STOP))  # type: ignore[arg-type]
+    CellRunner(isolated=True, timeout_s=120).prepare(spec)
+    cached = peak.get_peak("cpu", Precision.FP32, measure=False)
+    assert cached is not None and cached.gmacs_per_s > 0  # measured by a child, cached
