@@ -101,14 +101,17 @@ class Timing:
 
 
 def warmup(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> tuple[int, int]:
+    """Warm up: ``warmup_count`` calls always, and ``warmup_time`` seconds (capped at
+    ``max_time``). The count is never cut by the cap: a first call that compiles (torch.compile)
+    can outlast ``max_time`` alone, and the calls after it (CUDA graph recording) must still
+    happen here, not in the measured window."""
     clock = time.perf_counter_ns
-    want_ns = int(rule.warmup_time * 1e9)
-    cap_ns = int(rule.max_time * 1e9)
+    want_ns = min(int(rule.warmup_time * 1e9), int(rule.max_time * 1e9))
     n = 0
     start = clock()
     while True:
         now = clock()
-        if (n >= rule.warmup_count and now - start >= want_ns) or now - start >= cap_ns:
+        if n >= rule.warmup_count and now - start >= want_ns:
             return n, now - start
         call(arg)
         n += 1

@@ -128,3 +128,19 @@ def test_device_path_reports_compute_apart_from_copies() -> None:
     assert 2.0 <= f["device_latency_ms_p50"] < f["latency_ms_p50"] - 1.5
     assert f["latency_kind"].startswith("end-to-end")
     assert f["device_timing_method"].startswith("host perf_counter_ns")
+
+
+def test_a_long_first_call_does_not_cut_the_warmup_count() -> None:
+    # issue 26: torch.compile's first call can outlast max_time; the warm-up then stopped after
+    # it, and the calls that record CUDA graphs (reduce-overhead) fell into the measured window
+    calls: list[float] = []
+
+    def call(_: object) -> None:
+        calls.append(time.perf_counter())
+        if len(calls) == 1:
+            time.sleep(0.06)  # "compiling"
+
+    rule = StopRule(warmup_count=3, warmup_time=0.0, min_count=1, min_time=0.0, max_time=0.05)
+    t = measure(call, None, rule)
+    assert t.warmup_count == 3
+    assert len(calls) == 3 + t.count
