@@ -40,7 +40,7 @@ EXTRA_COLUMNS = (
     "latency_ms_p95", "latency_ms_stdev", "latency_ms_min", "latency_ms_max",
     "latency_ms_median_ci_low", "latency_ms_median_ci_high", "ci_half_width_pct",
     "device_latency_ms_p50", "device_latency_ms_p90", "device_latency_ms_p99",
-    "device_latency_ms_mean", "latency_kind", "device_timing_method",
+    "device_latency_ms_mean", "timing_mode", "latency_kind", "device_timing_method",
     "headline_metric", "headline_value",
     "queries", "wall_s", "gmacs_per_s", "peak_gmacs_per_s", "efficiency", "peak_source",
     "target_qps", "achieved_qps", "max_queue_delay_ms", "latency_bound_ms", "server_peak_qps",

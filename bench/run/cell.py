@@ -133,7 +133,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
                 row["energy_note"] = "energy is measured in the fixed-load scenarios only"
             else:
                 energy = EnergyMeter(spec.device, cuda_index=dev_index, ids=ids)
-                row.update(run_fixed(eng, x, spec.scenario, spec.stop, energy))
+                row.update(run_fixed(eng, x, spec.scenario, spec.stop, energy, spec.timing))
         row.update(window.fields())
         if cuda:
             row.update(

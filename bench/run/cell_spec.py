@@ -20,6 +20,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import (
+    END_TO_END,
+    GPU_COMPUTE,
+    check_timing,
+    parse_timing,
+)
 from cnnbench.bench.measure.loadgen import ServerConfig
 from cnnbench.bench.measure.scenarios import canonical_scenario, check_batch
 from cnnbench.bench.measure.timing import StopRule
@@ -30,8 +36,8 @@ from cnnbench.models.spec import ModelSpec
 from cnnbench.models.user import UserModel
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
 
-#: the version of the JSON document; a reader refuses any other
-SPEC_VERSION = 1
+#: the version of the JSON document; a reader refuses any other (2: ``timing``, ``fp16_converter``)
+SPEC_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class CellSpec:
     int8: Int8Recipe = field(default_factory=Int8Recipe)
     #: this cell's engine options, typed and checked by the engine's schema
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    #: on a GPU, how a query is timed: end_to_end or gpu_compute (bench.measure.cuda_timing)
+    timing: str = END_TO_END
     #: set by the launcher's preparation: the ONNX file the engine loads, and its sha256
     onnx_path: str | None = None
     onnx_sha256: str | None = None
@@ -85,12 +93,14 @@ class CellSpec:
         device: str | None = None,
         threads: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        timing: str = END_TO_END,
         **rest: Any,
     ) -> CellSpec:
         """A spec from loose values, each checked once here: the Python API's way in.
 
         ``model`` is a registered name (zoo or user model), ``engine`` a name or alias,
-        ``precision`` a name; ``rest`` are the other fields, already typed (``stop``, ...).
+        ``precision`` a name, ``timing`` a timing mode; ``rest`` are the other fields, already
+        typed (``stop``, ...).
         """
         eng = engines.canonical(engine)
         dev = engines.parse_device(device or engines.default_device(eng))
@@ -100,6 +110,9 @@ class CellSpec:
         check_batch(scen, batch)
         if scen == "server" and rest.get("server") is None:
             raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
+        mode = parse_timing(timing)
+        check_timing(mode, dev, (scen,))
+        opts = engines.check_options(eng, dev, engine_options or {})
         return cls(
             model=model,
             model_spec=get_spec(model),
@@ -109,7 +122,8 @@ class CellSpec:
             scenario=scen,
             device=dev,
             threads=None if threads is None else engines.parse_threads(threads),
-            engine_options=engines.check_options(eng, dev, engine_options or {}),
+            engine_options=timing_options(eng, dev, mode, opts),
+            timing=mode,
             user_model=user_model(model),
             **rest,
         )
@@ -125,6 +139,8 @@ class CellSpec:
         parts = []
         if self.precision == Precision.INT8 and self.int8.quantizer != "ort":
             parts.append(f"quantizer={self.int8.quantizer}")
+        if self.timing != END_TO_END:
+            parts.append(f"timing={self.timing}")
         opts = self.options_text(identity_only=True)
         if opts:
             parts.append(opts)
@@ -185,3 +201,11 @@ class CellSpec:
         if self.user_model is not None:
             adopt_user_model(self.user_model)
         return self
+
+
+def timing_options(engine: str, device: str, timing: str, options: Mapping[str, Any]) -> dict:
+    """``options`` with timing mode ``timing``'s defaults: in ``gpu_compute`` an engine that
+    can replay a CUDA graph does (trtexec 11's default), unless the options say otherwise."""
+    if timing != GPU_COMPUTE:
+        return dict(options)
+    return engines.graph_defaults(engine, device, options)

@@ -19,6 +19,7 @@ Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios``
     stop: {warmup_count: 1, warmup_time: 0, min_count: 3, min_time: 0.5, max_time: 5}
     server: {target_qps: 100, max_queue_delay_ms: 2, latency_bound_ms: 50, find_peak: false}
     quantizer: ort              # INT8 recipe: ort | modelopt, calib_data, calib_method, ...
+    timing: end_to_end          # on a GPU: end_to_end | gpu_compute (no copies; CUDA graphs)
     engine_options:             # per engine: one set of options, or a list of sets to compare
       openvino: [{}, {inference_precision: f32}]
       onnxruntime: {graph_optimization_level: extended}
@@ -37,10 +38,11 @@ from typing import Any
 import yaml
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import END_TO_END, check_timing, parse_timing
 from cnnbench.bench.measure.loadgen import ServerConfig
 from cnnbench.bench.measure.scenarios import canonical_scenario
 from cnnbench.bench.measure.timing import StopRule
-from cnnbench.bench.run.cell_spec import CellSpec
+from cnnbench.bench.run.cell_spec import CellSpec, timing_options
 from cnnbench.engines import default_device
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.models import get_spec, list_models, register_user_model, user_model
@@ -50,7 +52,7 @@ from cnnbench.precision import Int8Recipe, Precision, parse_precision
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
 OPTIONAL = (
     "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
-    "quantizer", "calib_data", "calib_method", "calib_samples", "engine_options",
+    "quantizer", "calib_data", "calib_method", "calib_samples", "engine_options", "timing",
 )  # fmt: skip
 
 
@@ -83,6 +85,8 @@ class SweepConfig:
     int8: Int8Recipe = field(default_factory=Int8Recipe)
     #: per engine, the option sets to measure (each a cell of its own); none given: ({},)
     engine_options: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    #: on a GPU, how queries are timed (bench.measure.cuda_timing)
+    timing: str = END_TO_END
 
     def device_of(self, engine: str) -> str:
         """The device engine ``engine`` runs on in this grid."""
@@ -102,7 +106,8 @@ class SweepConfig:
                 if sc == "single-stream" and b != 1:
                     skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
                     continue
-                for opts in self.engine_options.get(e, ({},)):
+                for given in self.engine_options.get(e, ({},)):
+                    opts = timing_options(e, self.device_of(e), self.timing, given)
                     specs.append(
                         CellSpec(
                             model=m,
@@ -121,6 +126,7 @@ class SweepConfig:
                             seed=self.seed,
                             int8=self.int8,
                             engine_options=opts,
+                            timing=self.timing,
                         )  # fmt: skip
                     )
         if self.repeats > 1:
@@ -189,6 +195,11 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     ]
     kw = _measuring(src, raw, tuple(batches), scens)
     kw.update(_settings(src, raw))
+    if raw.get("timing") is not None:
+        kw["timing"] = _named(src, "timing", lambda: parse_timing(str(raw["timing"])))
+        for e in engs:
+            dev = kw.get("device") or default_device(e)
+            _named(src, "timing", lambda d=dev: check_timing(kw["timing"], d, tuple(scens)))
     if raw.get("engine_options") is not None:
         kw["engine_options"] = _engine_options(src, raw["engine_options"], engs, kw.get("device"))
     else:  # no options, but each engine's defaults must still suit the device

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from cnnbench.bench.measure.cuda_timing import END_TO_END, GPU_COMPUTE, TIMING_ABOUT
 from cnnbench.bench.measure.stats import CI_METHOD, PERCENTILE_METHOD
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.results.files import THROUGHPUT_DEFINITION, check_output, columns_for
@@ -44,6 +45,7 @@ from cnnbench.cli.flags import (
     server_options,
     stop_options,
     threads_option,
+    timing_option,
     user_model_options,
     weights_option,
 )
@@ -54,13 +56,13 @@ from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteErr
 from cnnbench.progress import note, warn
 
 TABLE_COLUMNS = (
-    "model", "engine", "precision", "device", "batch", "scenario", "latency_ms_p50",
+    "model", "engine", "precision", "device", "batch", "scenario", "timing_mode", "latency_ms_p50",
     "latency_ms_p90", "latency_ms_p99", "throughput_ips", "samples", "ci_half_width_pct",
     "efficiency", "host_peak_rss_mb", "device_mem_peak_mb", "valid", "error",
 )  # fmt: skip
 #: short headers that carry their units, so no header is cut to ``latency_…``
 LABELS = {
-    "precision": "prec", "scenario": "scen.", "latency_ms_p50": "p50 ms",
+    "precision": "prec", "scenario": "scen.", "timing_mode": "timing", "latency_ms_p50": "p50 ms",
     "latency_ms_p90": "p90 ms", "latency_ms_p99": "p99 ms", "latency_ms_mean": "mean ms",
     "throughput_ips": "img/s", "samples": "n", "ci_half_width_pct": "CI ±%",
     "gmacs_per_s": "GMAC/s", "efficiency": "eff.", "host_peak_rss_mb": "RSS MB",
@@ -93,6 +95,8 @@ def _print_rows(
         if not r.get("error") and not r.get("valid"):
             click.echo(f"invalid: {r.get('cell')}: {r.get('invalid_reason')}")
     click.echo(f"throughput: {THROUGHPUT_DEFINITION}")
+    if any(r.get("timing_mode") for r in rows):  # GPU rows: latency and img/s in their mode
+        click.echo(f"timing: {TIMING_ABOUT[END_TO_END]}; {TIMING_ABOUT[GPU_COMPUTE]}")
     click.echo(f"percentiles: {PERCENTILE_METHOD}; median CI: 95% {CI_METHOD}")
     click.echo("efficiency: achieved GMAC/s / measured matmul peak GMAC/s (same device, dtype)")
 
@@ -139,6 +143,7 @@ def _print_rows(
 )
 @click.option("--isolate", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
 @engine_opt_option
+@timing_option
 @click.option(
     "--repeats",
     type=click.IntRange(min=1),

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import parse_timing
 from cnnbench.bench.measure.scenarios import canonical_scenario
 from cnnbench.cli.common import PrecisionType
 from cnnbench.errors import CnnbenchError, InvalidInputError
@@ -91,6 +92,15 @@ class DeviceType(_ListType):
         return engines.parse_device(text)
 
 
+class TimingType(_ListType):
+    """``--timing``: a GPU timing mode (end_to_end, gpu_compute)."""
+
+    name, what = "timing", "timing mode"
+
+    def item(self, text: str) -> str:
+        return parse_timing(text)
+
+
 class ScenarioType(_ListType):
     """``--scenario``: a LoadGen scenario, canonical after parsing."""
 
@@ -141,6 +151,12 @@ def batch_option(default: str | None = None, *, many: bool = True, help: str = "
     )  # fmt: skip
 
 
+timing_option = click.option(
+    "--timing", type=TimingType(), default="end_to_end", show_default=True,
+    help="On a GPU, what a query's time covers: end_to_end (host to device to host) or "
+    "gpu_compute (the input already on the device, no copies, CUDA graphs where the engine "
+    "has them: trtexec 11's default). Every GPU row names its mode.",
+)  # fmt: skip
 device_option = click.option(
     "--device", type=DeviceType(), default=None,
     help="cpu, cuda or cuda:N. Default: cpu, or cuda for GPU-only engines (tensorrt).",

@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import END_TO_END, check_timing
 from cnnbench.bench.measure.scenarios import SCENARIOS, check_batch
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.run.sweep_config import SweepConfig, server_config
@@ -55,6 +56,8 @@ class RunOptions:
     stop: StopRule = field(default_factory=StopRule)
     #: the server scenario's flags as given (a ServerConfig needs the batches: :meth:`grid`)
     server: dict[str, Any] = field(default_factory=dict)
+    #: on a GPU, how queries are timed (end_to_end, gpu_compute)
+    timing: str = END_TO_END
 
     @property
     def precision(self) -> Precision:
@@ -86,7 +89,11 @@ class RunOptions:
                 kw[k] = str(p[k])
         if p.get("weights") and len(models) > 1:
             raise InvalidInputError("--weights applies to one model; give a single --model")
+        timing = p.get("timing") or END_TO_END
+        for e in engs:
+            check_timing(timing, device or engines.default_device(e), (p.get("scenario") or "",))
         return cls(
+            timing=timing,
             models=models, engines=engs, precisions=precisions, device=device,
             batches=_as_tuple(p.get("batches")) or None,
             scenario=p.get("scenario") or "offline",
@@ -113,7 +120,7 @@ class RunOptions:
             threads=self.threads, seed=self.seed, artifacts=self.artifacts,
             weights={self.models[0]: self.weights} if self.weights else {},
             timeout_s=max(600.0, self.stop.max_time * 4), stop=self.stop, server=sv,
-            repeats=self.repeats, int8=self.int8,
+            repeats=self.repeats, int8=self.int8, timing=self.timing,
             engine_options={e: (o,) for e, o in self.engine_options.items()},
         )  # fmt: skip
 

@@ -110,3 +110,51 @@ def test_strict_fp32_sets_and_restores_the_new_api(monkeypatch: pytest.MonkeyPat
         assert (b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision) == ("tf32", "tf32")
     finally:
         _restore(torch, saved)
+
+
+def test_tensorrt_cuda_graphs_capture_once_per_batch_after_one_plain_enqueue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # trtexec 11 times with a CUDA graph by default; TensorRT's guide: enqueue once before the
+    # capture (deferred, shape-dependent work), then replay. Fakes for TensorRT and CUDA.
+    torch = pytest.importorskip("torch")
+    import contextlib
+
+    from cnnbench.engines.tensorrt_engine import TensorRTEngine
+
+    log: list[str] = []
+    capturing = [False]
+
+    class Context:
+        def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+            log.append(f"shape {shape[0]}")
+            return True
+
+        def execute_async_v3(self, stream: int) -> bool:
+            log.append("enqueue (captured)" if capturing[0] else "enqueue")
+            return True
+
+    class Graph:
+        def replay(self) -> None:
+            log.append("replay")
+
+    @contextlib.contextmanager
+    def graph(g: Graph, stream: Any = None) -> Any:
+        capturing[0] = True
+        yield
+        capturing[0] = False
+
+    stream = type("S", (), {"cuda_stream": 7, "synchronize": lambda self: None})()
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    eng = TensorRTEngine(EngineOptions("cuda", None, {"cuda_graphs": True}))
+    eng._context, eng._stream, eng._in_name = Context(), stream, "input"  # type: ignore[assignment]
+    eng._in, eng._out = torch.empty((8, 3, 4, 4)), torch.empty((8, 10))
+    for n in (4, 4, 2, 4):
+        assert eng.run(n).shape[0] == n
+    assert log == [
+        "shape 4", "enqueue", "enqueue (captured)", "replay", "replay",
+        "shape 2", "enqueue", "enqueue (captured)", "replay",
+        "shape 4", "replay",
+    ]  # fmt: skip

@@ -53,7 +53,7 @@ def _resnet18(torch: Any, precision: str, graphs: bool = False, batch: int = 8) 
 
 
 def test_cuda_event_timer_agrees_with_a_pipelined_event_measurement(torch: Any) -> None:
-    from cnnbench.bench.measure.timing import measure_cuda
+    from cnnbench.bench.measure.cuda_timing import measure_cuda
     from tests.engines.conftest import inputs
 
     x = inputs("resnet18", batch=32)

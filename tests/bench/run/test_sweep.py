@@ -211,3 +211,37 @@ def test_the_launcher_never_measures_the_peak_itself(
     CellRunner(isolated=True, timeout_s=120).prepare(spec)
     cached = peak.get_peak("cpu", Precision.FP32, measure=False)
     assert cached is not None and cached.gmacs_per_s > 0  # measured by a child, cached
+
+
+def test_gpu_compute_timing_is_part_of_the_cell_and_turns_cuda_graphs_on() -> None:
+    # issue 26: gpu_compute is trtexec 11's default: no copies, a CUDA graph where the engine
+    # has one, unless the options say otherwise; the mode is part of the cell's identity
+    from cnnbench.errors import InvalidInputError
+
+    spec = CellSpec.create("lenet5", "torch", device="cuda", timing="gpu-compute")
+    assert spec.timing == "gpu_compute" and dict(spec.engine_options) == {"cuda_graphs": True}
+    assert spec.key().endswith("timing=gpu_compute,cuda_graphs=true")
+    off = CellSpec.create("lenet5", "torch", device="cuda", timing="gpu_compute",
+                          engine_options={"cuda_graphs": False})  # fmt: skip
+    assert dict(off.engine_options) == {"cuda_graphs": False}
+    compiled = CellSpec.create("lenet5", "torch", device="cuda", timing="gpu_compute",
+                               engine_options={"compile": True})  # fmt: skip
+    assert "cuda_graphs" not in compiled.engine_options
+    e2e = CellSpec.create("lenet5", "torch", device="cuda")
+    assert e2e.timing == "end_to_end" and not e2e.engine_options and "timing" not in e2e.key()
+    assert CellSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(InvalidInputError, match="gpu_compute needs --device cuda"):
+        CellSpec.create("lenet5", "torch", timing="gpu_compute")
+
+
+def test_sweep_file_timing_key(tmp_path: Path) -> None:
+    from cnnbench.bench.run.sweep_config import load_config
+    from cnnbench.errors import InvalidInputError
+
+    cfg = load_config(config(tmp_path, device="cuda", timing="gpu_compute", engines=["torch"],
+                             scenarios=["offline"]))  # fmt: skip
+    specs, _ = cfg.cells()
+    assert {s.timing for s in specs} == {"gpu_compute"}
+    assert all(dict(s.engine_options) == {"cuda_graphs": True} for s in specs)
+    with pytest.raises(InvalidInputError, match="key 'timing'"):
+        load_config(config(tmp_path, timing="gpu_compute"))  # on the CPU
