@@ -187,3 +187,24 @@ def test_an_engine_missing_here_names_the_engines_that_are_available(tmp_path: P
     assert "; engines available here: " in line
     assert "onnxruntime (cpu)" in line and "null (cpu, cuda)" in line
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_timing_gpu_compute_on_the_cpu_is_one_line() -> None:
+    res = invoke("-m", "lenet5", "-e", "null", "--timing", "gpu_compute", *FAST)
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "cnnbench: error: --timing gpu_compute needs --device cuda: on the CPU no copies are "
+        "left out"
+    ]
+
+
+def test_a_gpu_row_names_its_timing_mode(tmp_path: Path) -> None:
+    # the null engine "runs" on cuda without a GPU: the GPU timing path, with our logic only
+    out = tmp_path / "r.csv"
+    res = invoke("-m", "lenet5", "-e", "null", "--device", "cuda", "--timing", "gpu_compute",
+                 "-b", "2", "--in-process", "--no-db", "-o", str(out), *FAST)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (row,) = read_rows(out)
+    assert row["timing_mode"] == "gpu_compute" and row["latency_kind"].startswith("gpu_compute")
+    assert row["variant"] == "timing=gpu_compute"
+    assert "timing: end_to_end: host clock over host->device copy" in res.output
