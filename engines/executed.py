@@ -26,7 +26,8 @@ _WORDS: dict[str, str] = {
     "i8": _P.INT8.value, "u8": _P.INT8.value, "uint8": _P.INT8.value, "i4": "int4", "u4": "int4",
     "f16": _P.FP16.value, "half": _P.FP16.value, "float16": _P.FP16.value,
     "bfloat16": _P.BF16.value, "f32": _P.FP32.value, "float": _P.FP32.value,
-    "float32": _P.FP32.value, "f8e4m3": "fp8", "f8e5m2": "fp8", "i32": "int32", "i64": "int64",
+    "float32": _P.FP32.value, "f8e4m3": _P.FP8.value, "f8e5m2": "fp8e5m2", "i32": "int32",
+    "i64": "int64", "float8e4m3fn": _P.FP8.value,
 }  # fmt: skip
 #: what TensorRT's format strings may name a tensor's type with
 _TRT_TOKENS = {
@@ -40,7 +41,7 @@ _TRT_TOKENS = {
     "uint8",
 }
 #: the precisions a MAC share is given for, in the row's column names (narrowest first)
-SHARE_PRECISIONS = tuple(p.value for p in (_P.INT8, _P.FP16, _P.BF16, _P.FP32))
+SHARE_PRECISIONS = tuple(p.value for p in (_P.INT8, _P.FP8, _P.FP16, _P.BF16, _P.FP32))
 
 
 def precision_word(word: str | None) -> str | None:

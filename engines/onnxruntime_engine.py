@@ -93,7 +93,11 @@ class OrtEngine(Engine):
 
     name: ClassVar[str] = "onnxruntime"
     option_schema: ClassVar[tuple[Option, ...]] = OPTIONS
-    precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
+    # FP8 files are not listed: no provider here computes FP8 (the CPU provider would run the
+    # convolutions in FP32 between E4M3 Q/DQ pairs; only TensorRT runs them in FP8)
+    precisions: ClassVar[tuple[Precision, ...]] = tuple(
+        p for p in ONNX_PRECISIONS if p != Precision.FP8
+    )
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, options: EngineOptions | None = None) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.cuda import cuda_available
+from cnnbench.engines.cuda import cuda_available, device_index, gpu_identity
 from cnnbench.engines.executed import ExecutedLayer, trt_inspector_layers
 from cnnbench.engines.options import Option
 from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
@@ -45,6 +45,8 @@ OPTIONS = (
     Option("cache_dir", "str", "engine cache folder", identity=False, metavar="DIR"),
     Option("cuda_graphs", "bool", "replay a CUDA graph of each batch size's enqueue"),
 )  # fmt: skip
+#: the first compute capability with FP8 tensor cores (Ada); Hopper is 9.0
+FP8_COMPUTE_CAPABILITY = (8, 9)
 # TensorRT DataType names -> torch dtype names (looked up on torch at load)
 _TORCH_DTYPES = {
     "FLOAT": "float32",
@@ -98,6 +100,16 @@ class TensorRTEngine(Engine):
     def available_devices(cls) -> tuple[str, ...]:
         require_trt("cuda")
         return ("cuda",)
+
+    @classmethod
+    def precisions_on(cls, device: str) -> tuple[Precision, ...]:
+        """FP8 (E4M3) convolutions need compute capability 8.9 (Ada) or 9.0+ (Hopper on):
+        listed only on such a GPU, or where no GPU can be asked."""
+        if not cuda_available():
+            return cls.precisions
+        major, minor = gpu_identity(device_index(device)).compute_capability.split(".")
+        fp8 = (int(major), int(minor)) >= FP8_COMPUTE_CAPABILITY
+        return tuple(p for p in cls.precisions if p != Precision.FP8 or fp8)
 
     def load(self, artifact: Artifact, batches: BatchRange) -> None:
         import tensorrt as trt

@@ -68,12 +68,14 @@ class CellSpec:
     user_model: UserModel | None = None
     #: which measurement of the cell this is (0, 1, ... with ``repeats``), each in its process
     repeat: int = 0
-    #: how an INT8 file is made (quantizer, calibration); used only at precision int8
+    #: how an INT8 or FP8 file is made (quantizer, calibration); used only at those precisions
     int8: Int8Recipe = field(default_factory=Int8Recipe)
     #: this cell's engine options, typed and checked by the engine's schema
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     #: on a GPU, how a query is timed: end_to_end or gpu_compute (bench.measure.cuda_timing)
     timing: str = END_TO_END
+    #: how an FP16 file is made (onnxconverter, autocast); used only at precision fp16
+    fp16_converter: str = "onnxconverter"
     #: set by the launcher's preparation: the ONNX file the engine loads, and its sha256
     onnx_path: str | None = None
     onnx_sha256: str | None = None
@@ -139,6 +141,8 @@ class CellSpec:
         parts = []
         if self.precision == Precision.INT8 and self.int8.quantizer != "ort":
             parts.append(f"quantizer={self.int8.quantizer}")
+        if self.precision == Precision.FP16 and self.fp16_converter != "onnxconverter":
+            parts.append(f"fp16_converter={self.fp16_converter}")
         if self.timing != END_TO_END:
             parts.append(f"timing={self.timing}")
         opts = self.options_text(identity_only=True)

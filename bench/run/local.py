@@ -183,7 +183,7 @@ class CellRunner:
     def __init__(self, *, isolated: bool, timeout_s: float) -> None:
         self.isolated = isolated
         self.timeout_s = timeout_s
-        self._prepared: dict[tuple[str, str, Int8Recipe | None], dict[str, Any]] = {}
+        self._prepared: dict[tuple[str, str, Int8Recipe | str], dict[str, Any]] = {}
         self._runtime: dict[tuple[str, str, str], str | None] = {}
         self._facts: dict[str, dict[str, Any]] = {}
         self._peaks: set[tuple[str, str]] = set()
@@ -215,7 +215,8 @@ class CellRunner:
             self._peaks.add(peak_key)
         run = replace(spec, facts=self._facts[spec.model])
         if needs_onnx(spec.engine):
-            k = (spec.model, spec.precision, spec.int8 if spec.precision == "int8" else None)
+            made = spec.int8 if spec.precision.calibrated else spec.fp16_converter
+            k = (spec.model, spec.precision, made)
             if k not in self._prepared:
                 self._prepared[k] = prepare_isolated(spec, self.timeout_s)
             info = self._prepared[k]

@@ -20,6 +20,7 @@ Config keys (``models``, ``engines``, ``precisions``, ``batches``, ``scenarios``
     server: {target_qps: 100, max_queue_delay_ms: 2, latency_bound_ms: 50, find_peak: false}
     quantizer: ort              # INT8 recipe: ort | modelopt, calib_data, calib_method, ...
     timing: end_to_end          # on a GPU: end_to_end | gpu_compute (no copies; CUDA graphs)
+    fp16_converter: onnxconverter   # or autocast (NVIDIA ModelOpt's AutoCast)
     engine_options:             # per engine: one set of options, or a list of sets to compare
       openvino: [{}, {inference_precision: f32}]
       onnxruntime: {graph_optimization_level: extended}
@@ -47,12 +48,13 @@ from cnnbench.engines import default_device
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.models import get_spec, list_models, register_user_model, user_model
 from cnnbench.models.user import is_user_model
-from cnnbench.precision import Int8Recipe, Precision, parse_precision
+from cnnbench.precision import Int8Recipe, Precision, check_fp16_converter, parse_precision
 
 REQUIRED = ("models", "engines", "precisions", "batches", "scenarios")
 OPTIONAL = (
     "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
     "quantizer", "calib_data", "calib_method", "calib_samples", "engine_options", "timing",
+    "fp16_converter",
 )  # fmt: skip
 
 
@@ -87,6 +89,8 @@ class SweepConfig:
     engine_options: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     #: on a GPU, how queries are timed (bench.measure.cuda_timing)
     timing: str = END_TO_END
+    #: how FP16 files are made (onnxconverter, autocast)
+    fp16_converter: str = "onnxconverter"
 
     def device_of(self, engine: str) -> str:
         """The device engine ``engine`` runs on in this grid."""
@@ -127,6 +131,7 @@ class SweepConfig:
                             int8=self.int8,
                             engine_options=opts,
                             timing=self.timing,
+                            fp16_converter=self.fp16_converter,
                         )  # fmt: skip
                     )
         if self.repeats > 1:
@@ -195,6 +200,12 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     ]
     kw = _measuring(src, raw, tuple(batches), scens)
     kw.update(_settings(src, raw))
+    if raw.get("fp16_converter") is not None:
+        conv = raw["fp16_converter"]
+        kw["fp16_converter"] = _named(src, "fp16_converter", lambda: check_fp16_converter(conv))
+    if Precision.FP8 in precs and "int8" in kw:  # FP8 is ModelOpt's: its calibration methods
+        method = kw["int8"].calib_method
+        _named(src, "calib_method", lambda: Int8Recipe(quantizer="modelopt", calib_method=method))
     if raw.get("timing") is not None:
         kw["timing"] = _named(src, "timing", lambda: parse_timing(str(raw["timing"])))
         for e in engs:

@@ -18,7 +18,7 @@ from cnnbench.bench.measure.cuda_timing import parse_timing
 from cnnbench.bench.measure.scenarios import canonical_scenario
 from cnnbench.cli.common import PrecisionType
 from cnnbench.errors import CnnbenchError, InvalidInputError
-from cnnbench.precision import CALIB_METHODS, QUANTIZERS, Precision
+from cnnbench.precision import CALIB_METHODS, FP16_CONVERTERS, QUANTIZERS, Precision
 
 Decorator = Callable[[Any], Any]
 
@@ -184,30 +184,38 @@ engine_opt_option = click.option(
 quantizer_option = click.option(
     "--quantizer", type=click.Choice(QUANTIZERS), default=None,
     help="INT8 quantizer: ort (ONNX Runtime, default) or modelopt (NVIDIA ModelOpt; "
-    "pip install 'cnnbench[modelopt]'). Both place Q/DQ the way TensorRT fuses it.",
+    "pip install 'cnnbench[modelopt]'). Both place Q/DQ the way TensorRT fuses it. FP8 is "
+    "always ModelOpt's.",
+)  # fmt: skip
+fp16_converter_option = click.option(
+    "--fp16-converter", type=click.Choice(FP16_CONVERTERS), default=None,
+    help="FP16 converter: onnxconverter (onnxconverter-common, default) or autocast (NVIDIA "
+    "ModelOpt's AutoCast, recommended for TensorRT 11; pip install 'cnnbench[modelopt]'). "
+    "Both keep FP32 inputs and outputs.",
 )  # fmt: skip
 int8_options = options(
     quantizer_option,
+    fp16_converter_option,
     click.option(
         "--calib-data",
         default=None,
-        help="INT8 calibration: an image folder, a .npy array of preprocessed inputs "
-        "(N,C,H,W), 'digits' or 'random'. An INT8 file made from the same data is reused.",
+        help="INT8/FP8 calibration: an image folder, a .npy array of preprocessed inputs "
+        "(N,C,H,W), 'digits' or 'random'. A file made from the same data is reused.",
     ),  # fmt: skip
     click.option(
         "--calib-method",
         type=click.Choice(CALIB_METHODS),
         default=None,
-        help="INT8 calibration method (default entropy).",
+        help="INT8/FP8 calibration method (default entropy; modelopt: entropy or max).",
     ),  # fmt: skip
     click.option(
         "--calib-samples",
         type=click.IntRange(min=1),
         default=None,
-        help="INT8 calibration inputs used (default 256).",
+        help="INT8/FP8 calibration inputs used (default 256).",
     ),  # fmt: skip
 )
-#: the INT8 recipe's fields (cnnbench.precision.Int8Recipe)
+#: the INT8 recipe's fields (cnnbench.precision.Int8Recipe), for INT8 and FP8 files
 INT8_FIELDS = ("quantizer", "calib_data", "calib_method", "calib_samples")
 
 #: the stop rule's and the server config's fields
