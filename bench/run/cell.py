@@ -131,6 +131,8 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
             if spec.scenario == "server":
                 row.update(_measure_server(eng, x, spec, cuda))
                 row["energy_note"] = "energy is measured in the fixed-load scenarios only"
+                if cuda:  # a query's time runs from its arrival to its result on the host
+                    row["timing_mode"] = spec.timing
             else:
                 energy = EnergyMeter(spec.device, cuda_index=dev_index, ids=ids)
                 row.update(run_fixed(eng, x, spec.scenario, spec.stop, energy, spec.timing))

@@ -208,3 +208,13 @@ def test_a_gpu_row_names_its_timing_mode(tmp_path: Path) -> None:
     assert row["timing_mode"] == "gpu_compute" and row["latency_kind"].startswith("gpu_compute")
     assert row["variant"] == "timing=gpu_compute"
     assert "timing: end_to_end: host clock over host->device copy" in res.output
+
+
+def test_a_gpu_server_row_names_its_timing_mode_too(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    res = invoke("-m", "lenet5", "-e", "null", "--device", "cuda", "-s", "server", "-b", "2",
+                 "--target-qps", "200", "--in-process", "--no-db", "-o", str(out),
+                 "--min-time", "0.2", "--max-time", "1")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (row,) = read_rows(out)
+    assert row["scenario"] == "server" and row["timing_mode"] == "end_to_end"
