@@ -165,6 +165,10 @@ def test_export_resnet18_fp8_from_an_image_folder(tmp_path: Path, cache: Path) -
                 assert producer[i].op_type == "DequantizeLinear", (n.name, i)
     manifest = json.loads(path.with_name("manifest.json").read_text())
     assert manifest["parity"]["passed"] and manifest["extra"]["converter"]["mode"] == "fp8"
+    # verify re-checks it against PyTorch FP32 at FP8's gate, on the same ONNX Runtime settings
+    again = _cli(tmp_path, cache, "verify", str(path))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == f"PASS {path}"
 
 
 @pytest.mark.slow
