@@ -79,6 +79,7 @@ class Tolerances:
 class _Entry:
     onnx: bool  # the export path produces an ONNX file for it (artifacts/<model>/<name>/)
     from_fp32: bool  # that file is converted from the verified FP32 export
+    calibrated: bool  # that file holds Q/DQ whose scales come from calibration data
     torch_dtype: str  # attribute of the torch module (the torch engine's and the peak's dtype)
     gate: Tolerances  # the parity gate against PyTorch FP32 (FP32) or the FP32 file
     marker: str  # matplotlib marker in the report's plots
@@ -91,6 +92,7 @@ class Precision(str, Enum):
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"
+    FP8 = "fp8"  # E4M3 (FLOAT8E4M3FN), in explicit Q/DQ
 
     __str__ = str.__str__
     __format__ = str.__format__  # type: ignore[assignment]
@@ -109,6 +111,12 @@ class Precision(str, Enum):
     def from_fp32(self) -> bool:
         """Whether its ONNX file is converted from the FP32 export (FP16, INT8)."""
         return self._entry.from_fp32
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether its ONNX file holds Q/DQ with calibrated scales (INT8, FP8): made by a
+        quantizer from a calibration recipe (:class:`Int8Recipe`)."""
+        return self._entry.calibrated
 
     @property
     def onnx_dir(self) -> str:
@@ -133,22 +141,34 @@ class Precision(str, Enum):
         return self._entry.marker
 
 
+#: FP8's parity gate against the FP32 file (see the table)
+FP8_MIN_COSINE = 0.99
+FP8_MIN_TOP1 = 0.9
+
 _TABLE: dict[Precision, _Entry] = {
     Precision.FP32: _Entry(
-        onnx=True, from_fp32=False, torch_dtype="float32", marker="o",
+        onnx=True, from_fp32=False, calibrated=False, torch_dtype="float32", marker="o",
         gate=Tolerances(max_rel_err=1e-5, min_cosine=0.99999, min_top1_agreement=1.0),
     ),
     Precision.FP16: _Entry(
-        onnx=True, from_fp32=True, torch_dtype="float16", marker="s",
+        onnx=True, from_fp32=True, calibrated=False, torch_dtype="float16", marker="s",
         gate=Tolerances(min_cosine=0.999, min_top1_agreement=0.99),
     ),
     # No path writes a bf16 ONNX file: only the torch engine (on CUDA) computes in bf16.
     Precision.BF16: _Entry(
-        onnx=False, from_fp32=False, torch_dtype="bfloat16", marker="D",
+        onnx=False, from_fp32=False, calibrated=False, torch_dtype="bfloat16", marker="D",
         gate=Tolerances(min_cosine=0.999, min_top1_agreement=0.99),
     ),
     Precision.INT8: _Entry(
-        onnx=True, from_fp32=True, torch_dtype="int8", marker="^", gate=Tolerances(),
+        onnx=True, from_fp32=True, calibrated=True, torch_dtype="int8", marker="^",
+        gate=Tolerances(),
+    ),
+    # E4M3 keeps 3 mantissa bits (a relative step of 1/16 near each power of two, vs FP16's
+    # 1/1024), with a per-tensor scale from calibration: the logits' direction holds (cosine)
+    # and the top class mostly does; a gate, not a report, so that a broken scale fails here.
+    Precision.FP8: _Entry(
+        onnx=True, from_fp32=True, calibrated=True, torch_dtype="float8_e4m3fn", marker="v",
+        gate=Tolerances(min_cosine=FP8_MIN_COSINE, min_top1_agreement=FP8_MIN_TOP1),
     ),
 }  # fmt: skip
 
@@ -222,6 +242,31 @@ def default_qdq_target(engine: str, options: Mapping[str, Any] | None = None) ->
     if engine == "onnxruntime" and any("tensorrt" in str(p).lower() for p in names):
         return "tensorrt"
     return engine if engine in QDQ_TARGETS else "tensorrt"
+
+
+#: the quantizers each calibrated precision can be made by (FP8 E4M3: ModelOpt's alone)
+PRECISION_QUANTIZERS = {Precision.INT8: QUANTIZERS, Precision.FP8: ("modelopt",)}
+
+#: FP16 converters: ``onnxconverter`` (onnxconverter-common's float16, FP32 I/O; the light
+#: default) and ``autocast`` (NVIDIA ModelOpt's AutoCast, FP32 I/O; the ``modelopt`` extra,
+#: NVIDIA's recommended way for TensorRT 11)
+FP16_CONVERTERS = ("onnxconverter", "autocast")
+
+
+def quantizer_for(precision: Precision, recipe_quantizer: str) -> str:
+    """The quantizer that makes ``precision``'s file: the recipe's for INT8, ModelOpt for FP8."""
+    allowed = PRECISION_QUANTIZERS.get(precision, QUANTIZERS)
+    return recipe_quantizer if recipe_quantizer in allowed else allowed[0]
+
+
+def check_fp16_converter(name: str) -> str:
+    """``name`` as an FP16 converter, or a one-line error."""
+    text = str(name).strip().lower()
+    if text not in FP16_CONVERTERS:
+        raise InvalidInputError(
+            f"unknown FP16 converter {name!r}: choose from {', '.join(FP16_CONVERTERS)}"
+        )
+    return text
 
 
 @dataclass(frozen=True)

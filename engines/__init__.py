@@ -71,6 +71,18 @@ def check_options(name: str, device: str, given: Mapping[str, Any]) -> dict[str,
     return get_engine_class(name).check_options(device, given)
 
 
+def graph_defaults(name: str, device: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Engine ``name``'s typed ``options`` with CUDA graphs on where the engine can replay
+    them (a ``cuda_graphs`` option) and the options neither set it nor compile (torch.compile
+    records its own graphs): what the gpu_compute timing mode means by default."""
+    cls = get_engine_class(name)
+    if "cuda_graphs" not in {o.name for o in cls.option_schema}:
+        return dict(options)
+    if "cuda_graphs" in options or options.get("compile"):
+        return dict(options)
+    return cls.check_options(device, {**options, "cuda_graphs": True})
+
+
 def create(name: str, options: EngineOptions | None = None) -> Engine:
     """An unloaded engine ``name`` (aliases allowed) with ``options``: the Python API's way in,
     so the device, threads and engine options are checked here, once."""

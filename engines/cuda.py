@@ -94,15 +94,61 @@ def use_device(device: str) -> Any:
     return torch.cuda.device(device_index(device))
 
 
-def strict_fp32(torch_module: Any) -> tuple[bool, bool]:
+#: how TF32 was set before :func:`strict_fp32`: ("new", matmul, conv) with torch's
+#: ``fp32_precision`` words, or ("legacy", matmul, conv) with the ``allow_tf32`` flags
+Tf32State = tuple[str, Any, Any]
+
+
+def _precision_api(torch_module: Any) -> bool:
+    """Whether this torch has the ``fp32_precision`` settings (2.9 on). Where it has them, the
+    legacy ``allow_tf32`` flags must not be read: once anything has set a ``fp32_precision``,
+    reading ``cudnn.allow_tf32`` raises (its conv and RNN settings may differ)."""
+    b = torch_module.backends
+    conv = getattr(getattr(b, "cudnn", None), "conv", None)
+    matmul = getattr(getattr(b, "cuda", None), "matmul", None)
+    return hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision")
+
+
+def _resolved(*levels: Any) -> str:
+    """The effective ``fp32_precision``: the first level (most specific first) not "none"."""
+    for level in levels:
+        word = str(getattr(level, "fp32_precision", "none") or "none")
+        if word != "none":
+            return word
+    return "ieee"  # nothing set anywhere: torch computes FP32 as FP32
+
+
+def tf32_enabled(torch_module: Any) -> bool:
+    """Whether cuBLAS matmuls or cuDNN convolutions may compute FP32 in TF32 now."""
+    b = torch_module.backends
+    if _precision_api(torch_module):
+        matmul = _resolved(b.cuda.matmul, b)
+        conv = _resolved(b.cudnn.conv, b.cudnn, b)
+        return "tf32" in (matmul, conv)
+    return bool(b.cuda.matmul.allow_tf32 or b.cudnn.allow_tf32)
+
+
+def strict_fp32(torch_module: Any) -> Tf32State:
     """FP32 means FP32: turn off TF32 in cuBLAS matmuls and cuDNN convolutions (torch's cuDNN
-    default is on) and return the previous settings, for :func:`restore_tf32`."""
-    backends = torch_module.backends
-    before = (bool(backends.cuda.matmul.allow_tf32), bool(backends.cudnn.allow_tf32))
-    backends.cuda.matmul.allow_tf32 = False
-    backends.cudnn.allow_tf32 = False
+    default is on) and return the previous settings, for :func:`restore_tf32`. Through the
+    ``fp32_precision`` settings where torch has them, else the ``allow_tf32`` flags."""
+    b = torch_module.backends
+    if _precision_api(torch_module):
+        before: Tf32State = ("new", b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision)
+        b.cuda.matmul.fp32_precision = "ieee"
+        b.cudnn.conv.fp32_precision = "ieee"
+        return before
+    before = ("legacy", bool(b.cuda.matmul.allow_tf32), bool(b.cudnn.allow_tf32))
+    b.cuda.matmul.allow_tf32 = False
+    b.cudnn.allow_tf32 = False
     return before
 
 
-def restore_tf32(torch_module: Any, before: tuple[bool, bool]) -> None:
-    torch_module.backends.cuda.matmul.allow_tf32, torch_module.backends.cudnn.allow_tf32 = before
+def restore_tf32(torch_module: Any, before: Tf32State) -> None:
+    """Put back what :func:`strict_fp32` found."""
+    b = torch_module.backends
+    api, matmul, conv = before
+    if api == "new":
+        b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision = matmul, conv
+    else:
+        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = matmul, conv

@@ -26,7 +26,8 @@ _WORDS: dict[str, str] = {
     "i8": _P.INT8.value, "u8": _P.INT8.value, "uint8": _P.INT8.value, "i4": "int4", "u4": "int4",
     "f16": _P.FP16.value, "half": _P.FP16.value, "float16": _P.FP16.value,
     "bfloat16": _P.BF16.value, "f32": _P.FP32.value, "float": _P.FP32.value,
-    "float32": _P.FP32.value, "f8e4m3": "fp8", "f8e5m2": "fp8", "i32": "int32", "i64": "int64",
+    "float32": _P.FP32.value, "f8e4m3": _P.FP8.value, "f8e5m2": "fp8e5m2", "i32": "int32",
+    "i64": "int64", "float8e4m3fn": _P.FP8.value,
 }  # fmt: skip
 #: what TensorRT's format strings may name a tensor's type with
 _TRT_TOKENS = {
@@ -40,7 +41,7 @@ _TRT_TOKENS = {
     "uint8",
 }
 #: the precisions a MAC share is given for, in the row's column names (narrowest first)
-SHARE_PRECISIONS = tuple(p.value for p in (_P.INT8, _P.FP16, _P.BF16, _P.FP32))
+SHARE_PRECISIONS = tuple(p.value for p in (_P.INT8, _P.FP8, _P.FP16, _P.BF16, _P.FP32))
 
 
 def precision_word(word: str | None) -> str | None:
@@ -206,13 +207,42 @@ def ort_profile_layers(events: Iterable[Mapping[str, Any]]) -> list[ExecutedLaye
 
 # ---- TensorRT: the engine inspector's layer information (JSON) ----------------------------
 _ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
+#: TensorRT's DataType names as the inspector writes them (11.3 on: a field of its own)
+_TRT_DATA_TYPES = {
+    "float": _P.FP32.value, "half": _P.FP16.value, "bf16": _P.BF16.value, "int8": _P.INT8.value,
+    "uint8": _P.INT8.value, "fp8": "fp8", "int4": "int4", "fp4": "fp4", "int32": "int32",
+    "int64": "int64", "bool": "bool",
+}  # fmt: skip
+
+
+def trt_tensor_precision(tensor: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The data type and the format text of one of a layer's tensors, in either schema:
+    TensorRT 10.x writes one ``Format/Datatype`` string ("Row major linear FP32 format"),
+    11.3 on a ``DataType`` ("Half") and a ``Format`` of their own."""
+    if "DataType" in tensor:
+        word = str(tensor.get("DataType") or "").strip()
+        return _TRT_DATA_TYPES.get(word.lower(), precision_word(word)), str(
+            tensor.get("Format", "")
+        )
+    fmt = str(tensor.get("Format/Datatype") or tensor.get("Format") or "")
+    return trt_format_precision(fmt), fmt
+
+
+def trt_io_tensors(info: str | Mapping[str, Any]) -> list[str]:
+    """The engine's I/O tensor names: 10.x's ``Bindings`` (names), or 11.x's ``I/O Tensors``
+    (objects with ``Name``, ``IOMode``, ``DataType``, ...)."""
+    doc = json.loads(info) if isinstance(info, str) else info
+    if "I/O Tensors" in doc:
+        return [str(t.get("Name", "")) for t in doc.get("I/O Tensors") or []]
+    return [str(b) for b in doc.get("Bindings") or []]
 
 
 def trt_inspector_layers(info: str | Mapping[str, Any]) -> list[ExecutedLayer]:
-    """Layers from ``IEngineInspector.get_engine_information(LayerInformationFormat.JSON)``.
+    """Layers from ``IEngineInspector.get_engine_information(LayerInformationFormat.JSON)``,
+    TensorRT 10.x's schema or 11.3's (:func:`trt_tensor_precision`).
 
     With ``ProfilingVerbosity.DETAILED`` each layer is an object (Name, LayerType, Inputs with
-    their ``Format/Datatype``, TacticName, Metadata naming its ONNX nodes); otherwise only
+    their data type and format, TacticName, Metadata naming its ONNX nodes); otherwise only
     names, and the precision is unknown. A layer's precision is its first input's data type,
     the type its kernel reads (an INT8 convolution reads Int8)."""
     doc = json.loads(info) if isinstance(info, str) else info
@@ -226,12 +256,12 @@ def trt_inspector_layers(info: str | Mapping[str, Any]) -> list[ExecutedLayer]:
             name.split(" + ")
         )
         inputs = item.get("Inputs") or []
-        fmt = str(inputs[0].get("Format/Datatype", "")) if inputs else ""
+        precision, fmt = trt_tensor_precision(inputs[0]) if inputs else (None, "")
         layers.append(
             ExecutedLayer(
                 name=name,
                 kind=str(item.get("LayerType", "")),
-                precision=trt_format_precision(fmt),
+                precision=precision,
                 kernel=str(item.get("TacticName", "")),
                 nodes=nodes,
                 extra={"format": fmt},

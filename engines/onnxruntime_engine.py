@@ -93,7 +93,11 @@ class OrtEngine(Engine):
 
     name: ClassVar[str] = "onnxruntime"
     option_schema: ClassVar[tuple[Option, ...]] = OPTIONS
-    precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
+    # FP8 files are not listed: no provider here computes FP8 (the CPU provider would run the
+    # convolutions in FP32 between E4M3 Q/DQ pairs; only TensorRT runs them in FP8)
+    precisions: ClassVar[tuple[Precision, ...]] = tuple(
+        p for p in ONNX_PRECISIONS if p != Precision.FP8
+    )
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, options: EngineOptions | None = None) -> None:
@@ -234,7 +238,9 @@ class OrtEngine(Engine):
 
     def _provider_options(self, provider: str, art: Artifact, b: BatchRange) -> dict[str, Any]:
         if provider == "CUDAExecutionProvider":
-            return {"device_id": device_index(self.device)}
+            # the provider computes FP32 convolutions and matmuls in TF32 unless told not to
+            # (use_tf32 defaults to 1): a row that says fp32 must have computed in FP32
+            return {"device_id": device_index(self.device), "use_tf32": 0}
         if provider != "TensorrtExecutionProvider":
             return {}
 
@@ -324,6 +330,8 @@ class OrtEngine(Engine):
             io_binding=self.io_binding,
             input_dtype=np.dtype(self._in_dtype).name if self._sess else None,
         )
+        if "CUDAExecutionProvider" in info["providers"]:
+            info["tf32"] = False  # use_tf32=0, see _provider_options
         if (
             self._sess
             and self.artifact

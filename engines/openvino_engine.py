@@ -131,7 +131,10 @@ class OpenVinoEngine(Engine):
 
     name: ClassVar[str] = "openvino"
     option_schema: ClassVar[tuple[Option, ...]] = OPTIONS
-    precisions: ClassVar[tuple[Precision, ...]] = ONNX_PRECISIONS
+    # no FP8: OpenVINO's CPU plugin computes no E4M3 convolution
+    precisions: ClassVar[tuple[Precision, ...]] = tuple(
+        p for p in ONNX_PRECISIONS if p != Precision.FP8
+    )
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     extra: ClassVar[str | None] = "openvino"
 

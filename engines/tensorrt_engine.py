@@ -10,6 +10,8 @@ host->device, ``run`` is ``execute_async_v3`` on the engine's own stream, ``to_h
         version and GPU in the engine cache, like trtexec's --timingCacheFile).
     rebuild: bool, ignore a cached engine and build again.
     cache_dir: the engine cache folder (default: the cnnbench cache).
+    cuda_graphs: bool, replay a CUDA graph of each batch size's enqueue (trtexec's
+        --useCudaGraph; on by default with --timing gpu_compute, as trtexec 11 times).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
-from cnnbench.engines.cuda import cuda_available
+from cnnbench.engines.cuda import cuda_available, device_index, gpu_identity
 from cnnbench.engines.executed import ExecutedLayer, trt_inspector_layers
 from cnnbench.engines.options import Option
 from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
@@ -41,7 +43,10 @@ OPTIONS = (
            metavar="PATH"),
     Option("rebuild", "bool", "build again, ignoring a cached engine", identity=False),
     Option("cache_dir", "str", "engine cache folder", identity=False, metavar="DIR"),
+    Option("cuda_graphs", "bool", "replay a CUDA graph of each batch size's enqueue"),
 )  # fmt: skip
+#: the first compute capability with FP8 tensor cores (Ada); Hopper is 9.0
+FP8_COMPUTE_CAPABILITY = (8, 9)
 # TensorRT DataType names -> torch dtype names (looked up on torch at load)
 _TORCH_DTYPES = {
     "FLOAT": "float32",
@@ -80,6 +85,8 @@ class TensorRTEngine(Engine):
         self._stream: torch.cuda.Stream | None = None
         self._entry: EngineEntry | None = None
         self._n = 0
+        self.cuda_graphs = bool(self.options.extra.get("cuda_graphs", False))
+        self._graphs: dict[int, Any] = {}
 
     @classmethod
     def runtime_version(cls) -> str:
@@ -93,6 +100,16 @@ class TensorRTEngine(Engine):
     def available_devices(cls) -> tuple[str, ...]:
         require_trt("cuda")
         return ("cuda",)
+
+    @classmethod
+    def precisions_on(cls, device: str) -> tuple[Precision, ...]:
+        """FP8 (E4M3) convolutions need compute capability 8.9 (Ada) or 9.0+ (Hopper on):
+        listed only on such a GPU, or where no GPU can be asked."""
+        if not cuda_available():
+            return cls.precisions
+        major, minor = gpu_identity(device_index(device)).compute_capability.split(".")
+        fp8 = (int(major), int(minor)) >= FP8_COMPUTE_CAPABILITY
+        return tuple(p for p in cls.precisions if p != Precision.FP8 or fp8)
 
     def load(self, artifact: Artifact, batches: BatchRange) -> None:
         import tensorrt as trt
@@ -199,9 +216,36 @@ class TensorRTEngine(Engine):
             if not self._context.set_input_shape(self._in_name, (n, *self._in.shape[1:])):
                 raise InvalidInputError(f"batch {n} is outside the engine's profile")
             self._n = n
+        if self.cuda_graphs:
+            import torch
+
+            graph = self._graphs.get(n) or self._capture(n)
+            with torch.cuda.stream(self._stream):
+                graph.replay()
+            return self._out[:n]
+        self._enqueue()
+        return self._out[:n]
+
+    def _enqueue(self) -> None:
+        assert self._context is not None and self._stream is not None
         if not self._context.execute_async_v3(self._stream.cuda_stream):
             raise ArtifactError("TensorRT execute_async_v3 failed; see its log above")
-        return self._out[:n]
+
+    def _capture(self, n: int) -> Any:
+        """The CUDA graph of batch ``n``'s enqueue, captured on the engine's stream. As
+        TensorRT's guide says, one enqueue first, outside the capture: it does the deferred,
+        shape-dependent work that a graph must not hold. The I/O addresses are fixed (set in
+        load), so the graph stays valid for every later replay at this batch size."""
+        import torch
+
+        assert self._stream is not None
+        self._enqueue()
+        self._stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self._stream):
+            self._enqueue()
+        self._graphs[n] = graph
+        return graph
 
     def to_host(self, out: Any) -> np.ndarray:
         assert self._stream is not None
@@ -255,6 +299,7 @@ class TensorRTEngine(Engine):
                 compute_capability=entry.target.compute_capability,
                 workspace_mb=entry.options.workspace_mb,
                 opt_level=entry.options.opt_level,
+                cuda_graphs=self.cuda_graphs,
                 input_dtype=str(self._in.dtype).removeprefix("torch."),
                 output_dtype=str(self._out.dtype).removeprefix("torch."),
             )
@@ -264,6 +309,7 @@ class TensorRTEngine(Engine):
         if self._stream is not None:
             self._stream.synchronize()
         # drop every reference to device memory, so empty_cache can hand it back
+        self._graphs.clear()
         self._context = None
         self._engine = None
         self._runtime = None  # type: ignore[assignment]

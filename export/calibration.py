@@ -50,7 +50,7 @@ PERCENTILE = 99.999
 #: bump when the calibrator's settings change, so older cache entries are not reused
 CACHE_SCHEME = 1
 RANDOM_WARNING = (
-    "{model} INT8 is calibrated on seeded RANDOM input (made now or reused): its ranges come "
+    "{model} INT8/FP8 is calibrated on seeded RANDOM input (made now or reused): its ranges come "
     "from noise, so any accuracy figure from this file is MEANINGLESS; pass --calib-data DIR "
     "with real images"
 )

@@ -17,22 +17,19 @@ The request key, the folder a request's file lives in and the reuse check are in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from cnnbench.artifacts import DEFAULT_ARTIFACTS, new_dir
-from cnnbench.errors import ArtifactError, InvalidInputError
-from cnnbench.export import convert_check, graph, int8, modelopt_int8
+from cnnbench.errors import InvalidInputError
+from cnnbench.export import convert_check, graph, modelopt_run, quantize
 from cnnbench.export.calibration import (
     METHODS,
     CalibrationSet,
-    cache_key,
-    calibrate,
     calibration_set,
 )
 from cnnbench.export.convert_reuse import artifact_folder, request_key, reuse_problem
-from cnnbench.export.fp16 import convert_fp16
+from cnnbench.export.fp16 import convert_fp16, describe_fp16
 from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -48,10 +45,12 @@ from cnnbench.models.spec import ModelSpec
 from cnnbench.naming import lookup
 from cnnbench.precision import (
     DEFAULT_CALIB_SAMPLES,
+    FP16_CONVERTERS,
     PRECISIONS,
     QDQ_TARGETS,
     QUANTIZERS,
     Precision,
+    quantizer_for,
 )
 from cnnbench.progress import StepHistory, Steps, note
 
@@ -62,23 +61,37 @@ CONVERTIBLE: tuple[Precision, ...] = tuple(p for p in PRECISIONS if p.from_fp32)
 
 
 def _check_args(
-    precision: Precision, calib_method: str, quantizer: str = "ort", target: str = "tensorrt"
-) -> Precision:
+    precision: Precision,
+    calib_method: str,
+    quantizer: str = "ort",
+    fp16: str = "onnxconverter",
+    target: str = "tensorrt",
+) -> tuple[Precision, str, str]:
+    """The precision and what makes it, checked: its quantizer (INT8; FP8: ModelOpt's alone)
+    or its FP16 converter; and the runtime its Q/DQ is placed for (INT8: ``target``, which
+    ModelOpt makes for TensorRT only; FP8: TensorRT's)."""
     lookup("calibration method", calib_method, {m: m for m in METHODS})
     lookup("quantizer", quantizer, {q: q for q in QUANTIZERS})
+    lookup("FP16 converter", fp16, {c: c for c in FP16_CONVERTERS})
     lookup("Q/DQ target", target, {t: t for t in QDQ_TARGETS})
-    if quantizer == "modelopt" and target != "tensorrt":
+    if precision not in CONVERTIBLE:  # a Precision, parsed where it entered
+        *rest, last = CONVERTIBLE
+        raise InvalidInputError(
+            f"conversion from FP32 makes {', '.join(rest)} or {last}, not {precision}"
+        )
+    if not precision.calibrated:
+        return precision, fp16, ""
+    quantizer = quantizer_for(precision, quantizer)
+    if precision == Precision.FP8:
+        target = "tensorrt"
+    elif quantizer == "modelopt" and target != "tensorrt":
         raise InvalidInputError(
             f"--quantizer modelopt places Q/DQ for tensorrt only, not {target}; "
             "use --quantizer ort for --qdq-target onnxruntime or openvino"
         )
-    if precision not in CONVERTIBLE:  # a Precision, parsed where it entered
-        raise InvalidInputError(
-            f"conversion from FP32 makes {' or '.join(CONVERTIBLE)}, not {precision}"
-        )
-    if precision == "int8" and quantizer == "modelopt":
-        modelopt_int8.check_method(calib_method)
-    return precision
+    if quantizer == "modelopt":
+        modelopt_run.check_method(calib_method)
+    return precision, quantizer, target
 
 
 def convert(
@@ -96,6 +109,7 @@ def convert(
     max_accuracy_drop: float | None = None,
     quantizer: str = "ort",
     qdq_target: str = "tensorrt",
+    fp16_converter: str = "onnxconverter",
     _calib: CalibrationSet | None = None,
 ) -> ExportResult:
     """Make ``out_dir/<model>/<precision>/model.onnx`` (+ manifest) from the FP32 artifact.
@@ -103,7 +117,7 @@ def convert(
     Args:
         model: zoo name (must match the FP32 manifest).
         fp32: the verified FP32 export (``export.pipeline.ensure_fp32``).
-        precision: ``fp16`` or ``int8``.
+        precision: ``fp16``, ``int8`` or ``fp8`` (E4M3).
         out_dir: artifact root.
         calib_data: INT8 calibration source: an image folder, a .npy file, ``digits`` or
             ``random`` (default: digits for lenet5, random otherwise, with a warning).
@@ -113,9 +127,12 @@ def convert(
         check: verify against FP32 on ONNX Runtime (and gate FP16).
         tolerances: parity bounds (default FP16_GATE for fp16, INT8_REPORT for int8).
         max_accuracy_drop: with labelled data, fail if top-1 drops by more points than this.
-        quantizer: INT8 by ``ort`` (ONNX Runtime) or ``modelopt`` (NVIDIA ModelOpt).
+        quantizer: INT8 by ``ort`` (ONNX Runtime) or ``modelopt`` (NVIDIA ModelOpt); FP8 is
+            always ModelOpt's.
         qdq_target: the runtime INT8's Q/DQ is placed for (``tensorrt``, ``onnxruntime``,
             ``openvino``; ModelOpt places for tensorrt only).
+        fp16_converter: FP16 by ``onnxconverter`` (onnxconverter-common) or ``autocast``
+            (NVIDIA ModelOpt's AutoCast); both keep FP32 inputs and outputs.
 
     Raises:
         UnknownNameError: unknown precision or calibration method.
@@ -123,27 +140,33 @@ def convert(
         ArtifactError: corrupt FP32 file, or a conversion ORT cannot load.
         CheckFailedError: the parity gate or the accuracy gate failed.
     """
-    prec = _check_args(precision, calib_method, quantizer, qdq_target)
-    how = (quantizer, qdq_target)
+    prec, made_by, target = _check_args(
+        precision, calib_method, quantizer, fp16_converter, qdq_target
+    )
     spec = get_spec(model)
     src, fp32_manifest, fp32_sha = _verified_fp32(model, fp32)
     calib = None
-    if prec == "int8":
+    if prec.calibrated:
         calib = _calib or calibration_set(spec, calib_data, samples=calib_samples, seed=seed)
     tol = tolerances or prec.gate
     vset = convert_check.verification_set(spec, calib, seed=seed) if check else None
-    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, *how)
-
-    dest = artifact_folder(out_dir, model, prec, key, qdq_target)
-    steps = _convert_steps(prec, model, how, calib_method, calib, src, check)
-    extra: dict[str, Any] = {
-        "key": key,
-        "source": {"precision": "fp32", "sha256": fp32_sha, "onnx": str(src)},
-    }
+    key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, made_by, target)
+    dest = artifact_folder(out_dir, model, prec, key, target if prec == Precision.INT8 else "")
+    steps = _convert_steps(prec, model, made_by, calib_method, calib, src, check)
+    extra: dict[str, Any] = {"key": key, "source": {"precision": "fp32", "sha256": fp32_sha,
+                                                    "onnx": str(src)}}  # fmt: skip
     with new_dir(dest), graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
         made, exporter = _run_converter(
-            prec, src, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, how
+            prec,
+            src,
+            stage,
+            calib,
+            calib_method,
+            fp32_sha,
+            fp32_manifest,
+            steps,
+            (made_by, target),
         )
         extra.update(made)
         # The converters copy the FP32 file's metadata; the file must say what it now is.
@@ -151,8 +174,9 @@ def convert(
         parity = None
         if vset is not None:
             parity, extra["accuracy"] = _verify_against_fp32(
-                src, staged, vset, tol, max_accuracy_drop, steps, what=f"{model} {prec}"
-            )
+                src, staged, vset, tol, max_accuracy_drop, steps, what=f"{model} {prec}",
+                basic=prec == Precision.FP8,
+            )  # fmt: skip
         manifest = _converted_manifest(
             model, prec, staged, spec, fp32, fp32_manifest, exporter, parity, steps, extra
         )
@@ -179,24 +203,22 @@ def _verified_fp32(model: str, fp32: ExportResult) -> tuple[Path, dict[str, Any]
 def _convert_steps(
     prec: Precision,
     model: str,
-    how: tuple[str, str],
+    quantizer: str,
     calib_method: str,
     calib: CalibrationSet | None,
     src: Path,
     check: bool,
 ) -> Steps:
-    """The conversion's steps (the quantizer's for INT8, then verify), recorded in the step
-    history under the request and sized by the FP32 file."""
-    quantizer, target = how
-    plan = ["convert"] if prec == Precision.FP16 else _INT8_STEPS[quantizer]
+    """The conversion's steps (the quantizer's for INT8 and FP8, then verify), recorded in the
+    step history under the request (``quantizer``: the FP16 converter for FP16) and sized by
+    the FP32 file."""
+    plan = ["convert"] if prec == Precision.FP16 else quantize.STEPS[quantizer]
     return Steps(
         f"{prec} {model}",
         plan=[*plan, *(["verify"] if check else [])],
         history=StepHistory(
             str(prec),
-            f"{model} {quantizer} {target} {calib_method} n{calib.samples}"
-            if calib is not None
-            else model,
+            f"{model} {quantizer} {calib_method} n{calib.samples}" if calib is not None else model,
             size=src.stat().st_size,
         ),
     )
@@ -213,16 +235,24 @@ def _run_converter(
     steps: Steps,
     how: tuple[str, str],
 ) -> tuple[dict[str, Any], str]:
-    """Convert ``src`` into ``stage``'s ONNX file: FP16, or INT8 by ``how`` (the quantizer and
-    the Q/DQ target). Returns what
-    the manifest's ``extra`` records of the conversion, and the exporter's name."""
+    """Convert ``src`` into ``stage``'s ONNX file: FP16 by the converter ``how`` names, or INT8 /
+    FP8 by its quantizer, Q/DQ placed for its target. Returns what the manifest's ``extra``
+    records of the conversion (the converter or quantizer, its version and its mode, the Q/DQ
+    target), and the exporter's name."""
+    quantizer, target = how
     staged = stage / ONNX_NAME
     if prec == "fp16":
         with steps.step("convert"):
-            record = convert_fp16(src, staged)
+            if quantizer == "autocast":
+                record = {**modelopt_run.autocast(src, staged), "graph": describe_fp16(staged)}
+            else:
+                record = convert_fp16(src, staged)
         return {"converter": record}, f"{record['converter']} {record['converter_version']}"
     assert calib is not None
-    record = _int8(src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, how)
+    record = quantize.quantized_file(
+        src, staged, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, quantizer, prec,
+        target,
+    )  # fmt: skip
     return record, f"{record['converter']['quantizer']} {record['converter']['quantizer_version']}"
 
 
@@ -235,12 +265,14 @@ def _verify_against_fp32(
     steps: Steps,
     *,
     what: str,
+    basic: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Run the staged file and the FP32 file on the verification set and enforce the gates;
-    returns the manifest's parity record and the accuracy record."""
+    """Run the staged file and the FP32 file on the verification set and enforce the gates
+    (``basic``: the candidate with ONNX Runtime's basic graph optimisations only); returns the
+    manifest's parity record and the accuracy record."""
     with steps.step("verify"):
-        report, acc = convert_check.verify(src, staged, vset, tol)
-    parity = convert_check.parity_record(report, vset)
+        report, acc = convert_check.verify(src, staged, vset, tol, basic=basic)
+    parity = convert_check.parity_record(report, vset, basic=basic)
     convert_check.enforce(report, acc, max_accuracy_drop, what=what)
     return parity, acc
 
@@ -278,53 +310,6 @@ def _converted_manifest(
     )
 
 
-_INT8_STEPS = {"ort": ["pre-process", "calibrate", "quantize"], "modelopt": ["calibrate+quantize"]}
-
-
-def _int8(
-    src: Path,
-    staged: Path,
-    stage: Path,
-    calib: CalibrationSet,
-    method: str,
-    fp32_sha: str,
-    fp32_manifest: dict[str, Any],
-    steps: Steps,
-    how: tuple[str, str],
-) -> dict[str, Any]:
-    quantizer, target = how
-    input_name = str(fp32_manifest["input"]["name"])
-    calibration: dict[str, Any] = {**calib.describe(), "method": method}
-    if quantizer == "modelopt":
-        with steps.step("calibrate+quantize"):  # ModelOpt calibrates inside its quantize
-            record = modelopt_int8.quantize(src, staged, calib, method, input_name)
-        calibration.update(calibrator=modelopt_int8.QUANTIZER, cache_key=None, cache_hit=False)
-    else:
-        pre = stage / "preprocessed.onnx"
-        with steps.step("pre-process"):
-            int8.preprocess(src, pre)
-        ckey = cache_key(fp32_sha, calib, method)
-        with steps.step("calibrate"):
-            ranges, hit = calibrate(
-                pre, input_name, calib, method, key=ckey, op_types=int8.op_types()
-            )
-        with steps.step("quantize"):
-            record = int8.quantize(pre, staged, ranges, method, target)
-        pre.unlink(missing_ok=True)
-        calibration.update(calibrator="onnxruntime.quantization", cache_key=ckey, cache_hit=hit)
-    qdq = int8.describe_qdq(staged, target)
-    if not qdq["ok"]:
-        raise ArtifactError(
-            f"INT8 file for {src} does not have {target}'s Q/DQ form: {json.dumps(qdq)[:200]}"
-        )
-    if not qdq["placement"]["ok"]:
-        raise ArtifactError(
-            f"INT8 file for {src} breaks {target}'s Q/DQ placement rules: "
-            f"{qdq['placement']['violations'][0]}"
-        )
-    return {"converter": record, "calibration": calibration, "qdq": qdq, "qdq_target": target}
-
-
 def ensure_precision(
     model: str,
     precision: Precision,
@@ -340,12 +325,13 @@ def ensure_precision(
     max_accuracy_drop: float | None = None,
     quantizer: str = "ort",
     qdq_target: str = "tensorrt",
+    fp16_converter: str = "onnxconverter",
     **fp32_kwargs: Any,
 ) -> ExportResult:
     """Reuse the file made from the same request (see :func:`artifact_folder`), else build it.
 
-    An INT8 file made from another request (other calibration data, method, sample count or
-    quantizer or Q/DQ target) is never overwritten: the new one goes beside it. ``fp32`` is accepted too (then
+    A converted file made from another request (other calibration data, method, sample count,
+    quantizer, Q/DQ target or FP16 converter) is never overwritten: the new one goes beside it. ``fp32`` is accepted too (then
     this is ``ensure_fp32``). The FP32 file comes from ``ensure_fp32(model, weights=...,
     out_dir=..., seed=..., check=..., **fp32_kwargs)``.
     """
@@ -353,18 +339,20 @@ def ensure_precision(
         return ensure_fp32(
             model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
         )
-    prec = _check_args(precision, calib_method, quantizer, qdq_target)
+    prec, made_by, target = _check_args(
+        precision, calib_method, quantizer, fp16_converter, qdq_target
+    )
     calib = None
-    if prec == "int8":  # bad calibration data fails before any export
+    if prec.calibrated:  # bad calibration data fails before any export
         calib = calibration_set(get_spec(model), calib_data, samples=calib_samples, seed=seed)
     fp32 = ensure_fp32(
         model, weights=weights, out_dir=out_dir, seed=seed, check=check, **fp32_kwargs
     )
     tol = tolerances or prec.gate
     key = request_key(
-        fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop, quantizer, qdq_target
+        fp32.sha256, prec, calib, calib_method, tol, max_accuracy_drop, made_by, target
     )
-    folder = artifact_folder(out_dir, model, prec, key, qdq_target)
+    folder = artifact_folder(out_dir, model, prec, key, target if prec == Precision.INT8 else "")
     reason = reuse_problem(folder, key, check)
     if reason is None:
         onnx_path, manifest = verify_artifact(folder)
@@ -372,7 +360,7 @@ def ensure_precision(
         return ExportResult(onnx_path, onnx_path.with_name(MANIFEST_NAME), manifest)
     base = Path(out_dir) / model / prec.onnx_dir
     if folder != base and reason == "no cached artifact":
-        reason = f"{base} holds an INT8 file made otherwise (kept); this one goes to {folder}"
+        reason = f"{base} holds a {prec} file made otherwise (kept); this one goes to {folder}"
     note(f"converting {model} to {precision}: {reason}")
     return convert(
         model,
@@ -388,5 +376,6 @@ def ensure_precision(
         max_accuracy_drop=max_accuracy_drop,
         quantizer=quantizer,
         qdq_target=qdq_target,
+        fp16_converter=fp16_converter,
         _calib=calib,
     )

@@ -82,15 +82,17 @@ def _topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def verify(
-    fp32_path: Path, candidate: Path, vset: VerificationSet, tol: Tolerances
+    fp32_path: Path, candidate: Path, vset: VerificationSet, tol: Tolerances, *, basic: bool = False
 ) -> tuple[ParityReport, dict[str, Any] | None]:
     """Compare ``candidate`` with ``fp32_path`` on ``vset``; with labels, measure top-1/top-5.
+    ``basic``: the candidate runs with basic graph optimisations only (FP8: see
+    :func:`export.gate.ort_session`).
 
     Raises:
         ArtifactError: ONNX Runtime cannot load or run either file.
     """
     ref_sess = ort_session(fp32_path)
-    cand_sess = ort_session(candidate)
+    cand_sess = ort_session(candidate, basic=basic)
     try:
         ref = run_all(ref_sess, vset.images)
         cand = run_all(cand_sess, vset.images)
@@ -115,12 +117,14 @@ def verify(
     }
 
 
-def parity_record(report: ParityReport, vset: VerificationSet) -> dict[str, Any]:
+def parity_record(
+    report: ParityReport, vset: VerificationSet, *, basic: bool = False
+) -> dict[str, Any]:
     """The manifest's ``parity`` entry for a converted file."""
     return {
         **report.to_dict(),
         "reference": REFERENCE,
-        "runtime": RUNTIME,
+        "runtime": RUNTIME + (" (basic graph optimisations)" if basic else ""),
         "inputs": vset.source,
         "batches": -(-vset.samples // BATCH),
         "batch": BATCH,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import ArtifactError
-from cnnbench.export import int8, modelopt_int8
+from cnnbench.export import int8, modelopt_run
 from cnnbench.export.calibration import CalibrationSet
 from cnnbench.export.manifest import MANIFEST_NAME, library_versions, read_manifest, verify_artifact
 from cnnbench.export.parity import Tolerances
@@ -25,11 +25,11 @@ def artifact_folder(
     out_dir: str | Path, model: str, prec: Precision, key: str, label: str = ""
 ) -> Path:
     """Where the file of request ``key`` lives: ``<model>/<precision>/``, unless that folder
-    holds a good file made from another INT8 request (other data, method, quantizer...), which
-    is never overwritten: then ``<model>/int8-<label>-<key[:10]>/`` (``label``: what tells the
-    file apart at a glance, e.g. its Q/DQ target)."""
+    holds a good file made from another request (other data, method, quantizer, Q/DQ target,
+    FP16 converter...), which is never overwritten: then ``<model>/<precision>-<label>-<key[:10]>/``
+    (``label``: what tells the file apart at a glance, e.g. its Q/DQ target; may be blank)."""
     base = Path(out_dir) / model / prec.onnx_dir
-    if prec != "int8":
+    if not prec.from_fp32:
         return base
     alt = base.with_name(f"{base.name}-{label + '-' if label else ''}{key[:10]}")
     for folder in (base, alt):
@@ -58,10 +58,12 @@ def request_key(
     calib_method: str,
     tolerances: Tolerances | None,
     max_accuracy_drop: float | None,
-    quantizer: str = "ort",
+    made_by: str = "ort",
     qdq_target: str = "tensorrt",
 ) -> str:
-    """What a converted file was made from; equal keys mean the file can be reused."""
+    """What a converted file was made from; equal keys mean the file can be reused.
+    ``made_by`` is the quantizer (INT8, FP8) or the FP16 converter; the FP16 default adds
+    nothing to the key, so FP16 files made before AutoCast keep theirs."""
     versions = library_versions(("onnxconverter-common",))
     req: dict[str, Any] = {
         "fp32": fp32_sha256,
@@ -70,13 +72,17 @@ def request_key(
         "tolerances": (tolerances or precision.gate).to_dict(),
         "max_accuracy_drop": max_accuracy_drop,
     }
-    if precision == "int8":
+    if precision.calibrated:
         req["placement"] = int8.PLACEMENT_SCHEME
-        req["quantizer"] = quantizer
-        req["qdq_target"] = qdq_target
-        if quantizer == "modelopt":
-            req["quantizer_version"] = modelopt_int8.version()
-    if precision == "int8" and calib is not None:
+        req["quantizer"] = made_by
+        if made_by == "modelopt":
+            req["quantizer_version"] = modelopt_run.version()
+        if precision == Precision.INT8:
+            req["qdq_target"] = qdq_target
+    if precision == Precision.FP16 and made_by == "autocast":
+        req["fp16_converter"] = made_by
+        req["converter_version"] = modelopt_run.version()
+    if precision.calibrated and calib is not None:
         req["calibration"] = {
             "data": calib.sha256,
             "samples": calib.samples,

@@ -101,6 +101,7 @@ def convert_fp16(src: str | Path, dst: str | Path) -> dict[str, Any]:
     return {
         "converter": CONVERTER,
         "converter_version": converter_version(),
+        "mode": "onnxconverter",
         "function": "onnxconverter_common.float16.convert_float_to_float16",
         "options": {
             "keep_io_types": True,

@@ -64,12 +64,18 @@ class GateInputs:
         return {"inputs": src, "batches": self.samples, "batch": self.batch}
 
 
-def ort_session(path: Path) -> Any:
-    """A CPU ONNX Runtime session; a file ORT cannot load raises a one-line ArtifactError."""
+def ort_session(path: Path, *, basic: bool = False) -> Any:
+    """A CPU ONNX Runtime session; a file ORT cannot load raises a one-line ArtifactError.
+
+    ``basic``: basic graph optimisations only. FP8 files need it: the extended level's Q/DQ
+    transformations miscompute FP8 (E4M3) Q/DQ graphs on the CPU provider (onnxruntime 1.32
+    returns wrong logits; 1.30 refuses the rewritten graph: a MaxPool fed float8)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if basic:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types

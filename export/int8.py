@@ -30,12 +30,9 @@ import numpy as np
 from cnnbench.errors import ArtifactError
 from cnnbench.export.calibration import ort_method
 from cnnbench.export.qdq_check import check_placement
-from cnnbench.export.qdq_placement import (
-    WEIGHTED_OPS,
-    float_convs,
-    float_outputs,
-    quantize_identities,
-)
+from cnnbench.export.qdq_convs import float_convs
+from cnnbench.export.qdq_placement import WEIGHTED_OPS, float_outputs, quantize_identities
+from cnnbench.precision import Precision
 
 QUANTIZER = "onnxruntime.quantization"
 #: the version of the Q/DQ placement rules (export.qdq_placement); files made by another are
@@ -189,6 +186,8 @@ def quantize(
 
 
 _LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: the Q/DQ element type of each quantized precision (TensorProto values)
+_ELEMENT_TYPES = {Precision.INT8: 3, Precision.FP8: 17}  # INT8, FLOAT8E4M3FN
 
 
 def _output_channel_axis(consumer: Any, weight_rank: int) -> int | None:
@@ -285,12 +284,16 @@ def _quantized_ops(gr: _QdqGraph, dqs: list[Any]) -> dict[str, int]:
     return dict(sorted(ops.items()))
 
 
-def describe_qdq(onnx_path: str | Path, target: str = "tensorrt") -> dict[str, Any]:
-    """The Q/DQ structure of a quantized file (for tests, the manifest and ``target``'s rules).
+def describe_qdq(
+    onnx_path: str | Path, precision: Precision = Precision.INT8, target: str = "tensorrt"
+) -> dict[str, Any]:
+    """The Q/DQ structure of a quantized file (for tests, the manifest and ``target``'s
+    rules), INT8 or FP8 (E4M3: its Q/DQ tensors and zero points are FLOAT8E4M3FN).
 
     Keys: ``quantize_linear``/``dequantize_linear`` (node counts), ``qdq_pairs`` (Q nodes feeding
     a DQ), ``weight_dq`` (DQ of an initialiser), ``zero_points`` (count, ``all_zero``,
-    ``types``), ``int8`` (every Q/DQ tensor is int8), ``int32_dq`` (DQ of int32 data, e.g.
+    ``types``), ``element_type`` (the precision's: INT8 or FLOAT8E4M3FN), ``typed`` (every Q/DQ
+    tensor and zero point is of it), ``int8`` (every one is int8), ``int32_dq`` (DQ of int32 data, e.g.
     biases: TensorRT rejects these), ``per_channel_weights`` / ``per_tensor_weights`` (counts),
     ``weight_axes_ok`` (every per-channel scale is on the consumer's output-channel axis),
     ``linear_weights_per_tensor`` (Conv/Gemm/MatMul weights lacking per-channel scales: 0),
@@ -323,8 +326,8 @@ def describe_qdq(onnx_path: str | Path, target: str = "tensorrt") -> dict[str, A
     )
     data_types = [gr.elem_type(n.input[0]) for n in dqs]
     int32_dq = sum(1 for t in data_types if t == TensorProto.INT32)
-    int8 = bool(qs or dqs) and all(t == TensorProto.INT8 for t in data_types if t is not None)
-    int8 = int8 and all(zp is not None and zp.dtype == np.int8 for zp in zps)
+    want = _ELEMENT_TYPES[precision]
+    int8, typed = (_all_of(gr, qs, dqs, t) for t in (TensorProto.INT8, want))
     weights = _weight_scales(gr, dqs)
     act_per_tensor = all((s := gr.const(q.input[1])) is not None and s.size == 1 for q in qs)
     all_zero = bool(zps) and all(zp is not None and not np.any(zp) for zp in zps)
@@ -334,6 +337,8 @@ def describe_qdq(onnx_path: str | Path, target: str = "tensorrt") -> dict[str, A
         "qdq_pairs": pairs,
         "weight_dq": weights.per_channel + weights.per_tensor,
         "zero_points": {"count": len(zps), "all_zero": all_zero, "types": zp_types},
+        "element_type": TensorProto.DataType.Name(want),
+        "typed": typed,
         "int8": int8,
         "int32_dq": int32_dq,
         "per_channel_weights": weights.per_channel,
@@ -343,18 +348,28 @@ def describe_qdq(onnx_path: str | Path, target: str = "tensorrt") -> dict[str, A
         "activation_per_tensor": act_per_tensor,
         "quantized_ops": _quantized_ops(gr, dqs),
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-        "placement": check_placement(model, target),
+        "placement": check_placement(model, target, precision),
     }
-    symmetric_int8 = all_zero and int8 and int32_dq == 0
     out["ok"] = bool(
         pairs > 0
-        and (symmetric_int8 or target == "onnxruntime")
+        and (all_zero and typed and int32_dq == 0 or target == "onnxruntime")
         and weights.per_channel > 0
         and weights.axes_ok
         and act_per_tensor
         and weights.linear_per_tensor == 0
     )
     return out
+
+
+def _all_of(gr: _QdqGraph, qs: list[Any], dqs: list[Any], want: int) -> bool:
+    """Whether every DQ's data and every zero point is of element type ``want``."""
+    data = [gr.elem_type(n.input[0]) for n in dqs]
+    zps = [n.input[2] for n in qs + dqs if len(n.input) > 2 and n.input[2]]
+    return (
+        bool(qs or dqs)
+        and all(t == want for t in data if t is not None)
+        and all(gr.elem_type(z) == want for z in zps)
+    )
 
 
 def _line(exc: BaseException) -> str:

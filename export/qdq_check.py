@@ -16,18 +16,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnnbench.export.qdq_convs import float_convs
 from cnnbench.export.qdq_placement import (
     _FUSABLE_BETWEEN,
     WEIGHTED_OPS,
     ResidualAdd,
     _Graph,
-    float_convs,
     residual_adds,
 )
+from cnnbench.precision import Precision
 
 
-def check_placement(path_or_model: Path | str | Any, target: str = "tensorrt") -> dict[str, Any]:
-    """The placement summary of an INT8 file and every breach of ``target``'s rules.
+def check_placement(
+    path_or_model: Path | str | Any,
+    target: str = "tensorrt",
+    precision: Precision = Precision.INT8,
+) -> dict[str, Any]:
+    """The placement summary of an INT8 (or FP8) file and every breach of ``target``'s rules
+    (FP8 is ModelOpt's, for TensorRT: its convs left float are FP8's, :mod:`export.qdq_convs`).
 
     Keys: ``target``, ``quantized_ops`` (op type -> nodes with a dequantized input),
     ``qdq_count``, ``weighted_unquantized`` (weighted ops whose activation input is float),
@@ -47,7 +53,7 @@ def check_placement(path_or_model: Path | str | Any, target: str = "tensorrt") -
     gr = _Graph(g)
     violations: list[str] = []
     notes: list[str] = []
-    small = set() if target == "onnxruntime" else set(float_convs(g))
+    small = set() if target == "onnxruntime" else set(float_convs(g, precision))
     weighted_float = _weighted_float_inputs(g, gr, small)
     if weighted_float:
         violations.append(f"{len(weighted_float)} weighted op(s) read a float input: "

@@ -4,9 +4,10 @@ are in :mod:`export.int8`'s ``TARGET_OPTIONS`` and :mod:`export.qdq_check`).
 The rules (TensorRT's explicit-quantization guidance, as ModelOpt applies it):
 
 1. The activation input and the weight of every weighted op (Conv, ConvTranspose, Gemm,
-   MatMul) are quantized, except a convolution whose channels TensorRT has no INT8 kernel that
-   gains on (fewer than 16 input or output channels, outside the cases of
-   :func:`int8_conv_supported`, the test ModelOpt applies), which stays float.
+   MatMul) are quantized, except a convolution whose channels TensorRT has no kernel for in
+   that precision that gains on (:mod:`export.qdq_convs`, the test ModelOpt applies: for INT8
+   fewer than 16 input or output channels outside a few cases; for FP8 16 or fewer, or a
+   filter larger than 32 taps), which stays float.
 2. A weighted op's output is not quantized, except where that output is the identity branch of
    a residual Add (a downsample projection): TensorRT fuses Conv(+BN)+ReLU and Conv+Add+ReLU
    only when the conv output stays unquantized.
@@ -102,40 +103,6 @@ class _Graph:
                 if i and not self.constant(i):
                     todo.append((self.source(i), d + step))
         return seen
-
-
-def int8_conv_supported(node: Any, weight_dims: list[int] | None, first_layer: bool) -> bool:
-    """Whether a Conv is worth INT8 for TensorRT: 16+ input and output channels; or a plain
-    conv with a square kernel and a channel count that is a multiple of 8, that is the first
-    layer or has 16+ channels on one side; or a grouped conv with 8k outputs and a kernel of 3+.
-    (A weight of unknown shape counts as supported.)"""
-    if node.op_type != "Conv" or not weight_dims or len(weight_dims) < 3:
-        return True
-    out_c, in_c = int(weight_dims[0]), int(weight_dims[1])
-    if out_c >= 16 and in_c >= 16:
-        return True
-    attrs = {a.name: a for a in node.attribute}
-    group = int(attrs["group"].i) if "group" in attrs else 1
-    kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else weight_dims[2:]
-    if group == 1:
-        return (
-            (out_c % 8 == 0 or in_c % 8 == 0)
-            and (first_layer or out_c >= 16 or in_c >= 16)
-            and len(set(kernel)) == 1
-        )
-    return out_c % 8 == 0 and all(int(k) >= 3 for k in kernel)
-
-
-def float_convs(graph: Any) -> list[str]:
-    """Names of the convolutions rule 1 leaves float (see :func:`int8_conv_supported`)."""
-    dims = {t.name: list(t.dims) for t in graph.initializer}
-    inputs = {i.name for i in graph.input}
-    return [
-        n.name
-        for n in graph.node
-        if n.op_type == "Conv"
-        and not int8_conv_supported(n, dims.get(n.input[1]), any(i in inputs for i in n.input))
-    ]
 
 
 def residual_adds(graph: Any) -> list[ResidualAdd]:

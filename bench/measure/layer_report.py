@@ -111,11 +111,17 @@ def row_fields(eng: Engine) -> dict[str, Any]:
 
 
 def graph_precision(proto: Any) -> Precision:
-    """A graph's precision: Q/DQ or integer ops make it INT8, an FP16 input or FP16 weights
-    FP16, else FP32 (for files that record none)."""
+    """A graph's precision: Q/DQ of FP8 (E4M3) initialisers or zero points make it FP8; other
+    Q/DQ or integer ops INT8; an FP16 input or FP16 weights FP16; else FP32 (for files that
+    record none)."""
     import onnx
 
     ops = {n.op_type for n in proto.graph.node}
+    fp8 = onnx.TensorProto.FLOAT8E4M3FN
+    if ops & {"QuantizeLinear", "DequantizeLinear"} and any(
+        i.data_type == fp8 for i in proto.graph.initializer
+    ):
+        return Precision.FP8
     if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
         return Precision.INT8
     fp16 = onnx.TensorProto.FLOAT16

@@ -121,23 +121,29 @@ def _best_rate(
             def mm(a: Any = a, b: Any = b) -> Any:
                 return torch.mm(a, b)
 
-        best = max(best, _rate(mm, n, cuda, torch, seconds / len(sizes)))
+        best = max(best, _rate(mm, n, _sync(torch, dev) if cuda else None, seconds / len(sizes)))
     return best
 
 
-def _rate(mm: Any, n: int, cuda: bool, torch: Any, seconds: float) -> float:
+def _sync(torch: Any, dev: Any) -> Any:
+    """Waits for the measured device: ``torch.cuda.synchronize()`` without one waits for the
+    current device, which is not the measured one on cuda:N."""
+    return lambda: torch.cuda.synchronize(dev)
+
+
+def _rate(mm: Any, n: int, sync: Any, seconds: float) -> float:
     mm()  # first call: allocation, kernel selection
-    if cuda:
-        torch.cuda.synchronize()
+    if sync is not None:
+        sync()
     reps, deadline, best = 1, time.perf_counter() + seconds, math.inf
     while True:
-        if cuda:
-            torch.cuda.synchronize()
+        if sync is not None:
+            sync()
         t0 = time.perf_counter_ns()
         for _ in range(reps):
             mm()
-        if cuda:
-            torch.cuda.synchronize()
+        if sync is not None:
+            sync()
         dt = (time.perf_counter_ns() - t0) / reps
         best = min(best, dt)
         if time.perf_counter() >= deadline:

@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.bench.measure.cuda_timing import (
+    END_TO_END,
+    TIMING_ABOUT,
+    device_timing_method,
+    measure_cuda,
+)
 from cnnbench.bench.measure.energy import EnergyMeter
 from cnnbench.bench.measure.samples import SAMPLES_KEY
 from cnnbench.bench.measure.stats import CI_LEVEL, CI_METHOD, PERCENTILE_METHOD, summarize
-from cnnbench.bench.measure.timing import (
-    StopRule,
-    Timing,
-    device_timing_method,
-    measure,
-    measure_cuda,
-)
+from cnnbench.bench.measure.timing import StopRule, Timing, measure
 from cnnbench.bench.results.files import THROUGHPUT_DEFINITION
 from cnnbench.errors import InvalidInputError
 from cnnbench.naming import lookup
@@ -111,10 +111,8 @@ def timing_fields(timing: Timing, batch: int) -> dict[str, Any]:
             device_latency_ms_p90=dev.p90,
             device_latency_ms_p99=dev.p99,
             device_latency_ms_mean=dev.mean,
-            latency_kind="end-to-end (host clock, host<->device copies included)",
         )
-    else:
-        fields["latency_kind"] = "host clock around synchronised infer()"
+    fields["latency_kind"] = "host clock around synchronised infer()"
     return fields
 
 
@@ -124,15 +122,21 @@ def run_fixed(
     scenario: str,
     rule: StopRule,
     energy: EnergyMeter | None = None,
+    mode: str = END_TO_END,
 ) -> dict[str, Any]:
     """Measure single-stream, multi-stream or offline; returns row fields (with the energy
-    over the measured window, per image, when ``energy`` is given)."""
+    over the measured window, per image, when ``energy`` is given). On a GPU, in timing
+    ``mode`` (:mod:`bench.measure.cuda_timing`), which the row names."""
     batch = int(batch_array.shape[0])
     check_batch(scenario, batch)
     if str(engine.device).startswith("cuda"):
-        timing = measure_cuda(engine, batch_array, rule, energy)
+        timing = measure_cuda(engine, batch_array, rule, energy, mode)
         fields = timing_fields(timing, batch)
-        fields["device_timing_method"] = device_timing_method(engine)
+        fields.update(
+            timing_mode=mode,
+            latency_kind=TIMING_ABOUT[mode],
+            device_timing_method=device_timing_method(engine),
+        )
     else:
         # CPU engines finish their work inside infer(); synchronize() is a no-op there.
         timing = measure(engine.infer, batch_array, rule, energy)

@@ -1,9 +1,7 @@
 """The measuring loop: warm-up, then timed calls until the stop rule says enough.
 
-On the CPU each sample is ``perf_counter_ns`` around one synchronised call. On a CUDA device a
-second, device-only figure comes from CUDA events recorded around ``engine.run`` (compute
-only), while the host clock around ``stage -> run -> to_host -> synchronize`` gives end-to-end
-time including host<->device copies. The loop body does nothing else: stop checks are integer
+On the CPU each sample is ``perf_counter_ns`` around one synchronised call; on a CUDA device
+:mod:`bench.measure.cuda_timing` times each query in the cell's timing mode. The loop body does nothing else: stop checks are integer
 comparisons, and the median CI (for ``ci_target``) is recomputed only at geometric intervals.
 """
 
@@ -101,20 +99,23 @@ class Timing:
 
 
 def warmup(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> tuple[int, int]:
+    """Warm up: ``warmup_count`` calls always, and ``warmup_time`` seconds (capped at
+    ``max_time``). The count is never cut by the cap: a first call that compiles (torch.compile)
+    can outlast ``max_time`` alone, and the calls after it (CUDA graph recording) must still
+    happen here, not in the measured window."""
     clock = time.perf_counter_ns
-    want_ns = int(rule.warmup_time * 1e9)
-    cap_ns = int(rule.max_time * 1e9)
+    want_ns = min(int(rule.warmup_time * 1e9), int(rule.max_time * 1e9))
     n = 0
     start = clock()
     while True:
         now = clock()
-        if (n >= rule.warmup_count and now - start >= want_ns) or now - start >= cap_ns:
+        if n >= rule.warmup_count and now - start >= want_ns:
             return n, now - start
         call(arg)
         n += 1
 
 
-def _loop(body: Callable[[], int], rule: StopRule) -> tuple[list[int], int, str]:
+def loop(body: Callable[[], int], rule: StopRule) -> tuple[list[int], int, str]:
     """Run ``body`` (which returns one sample in ns) until the rule stops it."""
     clock = time.perf_counter_ns
     samples: list[int] = []
@@ -164,7 +165,7 @@ def measure(
     if window is not None:
         window.start()
     clock = time.perf_counter_ns
-    # Inline loop (not _loop): two clock reads, an append and, until min_time has passed, one
+    # Inline loop (not loop): two clock reads, an append and, until min_time has passed, one
     # comparison per call (min_time <= max_time, so max_time needs no check before that).
     samples: list[int] = []
     append = samples.append
@@ -200,89 +201,3 @@ def measure(
     if window is not None:
         window.stop()
     return Timing(np.asarray(samples, dtype=np.int64), wall, warm_n, warm_ns, reason)
-
-
-def measure_cuda(
-    engine: Any, batch: np.ndarray, rule: StopRule, window: Window | None = None
-) -> Timing:
-    """End-to-end host time and device-only CUDA-event time per query on a GPU engine.
-
-    Events are recorded on the engine's ``stream`` (the torch engine's current stream,
-    TensorRT's own stream). For engines whose work runs on a stream we cannot see (``stream``
-    is None) and without torch CUDA, the device-only figure is the host time of ``run`` +
-    ``synchronize`` (no copies).
-    """
-    torch: Any = None
-    stream: Any = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            stream = engine.stream
-    except ImportError:
-        pass
-    use_events = stream is not None
-
-    def e2e(x: np.ndarray) -> None:
-        engine.to_host(engine.run(engine.stage(x)))
-        engine.synchronize()
-
-    warm_n, warm_ns = warmup(e2e, batch, rule)
-    clock = time.perf_counter_ns
-    device: list[float] = []
-    stage, run, to_host, sync = engine.stage, engine.run, engine.to_host, engine.synchronize
-    if use_events:
-        ev0 = torch.cuda.Event(enable_timing=True)
-        ev1 = torch.cuda.Event(enable_timing=True)
-
-        def body() -> int:
-            t0 = clock()
-            staged = stage(batch)
-            ev0.record(stream)
-            out = run(staged)
-            ev1.record(stream)
-            to_host(out)
-            sync()
-            ev1.synchronize()
-            t1 = clock()
-            device.append(ev0.elapsed_time(ev1) * 1e6)  # ms -> ns
-            return t1 - t0
-    else:
-
-        def body() -> int:
-            t0 = clock()
-            staged = stage(batch)
-            sync()
-            t_run = clock()
-            out = run(staged)
-            sync()
-            device.append(clock() - t_run)
-            to_host(out)
-            sync()
-            return clock() - t0
-
-    if window is not None:
-        window.start()
-    samples, wall, reason = _loop(body, rule)
-    if window is not None:
-        window.stop()
-    return Timing(
-        np.asarray(samples, dtype=np.int64),
-        wall,
-        warm_n,
-        warm_ns,
-        reason,
-        device_samples_ns=np.asarray(device, dtype=np.float64),
-    )
-
-
-def device_timing_method(engine: Any) -> str:
-    """How ``measure_cuda`` times device-only work for this engine (for the row)."""
-    try:
-        import torch
-
-        if torch.cuda.is_available() and engine.stream is not None:
-            return "CUDA events around run() on the engine's stream"
-    except ImportError:
-        pass
-    return "host perf_counter_ns around run()+synchronize()"

@@ -35,7 +35,12 @@ from cnnbench.bench.measure import samples as sample_files
 from cnnbench.bench.measure.validity import row_valid
 from cnnbench.bench.results.files import cell_key
 from cnnbench.bench.results.store_read import FINISHED, RUNNING, StoreReader
-from cnnbench.bench.results.store_url import resolve_url, shown_url
+from cnnbench.bench.results.store_url import (
+    STORE_MISSING,
+    resolve_url,
+    shown_url,
+    store_available,
+)
 from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.values import num
 
@@ -83,6 +88,8 @@ class Store(StoreReader):
     @classmethod
     def open(cls, url: str | None = None) -> Store:
         """Connect, create or migrate the schema, and return the store; one-line errors."""
+        if not store_available():
+            raise RuntimeUnavailableError(STORE_MISSING)
         from sqlalchemy import create_engine, event
         from sqlalchemy.exc import SQLAlchemyError
 

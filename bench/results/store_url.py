@@ -9,6 +9,20 @@ from pathlib import Path
 
 ENV = "CNNBENCH_DB"
 DEFAULT_FILE = "results.db"
+#: the one line for a store asked for where SQLAlchemy is not installed
+STORE_MISSING = (
+    "the results store needs SQLAlchemy, which is not installed here: pip install sqlalchemy, "
+    "or give --no-db"
+)
+
+
+def store_available() -> bool:
+    """Whether the results store can open here (SQLAlchemy is importable)."""
+    try:
+        import sqlalchemy  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def data_dir() -> Path:
@@ -35,8 +49,10 @@ def _pg_driver() -> str:
 
 def shown_url(url: str) -> str:
     """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
+    try:
+        from sqlalchemy.engine import make_url
+    except ImportError:  # no store here at all: nothing to hide a password from
+        return url
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is shown as given

@@ -29,7 +29,7 @@ from cnnbench.errors import InvalidInputError
 from cnnbench.export.convert import ensure_precision
 from cnnbench.models import get_spec, weights_provenance
 from cnnbench.naming import lookup
-from cnnbench.precision import Int8Recipe, Precision
+from cnnbench.precision import Int8Recipe, Precision, quantizer_for
 from cnnbench.weights_hub import Weights
 
 if TYPE_CHECKING:
@@ -112,13 +112,14 @@ def evaluate(
     seed: int = 0,
     threads: int | None = None,
     device: str = "cpu",
+    fp16_converter: str = "onnxconverter",
 ) -> dict[str, Any]:
     """Run the whole dataset through ``engine`` (a canonical name) and count top-1 / top-5 hits.
 
     Values are typed and checked by the caller (the CLI's options). ``weights`` are resolved
     (:func:`cnnbench.models.resolve_weights`; None: the seeded initialisation). ``int8`` is
-    the INT8 recipe; its calibration data defaults to the dataset's own (digits: the TRAIN
-    split).
+    the INT8 recipe (INT8 and FP8); its calibration data defaults to the dataset's own
+    (digits: the TRAIN split). ``fp16_converter`` makes the FP16 file.
 
     Returns:
         A result dict: model, engine, precision, dataset, samples, top1, top5 (fractions in
@@ -141,7 +142,8 @@ def evaluate(
         root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
         res = ensure_precision(
             model, precision, weights=weights.path if weights else None, out_dir=root,
-            seed=seed, weights_source=provenance, **recipe.kwargs(),
+            seed=seed, weights_source=provenance, fp16_converter=fp16_converter,
+            **recipe.kwargs(),
         )  # fmt: skip
         onnx_path, onnx_sha = res.onnx_path, res.sha256
         calibration = (res.manifest.get("extra") or {}).get("calibration")
@@ -172,7 +174,7 @@ def evaluate(
         "onnx": str(onnx_path) if onnx_path is not None else None,
         "onnx_sha256": onnx_sha,
         "calibration": calibration,
-        "quantizer": recipe.quantizer if precision == Precision.INT8 else None,
+        "quantizer": quantizer_for(precision, recipe.quantizer) if precision.calibrated else None,
         "batch": batch,
         "device": device,
         "seconds": round(time.perf_counter() - t0, 3),

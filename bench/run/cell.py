@@ -50,7 +50,9 @@ def check_runtime(engine: str, device: str, precision: Precision) -> None:
     if not av.available:
         reason = str(av.reason or "not installed")
         extra = f"; install with: {av.install}" if av.install and av.install not in reason else ""
-        raise RuntimeUnavailableError(f"engine {av.name} is unavailable here: {reason}{extra}")
+        raise RuntimeUnavailableError(
+            f"engine {av.name} is unavailable here: {reason}{extra}; {available_here()}"
+        )
     kind = device.split(":")[0]
     if kind not in av.devices:
         raise RuntimeUnavailableError(
@@ -60,6 +62,12 @@ def check_runtime(engine: str, device: str, precision: Precision) -> None:
     runs = av.precisions_by_device.get(kind, ())
     if precision not in runs:
         raise unsupported(av.name, precision, device, runs)
+
+
+def available_here() -> str:
+    """The engines that can run here, with their devices, as one clause of an error line."""
+    have = [f"{a.name} ({', '.join(a.devices)})" for a in engines.probe_all() if a.available]
+    return f"engines available here: {', '.join(have) or 'none'}"
 
 
 def base_row(spec: CellSpec) -> dict[str, Any]:
@@ -124,9 +132,11 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
             if spec.scenario == "server":
                 row.update(_measure_server(eng, x, spec, cuda))
                 row["energy_note"] = "energy is measured in the fixed-load scenarios only"
+                if cuda:  # a query's time runs from its arrival to its result on the host
+                    row["timing_mode"] = spec.timing
             else:
                 energy = EnergyMeter(spec.device, cuda_index=dev_index, ids=ids)
-                row.update(run_fixed(eng, x, spec.scenario, spec.stop, energy))
+                row.update(run_fixed(eng, x, spec.scenario, spec.stop, energy, spec.timing))
         row.update(window.fields())
         if cuda:
             row.update(

@@ -20,6 +20,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import (
+    END_TO_END,
+    GPU_COMPUTE,
+    check_timing,
+    parse_timing,
+)
 from cnnbench.bench.measure.loadgen import ServerConfig
 from cnnbench.bench.measure.scenarios import canonical_scenario, check_batch
 from cnnbench.bench.measure.timing import StopRule
@@ -36,8 +42,8 @@ from cnnbench.models.spec import ModelSpec
 from cnnbench.models.user import UserModel
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
 
-#: the version of the JSON document; a reader refuses any other
-SPEC_VERSION = 1
+#: the version of the JSON document; a reader refuses any other (2: ``timing``, ``fp16_converter``)
+SPEC_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -72,10 +78,14 @@ class CellSpec:
     user_model: UserModel | None = None
     #: which measurement of the cell this is (0, 1, ... with ``repeats``), each in its process
     repeat: int = 0
-    #: how an INT8 file is made (quantizer, calibration); used only at precision int8
+    #: how an INT8 or FP8 file is made (quantizer, calibration); used only at those precisions
     int8: Int8Recipe = field(default_factory=Int8Recipe)
     #: this cell's engine options, typed and checked by the engine's schema
     engine_options: Mapping[str, Any] = field(default_factory=dict)
+    #: on a GPU, how a query is timed: end_to_end or gpu_compute (bench.measure.cuda_timing)
+    timing: str = END_TO_END
+    #: how an FP16 file is made (onnxconverter, autocast); used only at precision fp16
+    fp16_converter: str = "onnxconverter"
     #: set by the launcher's preparation: the ONNX file the engine loads, and its sha256
     onnx_path: str | None = None
     onnx_sha256: str | None = None
@@ -97,13 +107,15 @@ class CellSpec:
         engine_options: Mapping[str, Any] | None = None,
         weights: str | None = None,
         seed: int = 0,
+        timing: str = END_TO_END,
         **rest: Any,
     ) -> CellSpec:
         """A spec from loose values, each checked once here: the Python API's way in.
 
         ``model`` is a registered name (zoo or user model), ``engine`` a name or alias,
         ``precision`` a name, ``weights`` a file or torchvision / timm / a URL (fetched and
-        checked here); ``rest`` are the other fields, already typed (``stop``, ...).
+        checked here), ``timing`` a timing mode; ``rest`` are the other fields, already typed
+        (``stop``, ...).
         """
         eng = engines.canonical(engine)
         dev = engines.parse_device(device or engines.default_device(eng))
@@ -114,11 +126,13 @@ class CellSpec:
         if scen == "server" and rest.get("server") is None:
             raise InvalidInputError("the server scenario needs --target-qps or --find-peak")
         w = resolve_weights(model, weights) if weights is not None else None
-        options = engines.check_options(eng, dev, engine_options or {})
-        if isinstance(rest.get("int8"), Int8Recipe):
-            rest["int8"] = rest["int8"].for_engine(eng, options)
-        else:
-            rest["int8"] = Int8Recipe().for_engine(eng, options)
+        mode = parse_timing(timing)
+        check_timing(mode, dev, (scen,))
+        opts = engines.check_options(eng, dev, engine_options or {})
+        recipe = rest.get("int8")
+        rest["int8"] = (recipe if isinstance(recipe, Int8Recipe) else Int8Recipe()).for_engine(
+            eng, opts
+        )
         return cls(
             model=model,
             model_spec=get_spec(model),
@@ -128,7 +142,8 @@ class CellSpec:
             scenario=scen,
             device=dev,
             threads=None if threads is None else engines.parse_threads(threads),
-            engine_options=options,
+            engine_options=timing_options(eng, dev, mode, opts),
+            timing=mode,
             user_model=user_model(model),
             weights=str(w.path) if w else None,
             weights_id=weights_provenance(model, w, seed),
@@ -149,6 +164,10 @@ class CellSpec:
             if self.int8.quantizer != "ort":
                 parts.append(f"quantizer={self.int8.quantizer}")
             parts.append(f"qdq={self.int8.target}")
+        if self.precision == Precision.FP16 and self.fp16_converter != "onnxconverter":
+            parts.append(f"fp16_converter={self.fp16_converter}")
+        if self.timing != END_TO_END:
+            parts.append(f"timing={self.timing}")
         opts = self.options_text(identity_only=True)
         if opts:
             parts.append(opts)
@@ -209,3 +228,11 @@ class CellSpec:
         if self.user_model is not None:
             adopt_user_model(self.user_model)
         return self
+
+
+def timing_options(engine: str, device: str, timing: str, options: Mapping[str, Any]) -> dict:
+    """``options`` with timing mode ``timing``'s defaults: in ``gpu_compute`` an engine that
+    can replay a CUDA graph does (trtexec 11's default), unless the options say otherwise."""
+    if timing != GPU_COMPUTE:
+        return dict(options)
+    return engines.graph_defaults(engine, device, options)

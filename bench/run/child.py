@@ -31,12 +31,15 @@ from typing import Any
 import numpy as np
 
 from cnnbench.artifacts import atomic_write_text
+from cnnbench.bench.measure.peak import get_peak
 from cnnbench.bench.measure.samples import SAMPLES_KEY
 from cnnbench.bench.run.cell import error_row, run_cell_safe
 from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.prepare import ensure_onnx
 from cnnbench.errors import CnnbenchError
 from cnnbench.host import child_env, die_with_parent
+from cnnbench.precision import Precision
+from cnnbench.progress import warn
 
 STEPS = ("prepare", "measure")
 
@@ -86,6 +89,32 @@ def _spawn(step: str, spec: CellSpec, tmp: Path, timeout_s: float) -> tuple[Path
     if result.is_file():
         return result, None
     return result, _died(code, _tail(errlog))
+
+
+def peak_isolated(device: str, precision: Precision, timeout_s: float) -> None:
+    """Cache the matmul peak of ``device`` at ``precision`` (``efficiency``'s denominator),
+    measured by a process of its own when it is not cached yet. Measured in the launcher, it
+    would keep a CUDA context and torch's cached blocks on the GPU for the whole sweep: NVML's
+    device-wide figures would count them, and ``--find-max-batch`` would find less room. A
+    peak that cannot be measured leaves ``efficiency`` empty, with a warning."""
+    if get_peak(device, precision, measure=False) is not None:
+        return
+    cmd = [sys.executable, "-m", "cnnbench.bench.measure.peak", "--device", device,
+           "--precision", str(precision)]  # fmt: skip
+    try:
+        res = subprocess.run(
+            cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            timeout=timeout_s, text=True, errors="replace",
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        warn(f"the matmul peak of {device} {precision} took over {timeout_s:g}s; no efficiency")
+        return
+    if res.returncode != 0:
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        why = " ".join(lines[-1].split())[:200] if lines else f"exit code {res.returncode}"
+        warn(
+            f"the matmul peak of {device} {precision} could not be measured ({why}); no efficiency"
+        )
 
 
 def child_command(step: str, cell: Path, result: Path) -> list[str]:

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.bench.measure import samples
-from cnnbench.bench.measure.peak import get_peak
 from cnnbench.bench.results.files import append_row, cell_key, read_rows, write_rows
 from cnnbench.bench.run.cell import check_runtime, error_row, error_text, run_cell_safe
 from cnnbench.bench.run.cell_spec import CellSpec
-from cnnbench.bench.run.child import prepare_isolated, run_isolated
+from cnnbench.bench.run.child import peak_isolated, prepare_isolated, run_isolated
 from cnnbench.bench.run.prepare import model_facts, needs_onnx
 from cnnbench.bench.run.sweep_config import SweepConfig, load_config
 from cnnbench.errors import CnnbenchError, InvalidInputError, ResultsWriteError, first_line
@@ -184,7 +183,7 @@ class CellRunner:
     def __init__(self, *, isolated: bool, timeout_s: float) -> None:
         self.isolated = isolated
         self.timeout_s = timeout_s
-        self._prepared: dict[tuple[str, str, Int8Recipe | None], dict[str, Any]] = {}
+        self._prepared: dict[tuple[str, str, Int8Recipe | str], dict[str, Any]] = {}
         self._runtime: dict[tuple[str, str, str], str | None] = {}
         self._facts: dict[str, dict[str, Any]] = {}
         self._peaks: set[tuple[str, str]] = set()
@@ -212,11 +211,12 @@ class CellRunner:
             self._facts[spec.model] = model_facts(spec.model)
         peak_key = (spec.device, spec.precision)
         if peak and spec.engine != "null" and peak_key not in self._peaks:  # measured or read once
-            get_peak(*peak_key)
+            peak_isolated(*peak_key, self.timeout_s)  # never here: it would hold GPU memory
             self._peaks.add(peak_key)
         run = replace(spec, facts=self._facts[spec.model])
         if needs_onnx(spec.engine):
-            k = (spec.model, spec.precision, spec.int8 if spec.precision == "int8" else None)
+            made = spec.int8 if spec.precision.calibrated else spec.fp16_converter
+            k = (spec.model, spec.precision, made)
             if k not in self._prepared:
                 self._prepared[k] = prepare_isolated(spec, self.timeout_s)
             info = self._prepared[k]

@@ -44,7 +44,9 @@ def ensure_onnx(spec: CellSpec) -> tuple[Path, str | None]:
     """The verified ONNX file of the cell's model at its precision and its sha256 (exported if
     needed; an INT8 file made by the cell's recipe, reused when one made by the same recipe
     exists)."""
-    recipe = spec.int8.kwargs() if spec.precision == Precision.INT8 else {}
+    recipe = spec.int8.kwargs() if spec.precision.calibrated else {}
+    if spec.precision == Precision.FP16:
+        recipe["fp16_converter"] = spec.fp16_converter
     res = ensure_precision(
         spec.model, spec.precision, weights=spec.weights, out_dir=Path(spec.artifacts),
         seed=spec.seed, weights_source=spec.weights_id, **recipe,
@@ -94,16 +96,23 @@ def made_from(onnx_path: Path | None) -> dict[str, Any]:
         agree = (parity.get("metrics") or {}).get("top1_agreement")
         out["fp32_top1_agreement"] = float(agree) if isinstance(agree, (int, float)) else None
     extra = manifest.get("extra")
+    conv = (extra or {}).get("converter") or {}
+    if isinstance(conv, dict) and conv.get("converter"):  # FP16: which converter, in which mode
+        out.update(
+            converter=conv.get("converter"),
+            converter_version=conv.get("converter_version"),
+            converter_mode=conv.get("mode"),
+        )
     cal = (extra or {}).get("calibration")
     if not isinstance(cal, dict):
         return out
-    conv = (extra or {}).get("converter") or {}
     return {
         **out,
         "quantizer": conv.get("quantizer"),
         "quantizer_version": conv.get("quantizer_version"),
         # the runtime its Q/DQ was placed for (files made before targets: TensorRT's)
         "qdq_target": (extra or {}).get("qdq_target") or "tensorrt",
+        "quantizer_mode": conv.get("mode"),
         "calibration": cal.get("kind"),
         "calibration_source": cal.get("source"),
         "calibration_method": cal.get("method"),

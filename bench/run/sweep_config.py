@@ -22,6 +22,8 @@ flags do: fp32, offline, each scenario's own batch)::
     quantizer: ort              # INT8 recipe: ort | modelopt, calib_data, calib_method, ...
     qdq_target: onnxruntime     # INT8 Q/DQ placed for tensorrt | onnxruntime | openvino
                                 #   (default: each cell's engine's own)
+    timing: end_to_end          # on a GPU: end_to_end | gpu_compute (no copies; CUDA graphs)
+    fp16_converter: onnxconverter   # or autocast (NVIDIA ModelOpt's AutoCast)
     engine_options:             # per engine: one set of options, or a list of sets to compare
       openvino: [{}, {inference_precision: f32}]
       onnxruntime: {graph_optimization_level: extended}
@@ -40,10 +42,11 @@ from typing import Any
 import yaml
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import END_TO_END, check_timing, parse_timing
 from cnnbench.bench.measure.loadgen import ServerConfig
 from cnnbench.bench.measure.scenarios import SCENARIOS, canonical_scenario
 from cnnbench.bench.measure.timing import StopRule
-from cnnbench.bench.run.cell_spec import CellSpec
+from cnnbench.bench.run.cell_spec import CellSpec, timing_options
 from cnnbench.engines import default_device
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.models import (
@@ -55,7 +58,7 @@ from cnnbench.models import (
     weights_provenance,
 )
 from cnnbench.models.user import is_user_model
-from cnnbench.precision import Int8Recipe, Precision, parse_precision
+from cnnbench.precision import Int8Recipe, Precision, check_fp16_converter, parse_precision
 from cnnbench.weights_hub import Weights
 
 REQUIRED = ("models", "engines")
@@ -65,6 +68,7 @@ DEFAULTS: dict[str, list[str]] = {"precisions": ["fp32"], "scenarios": ["offline
 OPTIONAL = (
     "precisions", "batches", "scenarios", "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
     "quantizer", "calib_data", "calib_method", "calib_samples", "qdq_target", "engine_options",
+    "timing", "fp16_converter",
 )  # fmt: skip
 
 
@@ -102,6 +106,10 @@ class SweepConfig:
     int8: Int8Recipe = field(default_factory=Int8Recipe)
     #: per engine, the option sets to measure (each a cell of its own); none given: ({},)
     engine_options: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    #: on a GPU, how queries are timed (bench.measure.cuda_timing)
+    timing: str = END_TO_END
+    #: how FP16 files are made (onnxconverter, autocast)
+    fp16_converter: str = "onnxconverter"
 
     def device_of(self, engine: str) -> str:
         """The device engine ``engine`` runs on in this grid."""
@@ -122,7 +130,8 @@ class SweepConfig:
                 if sc == "single-stream" and b != 1:
                     skipped.append(f"{m}/{e}/{p}/{sc}/batch {b}")
                     continue
-                for opts in self.engine_options.get(e, ({},)):
+                for given in self.engine_options.get(e, ({},)):
+                    opts = timing_options(e, self.device_of(e), self.timing, given)
                     specs.append(
                         CellSpec(
                             model=m,
@@ -142,6 +151,8 @@ class SweepConfig:
                             seed=self.seed,
                             int8=self.int8.for_engine(e, opts),
                             engine_options=opts,
+                            timing=self.timing,
+                            fp16_converter=self.fp16_converter,
                         )  # fmt: skip
                     )
         if self.repeats > 1:
@@ -213,6 +224,17 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     batches = [_positive_int(src, "batches", b) for b in _list(src, "batches", given_batches)]
     kw = _measuring(src, raw, tuple(batches), scens)
     kw.update(_settings(src, raw))
+    if raw.get("fp16_converter") is not None:
+        conv = raw["fp16_converter"]
+        kw["fp16_converter"] = _named(src, "fp16_converter", lambda: check_fp16_converter(conv))
+    if Precision.FP8 in precs and "int8" in kw:  # FP8 is ModelOpt's: its calibration methods
+        method = kw["int8"].calib_method
+        _named(src, "calib_method", lambda: Int8Recipe(quantizer="modelopt", calib_method=method))
+    if raw.get("timing") is not None:
+        kw["timing"] = _named(src, "timing", lambda: parse_timing(str(raw["timing"])))
+        for e in engs:
+            dev = kw.get("device") or default_device(e)
+            _named(src, "timing", lambda d=dev: check_timing(kw["timing"], d, tuple(scens)))
     if raw.get("engine_options") is not None:
         kw["engine_options"] = _engine_options(src, raw["engine_options"], engs, kw.get("device"))
     else:  # no options, but each engine's defaults must still suit the device

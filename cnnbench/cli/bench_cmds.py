@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from cnnbench.bench.measure.cuda_timing import END_TO_END, GPU_COMPUTE, TIMING_ABOUT
 from cnnbench.bench.measure.stats import CI_METHOD, PERCENTILE_METHOD
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.results.files import THROUGHPUT_DEFINITION, check_output, columns_for
@@ -44,6 +45,7 @@ from cnnbench.cli.flags import (
     server_options,
     stop_options,
     threads_option,
+    timing_option,
     user_model_options,
     weights_option,
 )
@@ -54,13 +56,13 @@ from cnnbench.errors import CheckFailedError, InvalidInputError, ResultsWriteErr
 from cnnbench.progress import note, warn
 
 TABLE_COLUMNS = (
-    "model", "engine", "precision", "device", "batch", "scenario", "latency_ms_p50",
+    "model", "engine", "precision", "device", "batch", "scenario", "timing_mode", "latency_ms_p50",
     "latency_ms_p90", "latency_ms_p99", "throughput_ips", "samples", "ci_half_width_pct",
     "efficiency", "host_peak_rss_mb", "device_mem_peak_mb", "valid", "error",
 )  # fmt: skip
 #: short headers that carry their units, so no header is cut to ``latency_…``
 LABELS = {
-    "precision": "prec", "scenario": "scen.", "latency_ms_p50": "p50 ms",
+    "precision": "prec", "scenario": "scen.", "timing_mode": "timing", "latency_ms_p50": "p50 ms",
     "latency_ms_p90": "p90 ms", "latency_ms_p99": "p99 ms", "latency_ms_mean": "mean ms",
     "throughput_ips": "img/s", "samples": "n", "ci_half_width_pct": "CI ±%",
     "gmacs_per_s": "GMAC/s", "efficiency": "eff.", "host_peak_rss_mb": "RSS MB",
@@ -93,6 +95,8 @@ def _print_rows(
         if not r.get("error") and not r.get("valid"):
             click.echo(f"invalid: {r.get('cell')}: {r.get('invalid_reason')}")
     click.echo(f"throughput: {THROUGHPUT_DEFINITION}")
+    if any(r.get("timing_mode") for r in rows):  # GPU rows: latency and img/s in their mode
+        click.echo(f"timing: {TIMING_ABOUT[END_TO_END]}; {TIMING_ABOUT[GPU_COMPUTE]}")
     click.echo(f"percentiles: {PERCENTILE_METHOD}; median CI: 95% {CI_METHOD}")
     click.echo("efficiency: achieved GMAC/s / measured matmul peak GMAC/s (same device, dtype)")
 
@@ -139,6 +143,7 @@ def _print_rows(
 )
 @click.option("--isolate", is_flag=True, hidden=True, help="The default now; kept for old scripts.")
 @engine_opt_option
+@timing_option
 @click.option(
     "--repeats",
     type=click.IntRange(min=1),
@@ -194,13 +199,13 @@ def run(**o: Any) -> None:  # fmt: skip
         check_runtime(*key)
     if o["dry_run"]:
         return
-    say_random_weights(cfg.models, {s.model: s.weights_id for s in specs})
     if o["in_process"] and o["isolate"]:
         raise click.UsageError("--in-process and --isolate are opposites; give one")
     runner = CellRunner(isolated=not o["in_process"], timeout_s=cfg.timeout_s)
     out = Path(o["out"]) if o["out"] else None
     try:
         with record_into_store(o, kind="run", cfg=cfg, out=out) as record:
+            say_random_weights(cfg.models, {s.model: s.weights_id for s in specs})
             if o["find_max_batch"]:
                 rows = _max_batch_rows(specs, runner, out, o["max_batch_limit"], record)
             else:
@@ -311,10 +316,10 @@ def sweep(config: str, out: str, resume: bool, dry_run: bool, fmt: str, columns:
         )
         return
     check_fresh(Path(out), resume)  # before a run is opened in the store
-    say_random_weights(cfg.models, {s.model: s.weights_id for s in cfg.cells()[0]})
     resumed = resume_run_id(Path(out)) if resume else None
     try:
         with record_into_store(o, kind="sweep", cfg=cfg, out=Path(out), resume_run=resumed) as rec:
+            say_random_weights(cfg.models, {s.model: s.weights_id for s in cfg.cells()[0]})
             if o["executor"] == "ray":
                 rows = run_sweep_on_ray(
                     cfg, Path(out), resume=resume, record=rec, address=o["ray_address"]

@@ -178,7 +178,7 @@ def eval_cmd(**o: Any) -> None:
     result = run(
         weights=weights, precision=opts.precision, engine=opts.engine, batch=o["batches"],
         artifacts=o["artifacts"], int8=opts.int8, seed=opts.seed, threads=opts.threads,
-        device=device,
+        device=device, fp16_converter=opts.fp16_converter,
     )  # fmt: skip
     fmt = o["fmt"]
     if fmt == "json":

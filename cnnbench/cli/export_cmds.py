@@ -11,6 +11,7 @@ import click
 from cnnbench.batch import BatchRange
 from cnnbench.cli.common import PrecisionType, cli, resolve_models
 from cnnbench.cli.flags import (
+    fp16_converter_option,
     precision_option,
     qdq_target_option,
     quantizer_option,
@@ -85,18 +86,22 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @_tolerance_options
 @precision_option(
     many=False, choices=ONNX_PRECISIONS, what="export", dest="precision",
-    help="The file's precision: fp32, or fp16/int8 converted from the verified fp32 file.",
+    help="The file's precision: fp32, or fp16/int8/fp8 (E4M3) converted from the verified "
+    "fp32 file.",
 )  # fmt: skip
 @click.option(
     "--calib-data",
     type=click.Path(),
-    help="INT8 calibration: an image folder, a .npy array of preprocessed inputs (N,C,H,W), "
-    "'digits' or 'random'.",
+    help="INT8/FP8 calibration: an image folder, a .npy array of preprocessed inputs "
+    "(N,C,H,W), 'digits' or 'random'.",
 )
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS))
-@click.option("--calib-samples", type=click.IntRange(min=1), help="INT8 calibration images used.")
+@click.option(
+    "--calib-samples", type=click.IntRange(min=1), help="INT8/FP8 calibration images used."
+)
 @quantizer_option
 @qdq_target_option
+@fp16_converter_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight-init + input seed.")
 @user_model_options
 def export_cmd(
@@ -119,6 +124,7 @@ def export_cmd(
     calib_samples: int | None,
     quantizer: str | None,
     qdq_target: str | None,
+    fp16_converter: str | None,
     seed: int,
     input_shape: str | None,
     name: str | None,
@@ -142,11 +148,13 @@ def export_cmd(
         (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}
     )
     int8_given = (calib_data, calib_method, calib_samples, quantizer, qdq_target)
-    if precision != Precision.INT8 and any(int8_given):
+    if not precision.calibrated and any(int8_given):
         raise click.UsageError(
             "--calib-data/--calib-method/--calib-samples/--quantizer/--qdq-target need "
-            "--precision int8"
+            "--precision int8 or fp8"
         )
+    if fp16_converter and precision != Precision.FP16:
+        raise click.UsageError("--fp16-converter needs --precision fp16")
     batch = BatchRange.fixed(fixed) if fixed is not None else dyn
     dynamic = None if fixed is None and dyn is None else fixed is None
     overrides = _overrides(rtol, cosine, top1, top5)
@@ -164,7 +172,7 @@ def export_cmd(
     else:
         conv = dict(
             calib_data=calib_data, calib_method=calib_method, calib_samples=calib_samples,
-            quantizer=quantizer, qdq_target=qdq_target,
+            quantizer=quantizer, qdq_target=qdq_target, fp16_converter=fp16_converter,
         )  # fmt: skip
         result = _convert(model, precision, common, overrides, conv)
     _print_parity(result.manifest, title=f"parity: {model} {precision}")
@@ -187,7 +195,7 @@ def _convert(
     conv: dict[str, Any],
 ) -> Any:
     kwargs: dict[str, Any] = {k: v for k, v in conv.items() if v is not None}
-    if precision == Precision.INT8:  # bad calibration data fails now, before the FP32 export
+    if precision.calibrated:  # bad calibration data fails now, before the FP32 export
         samples = conv["calib_samples"] or DEFAULT_CALIB_SAMPLES
         kwargs["_calib"] = calibration_set(
             get_spec(model), conv["calib_data"], samples=samples, seed=common["seed"]

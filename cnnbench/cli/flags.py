@@ -14,12 +14,13 @@ from typing import Any
 import click
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import parse_timing
 from cnnbench.bench.measure.scenarios import canonical_scenario
 from cnnbench.bench.run.accuracy import DATASETS
 from cnnbench.cli.common import PrecisionType
 from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.naming import lookup
-from cnnbench.precision import CALIB_METHODS, QDQ_TARGETS, QUANTIZERS, Precision
+from cnnbench.precision import CALIB_METHODS, FP16_CONVERTERS, QDQ_TARGETS, QUANTIZERS, Precision
 
 Decorator = Callable[[Any], Any]
 
@@ -102,6 +103,15 @@ class DatasetType(_ListType):
         return str(lookup("dataset", text.strip().lower(), {d: d for d in DATASETS}))
 
 
+class TimingType(_ListType):
+    """``--timing``: a GPU timing mode (end_to_end, gpu_compute)."""
+
+    name, what = "timing", "timing mode"
+
+    def item(self, text: str) -> str:
+        return parse_timing(text)
+
+
 class ScenarioType(_ListType):
     """``--scenario``: a LoadGen scenario, canonical after parsing."""
 
@@ -152,6 +162,12 @@ def batch_option(default: str | None = None, *, many: bool = True, help: str = "
     )  # fmt: skip
 
 
+timing_option = click.option(
+    "--timing", type=TimingType(), default="end_to_end", show_default=True,
+    help="On a GPU, what a query's time covers: end_to_end (host to device to host) or "
+    "gpu_compute (the input already on the device, no copies, CUDA graphs where the engine "
+    "has them: trtexec 11's default). Every GPU row names its mode.",
+)  # fmt: skip
 device_option = click.option(
     "--device", type=DeviceType(), default=None,
     help="cpu, cuda or cuda:N. Default: cpu, or cuda for GPU-only engines (tensorrt).",
@@ -179,7 +195,14 @@ engine_opt_option = click.option(
 quantizer_option = click.option(
     "--quantizer", type=click.Choice(QUANTIZERS), default=None,
     help="INT8 quantizer: ort (ONNX Runtime, default) or modelopt (NVIDIA ModelOpt; "
-    "pip install 'cnnbench[modelopt]'). Both place Q/DQ the way TensorRT fuses it.",
+    "pip install 'cnnbench[modelopt]'). Both place Q/DQ the way TensorRT fuses it. FP8 is "
+    "always ModelOpt's.",
+)  # fmt: skip
+fp16_converter_option = click.option(
+    "--fp16-converter", type=click.Choice(FP16_CONVERTERS), default=None,
+    help="FP16 converter: onnxconverter (onnxconverter-common, default) or autocast (NVIDIA "
+    "ModelOpt's AutoCast, recommended for TensorRT 11; pip install 'cnnbench[modelopt]'). "
+    "Both keep FP32 inputs and outputs.",
 )  # fmt: skip
 qdq_target_option = click.option(
     "--qdq-target", type=click.Choice(QDQ_TARGETS), default=None,
@@ -189,26 +212,27 @@ qdq_target_option = click.option(
 int8_options = options(
     quantizer_option,
     qdq_target_option,
+    fp16_converter_option,
     click.option(
         "--calib-data",
         default=None,
-        help="INT8 calibration: an image folder, a .npy array of preprocessed inputs "
-        "(N,C,H,W), 'digits' or 'random'. An INT8 file made from the same data is reused.",
+        help="INT8/FP8 calibration: an image folder, a .npy array of preprocessed inputs "
+        "(N,C,H,W), 'digits' or 'random'. A file made from the same data is reused.",
     ),  # fmt: skip
     click.option(
         "--calib-method",
         type=click.Choice(CALIB_METHODS),
         default=None,
-        help="INT8 calibration method (default entropy).",
+        help="INT8/FP8 calibration method (default entropy; modelopt: entropy or max).",
     ),  # fmt: skip
     click.option(
         "--calib-samples",
         type=click.IntRange(min=1),
         default=None,
-        help="INT8 calibration inputs used (default 256).",
+        help="INT8/FP8 calibration inputs used (default 256).",
     ),  # fmt: skip
 )
-#: the INT8 recipe's fields (cnnbench.precision.Int8Recipe)
+#: the INT8 recipe's fields (cnnbench.precision.Int8Recipe), for INT8 and FP8 files
 INT8_FIELDS = ("quantizer", "calib_data", "calib_method", "calib_samples", "qdq_target")
 
 #: the stop rule's and the server config's fields

@@ -71,9 +71,11 @@ def layers_cmd(**o: Any) -> None:
             f"engine {engine} does not report the layers it ran; use --engine {', '.join(SOURCES)}"
         )
     if target.suffix.lower() == ".onnx":
-        given = {k: o[k] for k in INT8_FIELDS if o.get(k) is not None}
+        given = {k: o[k] for k in (*INT8_FIELDS, "fp16_converter") if o.get(k) is not None}
         if given or o["weights"]:
-            raise click.UsageError("--weights and the INT8 recipe are for a MODEL, not a file")
+            raise click.UsageError(
+                "--weights, the INT8/FP8 recipe and --fp16-converter are for a MODEL, not a file"
+            )
         art = file_artifact(target, o["precisions"])
         opts = RunOptions.from_params({**o, "model": None})
         device = opts.device_of(engine)

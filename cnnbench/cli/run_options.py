@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from cnnbench import engines
+from cnnbench.bench.measure.cuda_timing import END_TO_END, check_timing
 from cnnbench.bench.measure.scenarios import SCENARIOS, check_batch
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.run.sweep_config import SweepConfig, server_config
@@ -58,6 +59,10 @@ class RunOptions:
     stop: StopRule = field(default_factory=StopRule)
     #: the server scenario's flags as given (a ServerConfig needs the batches: :meth:`grid`)
     server: dict[str, Any] = field(default_factory=dict)
+    #: on a GPU, how queries are timed (end_to_end, gpu_compute)
+    timing: str = END_TO_END
+    #: how FP16 files are made (onnxconverter, autocast)
+    fp16_converter: str = "onnxconverter"
 
     @property
     def precision(self) -> Precision:
@@ -90,7 +95,14 @@ class RunOptions:
             if len(models) != 1:
                 raise InvalidInputError("--weights applies to one model; give a single --model")
             kw["weights"] = resolve_weights(models[0], str(p["weights"]))
+        timing = p.get("timing") or END_TO_END
+        for e in engs:
+            check_timing(timing, device or engines.default_device(e), (p.get("scenario") or "",))
+        converter = p.get("fp16_converter")
+        if converter and Precision.FP16 not in precisions:
+            raise click.UsageError("--fp16-converter: for FP16 only; add --precision fp16")
         return cls(
+            timing=timing, fp16_converter=converter or "onnxconverter",
             models=models, engines=engs, precisions=precisions, device=device,
             batches=_as_tuple(p.get("batches")) or None,
             scenario=p.get("scenario") or "offline",
@@ -117,7 +129,8 @@ class RunOptions:
             threads=self.threads, seed=self.seed, artifacts=self.artifacts,
             weights={self.models[0]: self.weights} if self.weights else {},
             timeout_s=max(600.0, self.stop.max_time * 4), stop=self.stop, server=sv,
-            repeats=self.repeats, int8=self.int8,
+            repeats=self.repeats, int8=self.int8, timing=self.timing,
+            fp16_converter=self.fp16_converter,
             engine_options={e: (o,) for e, o in self.engine_options.items()},
         )  # fmt: skip
 
@@ -147,9 +160,11 @@ def _models(p: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _int8_recipe(p: Mapping[str, Any], precisions: tuple[Precision, ...]) -> Int8Recipe:
     given = {k: p[k] for k in INT8_FIELDS if p.get(k) is not None}
-    if given and Precision.INT8 not in precisions:
+    if given and not any(q.calibrated for q in precisions):
         flags = "/".join("--" + k.replace("_", "-") for k in given)
-        raise click.UsageError(f"{flags}: for INT8 only; add --precision int8")
+        raise click.UsageError(f"{flags}: for INT8 and FP8 only; add --precision int8 or fp8")
+    if Precision.FP8 in precisions and given.get("calib_method"):
+        Int8Recipe(quantizer="modelopt", calib_method=given["calib_method"])  # FP8 is ModelOpt's
     if given.get("calib_data") not in (None, "digits", "random"):
         given["calib_data"] = str(Path(given["calib_data"]).absolute())  # cells run elsewhere
     return Int8Recipe(**given)
@@ -196,7 +211,7 @@ def check_inputs(cfg: SweepConfig) -> None:
     for model, w in cfg.weights.items():
         check_weights(model, w.path)
     data = cfg.int8.calib_data
-    if Precision.INT8 in cfg.precisions and data not in (None, "digits", "random"):
+    if any(p.calibrated for p in cfg.precisions) and data not in (None, "digits", "random"):
         for model in cfg.models:
             calibration_set(get_spec(model), data, samples=cfg.int8.calib_samples)
 

@@ -4,6 +4,7 @@ the recording of a run or sweep into the store."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -18,13 +19,14 @@ from cnnbench.bench.results.compare import DEFAULT_METRICS, parse_threshold
 from cnnbench.bench.results.history import machine_filter, parse_when, regressions, run_summary
 from cnnbench.bench.results.store import Store
 from cnnbench.bench.results.store_recording import Recorder, recording
-from cnnbench.bench.results.store_url import shown_url
+from cnnbench.bench.results.store_url import ENV as DB_ENV
+from cnnbench.bench.results.store_url import STORE_MISSING, shown_url, store_available
 from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.cli.common import PrecisionType, cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.cli.flags import BatchType, DeviceType, EngineType, ScenarioType, options
 from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError
-from cnnbench.progress import note
+from cnnbench.progress import note, warn
 
 _RUN_COLUMNS = (
     "run_id", "started_at", "status", "kind", "machine", "cells", "errors", "invalid",
@@ -52,9 +54,17 @@ def record_into_store(
     out: Path | None,
     resume_run: int | None = None,
 ) -> Iterator[Recorder | None]:
-    """The store's recorder for a ``run`` or ``sweep`` (None with --no-db); says where at the end."""
+    """The store's recorder for a ``run`` or ``sweep`` (None with --no-db); says where at the end.
+
+    The default store is optional: where SQLAlchemy is not installed and no store was asked
+    for (no ``--db``, no ``$CNNBENCH_DB``), the run goes on unrecorded and says so once. A
+    store that was asked for fails in one line instead (:data:`STORE_MISSING`)."""
+    enabled = not o.get("no_db")
+    if enabled and o.get("db") is None and not os.environ.get(DB_ENV) and not store_available():
+        warn(f"not recording this {kind} in the results store: {STORE_MISSING}")
+        enabled = False
     with recording(
-        o.get("db"), enabled=not o.get("no_db"), kind=kind,
+        o.get("db"), enabled=enabled, kind=kind,
         command=shlex.join(["cnnbench", *sys.argv[1:]]), config=asdict(cfg),
         environment=capture(), git=git_state(Path.cwd()),
         out_file=str(out.absolute()) if out is not None else None, resume_run=resume_run,

@@ -24,17 +24,22 @@ def test_a_precision_is_its_name_everywhere() -> None:
 
 
 def test_the_table() -> None:
-    assert PRECISIONS == ("fp32", "fp16", "bf16", "int8")
-    assert ONNX_PRECISIONS == ("fp32", "fp16", "int8")  # nothing writes a bf16 ONNX file
-    assert [p.torch_dtype_name for p in PRECISIONS] == ["float32", "float16", "bfloat16", "int8"]
-    assert [p.from_fp32 for p in ONNX_PRECISIONS] == [False, True, True]
+    assert PRECISIONS == ("fp32", "fp16", "bf16", "int8", "fp8")
+    assert ONNX_PRECISIONS == ("fp32", "fp16", "int8", "fp8")  # nothing writes a bf16 ONNX file
+    assert [p.torch_dtype_name for p in PRECISIONS] == [
+        "float32", "float16", "bfloat16", "int8", "float8_e4m3fn"
+    ]  # fmt: skip
+    assert [p.from_fp32 for p in ONNX_PRECISIONS] == [False, True, True, True]
+    assert [p.calibrated for p in ONNX_PRECISIONS] == [False, False, True, True]
+    # FP8 (E4M3) is gated, with bounds for its 3 mantissa bits; INT8 is reported only
+    assert Precision.FP8.gate.min_cosine == 0.99 and Precision.FP8.gate.min_top1_agreement == 0.9
     assert Precision.FP32.gate.max_rel_err == 1e-5 and Precision.FP32.gate.min_top1_agreement == 1
     assert (
         Precision.FP16.gate.min_cosine == 0.999
         and Precision.INT8.gate.to_dict()
         == dict.fromkeys(("max_rel_err", "min_cosine", "min_top1_agreement", "min_top5_agreement"))
     )
-    assert len({p.marker for p in PRECISIONS}) == 4
+    assert len({p.marker for p in PRECISIONS}) == 5
     assert Precision.INT8.onnx_dir == "int8"
     with pytest.raises(ValueError, match="no ONNX file"):
         _ = Precision.BF16.onnx_dir
@@ -46,7 +51,8 @@ def test_parse_once_with_one_message() -> None:
     with pytest.raises(UnknownNameError, match="unknown precision 'fp61': did you mean fp16"):
         parse_precision("fp61")
     with pytest.raises(
-        InvalidInputError, match="export cannot use precision bf16; choose from fp32, fp16, int8"
+        InvalidInputError,
+        match="export cannot use precision bf16; choose from fp32, fp16, int8, fp8",
     ):
         parse_precision("bf16", ONNX_PRECISIONS, what="export")
     with pytest.raises(InvalidInputError, match="comma-separated"):

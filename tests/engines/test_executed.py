@@ -249,3 +249,24 @@ def test_layers_command(lenet_files: dict[str, Path]) -> None:
     ]:
         res = runner.invoke(cli, ["layers", str(lenet_files["fp32"]), *args])
         assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_trt_inspector_reads_the_10x_and_the_11_3_schemas_alike() -> None:
+    # issue 26: TensorRT 11.3 changed the inspector's JSON: Bindings became I/O Tensors, and a
+    # tensor's format and data type became separate fields (fixtures: tests/fixtures/trt_inspector)
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "trt_inspector"
+    text = {
+        s: (folder / f"engine_info_{s}.json").read_text(encoding="utf-8") for s in ("10x", "11x")
+    }
+    seen = {
+        s: [(la.kind, la.precision, la.kernel, la.nodes) for la in trt_inspector_layers(t)]
+        for s, t in text.items()
+    }
+    assert [p for _, p, _, _ in seen["11x"]] == ["fp32", "fp16", "int8", "fp16", "fp32"]
+    assert seen["10x"] == seen["11x"]
+    conv = trt_inspector_layers(text["11x"])[2]
+    assert conv.nodes == ("/layer1/layer1.0/conv1/Conv", "/layer1/layer1.0/relu/Relu")
+    assert conv.extra["format"].startswith("Thirty-two wide channel vectorized row major Int8")
+    from cnnbench.engines.executed import trt_io_tensors
+
+    assert trt_io_tensors(text["10x"]) == trt_io_tensors(text["11x"]) == ["input", "logits"]

@@ -12,24 +12,25 @@ from typing import Any
 import pytest
 
 from cnnbench.bench.run.cell_spec import CellSpec
-from cnnbench.engines.cuda import restore_tf32, strict_fp32
+from cnnbench.engines.cuda import restore_tf32, strict_fp32, tf32_enabled
 from cnnbench.engines.tensorrt_engine import engine_device_memory
 from cnnbench.precision import Precision
 
 
 def test_fp32_means_fp32_tf32_off_then_restored() -> None:
-    torch = pytest.importorskip("torch")
-    b = torch.backends
-    saved = (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32)
-    try:
-        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = True, True  # cuDNN's default is on
-        before = strict_fp32(torch)
-        assert before == (True, True)
-        assert (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32) == (False, False)
-        restore_tf32(torch, before)
-        assert (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32) == (True, True)
-    finally:
-        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32 = saved
+    # a torch before 2.9: only the legacy allow_tf32 flags (torch_module is any object with
+    # torch's backends; 2.9 on, see tests/engines/test_gpu_numbers.py)
+    b = SimpleNamespace(
+        cuda=SimpleNamespace(matmul=SimpleNamespace(allow_tf32=True)),
+        cudnn=SimpleNamespace(allow_tf32=True),  # cuDNN's default is on
+    )
+    torch = SimpleNamespace(backends=b)
+    before = strict_fp32(torch)
+    assert (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32) == (False, False)
+    assert tf32_enabled(torch) is False
+    restore_tf32(torch, before)
+    assert (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32) == (True, True)
+    assert tf32_enabled(torch) is True
 
 
 def test_engine_device_memory_on_tensorrt_10_0_and_later() -> None:

@@ -133,7 +133,7 @@ def test_a_precision_conversion_cannot_make_is_one_clear_line(lenet_fp16, tmp_pa
 
     fp32, _ = lenet_fp16
     with pytest.raises(
-        InvalidInputError, match="conversion from FP32 makes fp16 or int8, not bf16"
+        InvalidInputError, match="conversion from FP32 makes fp16, int8 or fp8, not bf16"
     ):
         convert("lenet5", fp32, Precision.BF16, out_dir=tmp_path)
     assert not any(tmp_path.iterdir())

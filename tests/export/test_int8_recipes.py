@@ -150,8 +150,8 @@ def test_modelopt_int8_follows_the_placement_rules(tmp_path: Path, cache: Path) 
 
 def test_modelopt_missing_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from cnnbench.errors import RuntimeUnavailableError
-    from cnnbench.export import modelopt_int8
+    from cnnbench.export import modelopt_run
 
-    monkeypatch.setattr(modelopt_int8, "version", lambda: None)
+    monkeypatch.setattr(modelopt_run, "version", lambda: None)
     with pytest.raises(RuntimeUnavailableError, match=r"pip install 'cnnbench\[modelopt\]'"):
-        modelopt_int8._load()
+        modelopt_run._load()

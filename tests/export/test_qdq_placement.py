@@ -219,7 +219,7 @@ def test_googlenet_int8_places_qdq_the_tensorrt_way(tmp_path: Path, quantizer: s
 def test_a_conv_too_narrow_for_int8_kernels_may_stay_float() -> None:
     from onnx import TensorProto, helper
 
-    from cnnbench.export.qdq_placement import float_convs
+    from cnnbench.export.qdq_convs import float_convs
 
     g = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="c1")], "g",

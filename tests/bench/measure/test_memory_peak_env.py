@@ -157,6 +157,30 @@ def test_peak_is_cached_and_a_corrupt_entry_is_remeasured(
     assert peak.get_peak("cpu", Precision.BF16, measure=False) is None
 
 
+def test_the_peak_waits_for_the_measured_device_not_the_current_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # issue 26: torch.cuda.synchronize() without a device waits for the current device, not
+    # cuda:N's work, so on cuda:1 the timed window closed before the matmuls had run.
+    # A fake torch: it records what is synchronised (no GPU here).
+    waited: list[Any] = []
+
+    class _Tensor:
+        def to(self, dtype: Any) -> _Tensor:
+            return self
+
+    fake = SimpleNamespace(
+        device=lambda kind, index=None: (kind, index),
+        randn=lambda *a, **k: _Tensor(),
+        mm=lambda a, b: None,
+        float16="float16",
+        cuda=SimpleNamespace(synchronize=lambda device=None: waited.append(device)),
+    )
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert peak.measure_peak("cuda:1", Precision.FP16, seconds=0.003) > 0
+    assert waited and set(waited) == {("cuda", 1)}
+
+
 def test_real_peak_microbenchmark_is_positive() -> None:
     pytest.importorskip("torch")
     assert peak.measure_peak("cpu", Precision.FP32, seconds=0.2) > 0.1

@@ -91,6 +91,7 @@ class FakeDeviceEngine:
 
     def __init__(self) -> None:
         self.synced = 0
+        self.calls = {"stage": 0, "run": 0, "to_host": 0}
 
     @staticmethod
     def _spin(s: float) -> None:
@@ -99,14 +100,17 @@ class FakeDeviceEngine:
             pass
 
     def stage(self, x: object) -> object:
+        self.calls["stage"] += 1
         self._spin(0.001)
         return x
 
     def run(self, x: object) -> object:
+        self.calls["run"] += 1
         self._spin(0.002)
         return x
 
     def to_host(self, x: object) -> object:
+        self.calls["to_host"] += 1
         self._spin(0.001)
         return x
 
@@ -126,5 +130,40 @@ def test_device_path_reports_compute_apart_from_copies() -> None:
     # end-to-end includes both 1 ms copies; device-only is the 2 ms run
     assert f["latency_ms_p50"] >= 4.0
     assert 2.0 <= f["device_latency_ms_p50"] < f["latency_ms_p50"] - 1.5
-    assert f["latency_kind"].startswith("end-to-end")
+    assert f["timing_mode"] == "end_to_end" and f["latency_kind"].startswith("end_to_end")
     assert f["device_timing_method"].startswith("host perf_counter_ns")
+
+
+def test_a_long_first_call_does_not_cut_the_warmup_count() -> None:
+    # issue 26: torch.compile's first call can outlast max_time; the warm-up then stopped after
+    # it, and the calls that record CUDA graphs (reduce-overhead) fell into the measured window
+    calls: list[float] = []
+
+    def call(_: object) -> None:
+        calls.append(time.perf_counter())
+        if len(calls) == 1:
+            time.sleep(0.06)  # "compiling"
+
+    rule = StopRule(warmup_count=3, warmup_time=0.0, min_count=1, min_time=0.0, max_time=0.05)
+    t = measure(call, None, rule)
+    assert t.warmup_count == 3
+    assert len(calls) == 3 + t.count
+
+
+def test_gpu_compute_times_the_device_work_alone_and_says_so() -> None:
+    # issue 26: every GPU row names its timing mode; gpu_compute (trtexec 11's default) stages
+    # the input once, before the window, and copies nothing back
+    import numpy as np
+
+    from cnnbench.bench.measure.scenarios import run_fixed
+
+    eng = FakeDeviceEngine()
+    rule = StopRule(warmup_count=2, warmup_time=0, min_count=30, min_time=0, ci_target=None)
+    f = run_fixed(eng, np.zeros((4, 1), dtype=np.float32), "offline", rule, mode="gpu_compute")
+    assert eng.calls["stage"] == 1 and eng.calls["to_host"] == 0
+    assert eng.calls["run"] == 2 + f["samples"]
+    assert f["timing_mode"] == "gpu_compute" and f["latency_kind"].startswith("gpu_compute")
+    assert 2.0 <= f["latency_ms_p50"] < 3.0  # the 2 ms run, no 1 ms copies
+    assert f["throughput_ips"] == pytest.approx(4 * f["samples"] / f["wall_s"], rel=1e-3)
+    e2e = run_fixed(FakeDeviceEngine(), np.zeros((4, 1), dtype=np.float32), "offline", rule)
+    assert e2e["timing_mode"] == "end_to_end" and e2e["latency_ms_p50"] >= 4.0

@@ -40,4 +40,4 @@ def test_every_listed_precision_runs(
     assert row["error"] is None and row["samples"] >= 3
     # requested, artifact and effective precision: three named fields
     assert row["precision"] == row["artifact_precision"] == precision
-    assert row["effective_precision"] in ("fp32", "fp16", "bf16", "int8")
+    assert row["effective_precision"] in ("fp32", "fp16", "bf16", "int8", "fp8")

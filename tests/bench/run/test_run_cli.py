@@ -148,3 +148,73 @@ def test_onnxruntime_lenet5_end_to_end(shared: Path, tmp_path: Path) -> None:
     if row["peak_gmacs_per_s"]:
         assert row["efficiency"] == pytest.approx(row["gmacs_per_s"] / row["peak_gmacs_per_s"])
     assert json.loads(row["engine_info"])["providers"] == ["CPUExecutionProvider"]
+
+
+def test_without_sqlalchemy_run_goes_on_unrecorded_unless_a_store_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 26: the GPU machine has no SQLAlchemy, and `run` stopped on its import (a
+    # traceback, no CSV). The default store is optional; a store asked for is one line.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # import sqlalchemy -> ImportError
+    monkeypatch.delenv("CNNBENCH_DB", raising=False)
+    out = tmp_path / "r.csv"
+    res = invoke("-m", "lenet5", "-e", "null", "-b", "1", "--in-process", "-o", str(out), *FAST)
+    assert res.exit_code == 0, res.output
+    assert "not recording this run in the results store" in res.output
+    assert len(read_rows(out)) == 1 and "run_id" not in read_rows(out)[0]
+    asked = invoke("-m", "lenet5", "-e", "null", "--db", str(tmp_path / "s.db"), *FAST)
+    assert asked.exit_code == 2
+    assert asked.output.strip().splitlines() == [
+        "cnnbench: error: the results store needs SQLAlchemy, which is not installed here: "
+        "pip install sqlalchemy, or give --no-db"
+    ]
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_an_engine_missing_here_names_the_engines_that_are_available(tmp_path: Path) -> None:
+    # issue 26: `run --engine trt` without TensorRT says which engines can run here, in its line
+    pytest.importorskip("onnxruntime")
+    from cnnbench.engines import probe
+
+    if probe("tensorrt").available:
+        pytest.skip("TensorRT is installed here")
+    res = invoke("-m", "lenet5", "-e", "trt", "-o", str(tmp_path / "r.csv"))
+    assert res.exit_code == 2
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith("cnnbench: error: engine tensorrt is unavailable here: ")
+    assert "; engines available here: " in line
+    assert "onnxruntime (cpu)" in line and "null (cpu, cuda)" in line
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_timing_gpu_compute_on_the_cpu_is_one_line() -> None:
+    res = invoke("-m", "lenet5", "-e", "null", "--timing", "gpu_compute", *FAST)
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "cnnbench: error: --timing gpu_compute needs --device cuda: on the CPU no copies are "
+        "left out"
+    ]
+
+
+def test_a_gpu_row_names_its_timing_mode(tmp_path: Path) -> None:
+    # the null engine "runs" on cuda without a GPU: the GPU timing path, with our logic only
+    out = tmp_path / "r.csv"
+    res = invoke("-m", "lenet5", "-e", "null", "--device", "cuda", "--timing", "gpu_compute",
+                 "-b", "2", "--in-process", "--no-db", "-o", str(out), *FAST)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (row,) = read_rows(out)
+    assert row["timing_mode"] == "gpu_compute" and row["latency_kind"].startswith("gpu_compute")
+    assert row["variant"] == "timing=gpu_compute"
+    assert "timing: end_to_end: host clock over host->device copy" in res.output
+
+
+def test_a_gpu_server_row_names_its_timing_mode_too(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    res = invoke("-m", "lenet5", "-e", "null", "--device", "cuda", "-s", "server", "-b", "2",
+                 "--target-qps", "200", "--in-process", "--no-db", "-o", str(out),
+                 "--min-time", "0.2", "--max-time", "1")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (row,) = read_rows(out)
+    assert row["scenario"] == "server" and row["timing_mode"] == "end_to_end"

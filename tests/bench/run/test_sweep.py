@@ -189,3 +189,59 @@ def test_onnxruntime_cell_uses_a_prepared_onnx(shared: Path, tmp_path: Path) -> 
     assert row["error"] is None and row["engine"] == "onnxruntime"
     assert row["artifact"] == str(shared / "artifacts" / "lenet5" / "fp32" / "model.onnx")
     assert row["latency_ms_p50"] > 0.005
+
+
+def test_the_launcher_never_measures_the_peak_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 26: the launcher measured the matmul peak in its own process, and so kept a CUDA
+    # context and torch's cached blocks on the GPU for the whole sweep (NVML's device-wide
+    # figures counted them; --find-max-batch found less room). A child measures it now.
+    from cnnbench.bench.measure import peak
+    from cnnbench.bench.run.local import CellRunner
+    from cnnbench.precision import Precision
+
+    monkeypatch.setenv("CNNBENCH_CACHE", str(tmp_path / "cache"))
+
+    def here(*args: object, **kwargs: object) -> float:
+        raise AssertionError("the peak was measured in the launcher")
+
+    monkeypatch.setattr(peak, "measure_peak", here)
+    spec = CellSpec.create("lenet5", "torch", stop=StopRule(**STOP))  # type: ignore[arg-type]
+    CellRunner(isolated=True, timeout_s=120).prepare(spec)
+    cached = peak.get_peak("cpu", Precision.FP32, measure=False)
+    assert cached is not None and cached.gmacs_per_s > 0  # measured by a child, cached
+
+
+def test_gpu_compute_timing_is_part_of_the_cell_and_turns_cuda_graphs_on() -> None:
+    # issue 26: gpu_compute is trtexec 11's default: no copies, a CUDA graph where the engine
+    # has one, unless the options say otherwise; the mode is part of the cell's identity
+    from cnnbench.errors import InvalidInputError
+
+    spec = CellSpec.create("lenet5", "torch", device="cuda", timing="gpu-compute")
+    assert spec.timing == "gpu_compute" and dict(spec.engine_options) == {"cuda_graphs": True}
+    assert spec.key().endswith("timing=gpu_compute,cuda_graphs=true")
+    off = CellSpec.create("lenet5", "torch", device="cuda", timing="gpu_compute",
+                          engine_options={"cuda_graphs": False})  # fmt: skip
+    assert dict(off.engine_options) == {"cuda_graphs": False}
+    compiled = CellSpec.create("lenet5", "torch", device="cuda", timing="gpu_compute",
+                               engine_options={"compile": True})  # fmt: skip
+    assert "cuda_graphs" not in compiled.engine_options
+    e2e = CellSpec.create("lenet5", "torch", device="cuda")
+    assert e2e.timing == "end_to_end" and not e2e.engine_options and "timing" not in e2e.key()
+    assert CellSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(InvalidInputError, match="gpu_compute needs --device cuda"):
+        CellSpec.create("lenet5", "torch", timing="gpu_compute")
+
+
+def test_sweep_file_timing_key(tmp_path: Path) -> None:
+    from cnnbench.bench.run.sweep_config import load_config
+    from cnnbench.errors import InvalidInputError
+
+    cfg = load_config(config(tmp_path, device="cuda", timing="gpu_compute", engines=["torch"],
+                             scenarios=["offline"]))  # fmt: skip
+    specs, _ = cfg.cells()
+    assert {s.timing for s in specs} == {"gpu_compute"}
+    assert all(dict(s.engine_options) == {"cuda_graphs": True} for s in specs)
+    with pytest.raises(InvalidInputError, match="key 'timing'"):
+        load_config(config(tmp_path, timing="gpu_compute"))  # on the CPU
