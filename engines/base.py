@@ -20,6 +20,7 @@ import numpy as np
 
 from cnnbench.batch import BatchRange
 from cnnbench.engines.executed import ExecutedLayer
+from cnnbench.engines.layer_times import LayerTimes
 from cnnbench.engines.options import Option, check_options, render
 from cnnbench.errors import InvalidInputError
 from cnnbench.precision import PRECISIONS, Precision
@@ -173,6 +174,12 @@ class Engine(abc.ABC):
     def executed_layers(self) -> list[ExecutedLayer] | None:
         """After ``load``: each layer as the runtime ran it (cnnbench.engines.executed), or None
         when this runtime does not say."""
+        return None
+
+    def profile_layers(self, batch: np.ndarray, queries: int) -> LayerTimes | None:
+        """After ``load``: each layer's time in ``queries`` profiled queries of ``batch``, on a
+        profiled session of its own (the timed one is never profiled), as the runtime's
+        profiler reports it (cnnbench.engines.layer_times); None when this engine has none."""
         return None
 
     def stage(self, batch: np.ndarray) -> Any:

@@ -24,6 +24,7 @@ from cnnbench.artifacts import cache_dir, ensure_dir, sha256_file
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import device_index
 from cnnbench.engines.executed import ExecutedLayer, ort_profile_layers
+from cnnbench.engines.layer_times import LayerTimes, ort_layer_times
 from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores
@@ -48,6 +49,8 @@ SHORT = {
     "trt": "TensorrtExecutionProvider",
 }
 _GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+#: runs of a profiled session before the profiled queries
+_PROFILE_WARMUP = 3
 _GPU_HINT = (
     "GPU providers need onnxruntime-gpu in a separate environment "
     "(pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
@@ -235,6 +238,25 @@ class OrtEngine(Engine):
                     ) from None
             self._layers = ort_profile_layers(events)
         return self._layers
+
+    def profile_layers(self, batch: np.ndarray, queries: int) -> LayerTimes | None:
+        """Kernel time per node from ONNX Runtime's profiler: a second session of the same
+        file and options, warmed up, then ``queries`` runs of ``batch``."""
+        if self._sess is None or self.artifact is None or self.artifact.onnx_path is None:
+            return None
+        x = batch.astype(self._in_dtype) if self._cast else batch
+        errors: tuple[type[Exception], ...] = (*self._load_errors(), OSError, ValueError)
+        with tempfile.TemporaryDirectory(prefix="cnnbench-ortprof-") as tmp:
+            try:
+                sess = self._session(Path(self.artifact.onnx_path), f"{tmp}/profile")
+                for _ in range(_PROFILE_WARMUP + queries):
+                    sess.run(self._outs, {self.input_name: x})
+                events = json.loads(Path(sess.end_profiling()).read_text())
+            except errors as exc:
+                raise ArtifactError(
+                    f"onnxruntime could not profile {self.artifact.onnx_path}: {first_line(exc)}"
+                ) from None
+        return ort_layer_times(events, queries)
 
     def _provider_options(self, provider: str, art: Artifact, b: BatchRange) -> dict[str, Any]:
         if provider == "CUDAExecutionProvider":

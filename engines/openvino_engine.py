@@ -28,6 +28,7 @@ import numpy as np
 
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.executed import ExecutedLayer, precision_word
+from cnnbench.engines.layer_times import LayerTimes, ov_info, ov_layer_times
 from cnnbench.engines.options import Option
 from cnnbench.errors import ArtifactError, InvalidInputError, RuntimeUnavailableError, first_line
 from cnnbench.host import physical_cores
@@ -74,6 +75,8 @@ def compile_config(
     return config
 
 
+#: infers of a profiled compiled model before the profiled queries
+_PROFILE_WARMUP = 3
 #: runtime-model layer types that compute nothing (constants, the graph's ends)
 _NOT_LAYERS = ("Const", "Input", "Output", "Parameter", "Result")
 
@@ -259,6 +262,34 @@ class OpenVinoEngine(Engine):
 
     def executed_layers(self) -> list[ExecutedLayer] | None:
         return getattr(self, "_layers", None)
+
+    def profile_layers(self, batch: np.ndarray, queries: int) -> LayerTimes | None:
+        """Real time per node from OpenVINO's performance counters: the same file compiled
+        again with ``PERF_COUNT``, the same properties and batch, warmed up, then ``queries``
+        infers of ``batch``, each one's profiling info read after it."""
+        import openvino as ov
+
+        art = self.artifact
+        if self._compiled is None or art is None or art.onnx_path is None:
+            return None
+        core = ov.Core()
+        try:
+            model = core.read_model(str(art.onnx_path))
+            first = list(model.inputs[0].get_partial_shape())
+            model.reshape({0: ov.PartialShape([batch.shape[0], *first[1:]])})
+            compiled = core.compile_model(model, "CPU", {**self.config, "PERF_COUNT": True})
+        except RuntimeError as exc:
+            raise ArtifactError(
+                f"openvino could not profile {art.onnx_path}: {first_line(exc)}"
+            ) from None
+        req = compiled.create_infer_request()
+        x = batch.astype(self._in_dtype) if self._cast else np.ascontiguousarray(batch)
+        runs = []
+        for i in range(_PROFILE_WARMUP + queries):
+            req.infer({0: x})
+            if i >= _PROFILE_WARMUP:
+                runs.append(ov_info(req.get_profiling_info()))
+        return ov_layer_times(runs, runtime_layers(compiled))
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

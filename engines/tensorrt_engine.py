@@ -23,9 +23,11 @@ import numpy as np
 from cnnbench.engines.base import Artifact, BatchRange, Engine, EngineOptions
 from cnnbench.engines.cuda import cuda_available, device_index, gpu_identity
 from cnnbench.engines.executed import ExecutedLayer, trt_inspector_layers
+from cnnbench.engines.layer_times import LayerTimes
 from cnnbench.engines.options import Option
 from cnnbench.engines.trt_build import EngineEntry, ensure_engine, require_trt, trt_version
 from cnnbench.engines.trt_cache import MAX_OPT_LEVEL, BuildOptions, EngineCache
+from cnnbench.engines.trt_profile import profile_context
 from cnnbench.errors import ArtifactError, InvalidInputError
 from cnnbench.precision import ONNX_PRECISIONS, Precision
 from cnnbench.values import mib
@@ -283,6 +285,20 @@ class TensorRTEngine(Engine):
         return trt_inspector_layers(
             inspector.get_engine_information(trt.LayerInformationFormat.JSON)
         )
+
+    def profile_layers(self, batch: np.ndarray, queries: int) -> LayerTimes | None:
+        """Per-layer times from TensorRT's IProfiler, on a second execution context (the timed
+        one is never profiled), joined with the engine inspector's layers."""
+        if self._engine is None or self._stream is None:
+            return None
+        import tensorrt as trt
+
+        n = self.stage(batch)
+        io = {self._in_name: self._in.data_ptr(), self._out_name: self._out.data_ptr()}
+        return profile_context(
+            trt, self._engine, io, self._in_name, (n, *self._in.shape[1:]), self._stream,
+            queries, self.executed_layers() or [],
+        )  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -25,7 +26,9 @@ from cnnbench.engines.cuda import (
     strict_fp32,
     tf32_enabled,
 )
+from cnnbench.engines.layer_times import LayerTimes
 from cnnbench.engines.options import Option
+from cnnbench.engines.torch_profile import profile_module
 from cnnbench.errors import InvalidInputError, RuntimeUnavailableError
 from cnnbench.models import get_model
 from cnnbench.precision import Precision
@@ -236,6 +239,19 @@ class TorchEngine(Engine):
             out = self._model(staged)
         self._graphs[n] = (graph, out)
         return graph, out
+
+    def profile_layers(self, batch: np.ndarray, queries: int) -> LayerTimes | None:
+        """Per-module times from forward hooks on the loaded model (eager; a compiled or
+        graph-captured model is profiled as its eager modules, and says so)."""
+        if self._model is None or self.artifact is None:
+            return None
+        model = getattr(self._model, "_orig_mod", self._model)  # torch.compile's wrapper
+        x = self.stage(batch)
+        sync = self.synchronize if self.on_cuda else (lambda: None)
+        times = profile_module(model, x, queries, str(self.artifact.precision), sync)
+        if self.compile_mode or self.cuda_graphs:
+            return replace(times, source=times.source + "; eager modules of a compiled model")
+        return times
 
     def synchronize(self) -> None:
         if self.on_cuda:

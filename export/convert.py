@@ -145,9 +145,7 @@ def convert(
     )
     spec = get_spec(model)
     src, fp32_manifest, fp32_sha = _verified_fp32(model, fp32)
-    calib = None
-    if prec.calibrated:
-        calib = _calib or calibration_set(spec, calib_data, samples=calib_samples, seed=seed)
+    calib = _calib or _calibration(spec, prec, calib_data, calib_samples, seed)
     tol = tolerances or prec.gate
     vset = convert_check.verification_set(spec, calib, seed=seed) if check else None
     key = request_key(fp32_sha, prec, calib, calib_method, tol, max_accuracy_drop, made_by, target)
@@ -158,25 +156,14 @@ def convert(
     with new_dir(dest), graph.staging_dir(dest) as stage:
         staged = stage / ONNX_NAME
         made, exporter = _run_converter(
-            prec,
-            src,
-            stage,
-            calib,
-            calib_method,
-            fp32_sha,
-            fp32_manifest,
-            steps,
-            (made_by, target),
-        )
+            prec, src, stage, calib, calib_method, fp32_sha, fp32_manifest, steps, (made_by, target)
+        )  # fmt: skip
         extra.update(made)
         # The converters copy the FP32 file's metadata; the file must say what it now is.
         graph.set_metadata(staged, {"cnnbench.precision": prec})
-        parity = None
-        if vset is not None:
-            parity, extra["accuracy"] = _verify_against_fp32(
-                src, staged, vset, tol, max_accuracy_drop, steps, what=f"{model} {prec}",
-                basic=prec == Precision.FP8,
-            )  # fmt: skip
+        parity, extra["accuracy"] = _verify_against_fp32(
+            src, staged, vset, tol, max_accuracy_drop, steps, what=f"{model} {prec}", basic=prec == Precision.FP8
+        )  # fmt: skip
         manifest = _converted_manifest(
             model, prec, staged, spec, fp32, fp32_manifest, exporter, parity, steps, extra
         )
@@ -184,6 +171,13 @@ def convert(
         graph.publish(stage, dest, [ONNX_NAME])
     manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
     return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
+
+
+def _calibration(
+    spec: ModelSpec, prec: Precision, data: str | Path | None, samples: int, seed: int
+) -> CalibrationSet | None:
+    """The calibration set of a calibrated precision (None for FP16)."""
+    return calibration_set(spec, data, samples=samples, seed=seed) if prec.calibrated else None
 
 
 def _verified_fp32(model: str, fp32: ExportResult) -> tuple[Path, dict[str, Any], str]:
@@ -259,17 +253,19 @@ def _run_converter(
 def _verify_against_fp32(
     src: Path,
     staged: Path,
-    vset: convert_check.VerificationSet,
+    vset: convert_check.VerificationSet | None,
     tol: Tolerances,
     max_accuracy_drop: float | None,
     steps: Steps,
     *,
     what: str,
     basic: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Run the staged file and the FP32 file on the verification set and enforce the gates
     (``basic``: the candidate with ONNX Runtime's basic graph optimisations only); returns the
-    manifest's parity record and the accuracy record."""
+    manifest's parity record and the accuracy record (None, None: no verification set)."""
+    if vset is None:
+        return None, None
     with steps.step("verify"):
         report, acc = convert_check.verify(src, staged, vset, tol, basic=basic)
     parity = convert_check.parity_record(report, vset, basic=basic)

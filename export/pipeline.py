@@ -25,7 +25,7 @@ from cnnbench.export.fp32_artifact import (
     gate_inputs,
     publish_fp32,
 )
-from cnnbench.export.gate import gate, parity_record
+from cnnbench.export.gate import GateInputs, gate, parity_record
 from cnnbench.export.manifest import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -41,6 +41,7 @@ from cnnbench.export.onnx_import import import_onnx
 from cnnbench.export.parity import FP32_GATE, ParityReport, Tolerances
 from cnnbench.export.verify import verify_onnx  # noqa: E402  (re-exported: the stage's public API)
 from cnnbench.models import get_model, get_spec, user_model
+from cnnbench.models.spec import ModelSpec
 from cnnbench.precision import Precision
 from cnnbench.progress import StepHistory, Steps, note
 
@@ -155,12 +156,9 @@ def export_fp32(
         )  # fmt: skip
     opset = resolve_opset(opset)
     brange, dyn = _batch_spec(batch, dynamic)
-    dest = artifact_dir(out_dir, model)  # created only when there is a file to put in it
-    probe_writable(dest, what="artifacts")  # an unwritable --out fails before the export
+    dest = _writable_dest(out_dir, model)
     wid = _weights_id(model, weights, seed)
-    inputs = gate_inputs(samples, parity_batch, dyn, brange, seed, data_dir)
-    if inputs.data_dir is not None and check:
-        inputs.batches(spec)  # a bad folder fails now, not after a minute of exporting
+    inputs = _checked_inputs(spec, check, samples, parity_batch, dyn, brange, seed, data_dir)
     module = get_model(model, weights=weights, seed=seed)
 
     steps = _export_steps(model, opset, module, check)
@@ -189,6 +187,23 @@ def export_fp32(
         )  # fmt: skip
     manifest_path = write_manifest(dest / MANIFEST_NAME, manifest)
     return ExportResult(dest / ONNX_NAME, manifest_path, manifest)
+
+
+def _writable_dest(out_dir: str | Path, model: str) -> Path:
+    """The model's FP32 folder (created only when there is a file to put in it), checked to be
+    writable: an unwritable --out fails before the export."""
+    dest = artifact_dir(out_dir, model)
+    probe_writable(dest, what="artifacts")
+    return dest
+
+
+def _checked_inputs(spec: ModelSpec, check: bool, *args: Any) -> GateInputs:
+    """The parity gate's inputs (``gate_inputs(*args)``); a bad data folder fails now, not
+    after a minute of exporting."""
+    inputs = gate_inputs(*args)
+    if inputs.data_dir is not None and check:
+        inputs.batches(spec)
+    return inputs
 
 
 def _opset_for(model: str, opset: int | None) -> int:

@@ -18,6 +18,7 @@ HEAVY = {
     "modelopt", "polygraphy",  # NVIDIA's optional extras (modelopt, trt)
     "sqlalchemy", "psycopg",  # the results store, opened by the commands that use it
     "ray",  # the Ray executor (an optional extra)
+    "huggingface_hub",  # timm weights through the Hugging Face hub cache (the timm extra)
     "fastapi", "starlette", "uvicorn",  # the service (an optional extra)
 }  # fmt: skip
 #: our modules that import a heavy runtime at module level: imported where used, like it

@@ -39,7 +39,7 @@ COMPARISON_COLUMNS = (
     "best_throughput_ips", "best_throughput_ips_min", "best_throughput_ips_max", "best_batch",
     "host_peak_rss_mb", "device_mem_peak_mb", "device_mem_source",
     "speedup_baseline", "speedup_latency_b1", "speedup_throughput", "speedup_valid",
-    "efficiency",
+    "efficiency", "macs_int8_share", "int8_warning",
     "cells", "errors", "first_error",
     "valid_b1", "valid_best", "invalid_rows", "invalid_reason",
 )  # fmt: skip
@@ -130,6 +130,9 @@ def _comparison_row(
         "gmacs": round(macs / 1e9, 4) if macs is not None else None,
         **acc.of(first, z.top1 if z else None, z.top1_source if z else None).to_fields(),
         "fp32_top1_agreement": _first(perf, "fp32_top1_agreement"),
+        # what ran: the share of MACs in int8, and why an INT8 cell did not run INT8
+        "macs_int8_share": _stats(good, "macs_int8_share")[0],
+        "int8_warning": next((str(r["int8_warning"]) for r in good if r.get("int8_warning")), ""),
         "repeats": max((len(b1), len(best))),
         "latency_ms_p50_b1": p50, "latency_ms_p50_b1_min": p50_lo, "latency_ms_p50_b1_max": p50_hi,
         "latency_ms_p99_b1": _stats(b1, "latency_ms_p99")[0],

@@ -148,6 +148,14 @@ def _speedup(r: Mapping[str, Any], foot: _Footnotes) -> str:
     return f"{_num(lat)}× / {_num(thr)}×"
 
 
+def _precision(r: Mapping[str, Any], foot: _Footnotes) -> str:
+    """The precision, marked where an INT8 cell did not run INT8 (its warning a footnote)."""
+    text = html.escape(str(r["precision"]))
+    if not r.get("int8_warning"):
+        return text
+    return f"<span class=bad>{text}⚠<sup>{foot.mark(str(r['int8_warning']))}</sup></span>"
+
+
 def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[str, _Footnotes]:
     foot = _Footnotes()
     head = ("<tr><th></th><th>model</th><th>engine</th><th>prec.</th><th>device</th>"
@@ -160,7 +168,7 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[str, _Footnotes]:
         mem = r.get("device_mem_peak_mb") or r.get("host_peak_rss_mb")
         body.append(
             f"<tr><td>{_verdict(r, foot)}</td><td>{html.escape(str(r['model']))}</td>"
-            f"<td>{html.escape(str(r['engine']))}</td><td>{html.escape(str(r['precision']))}</td>"
+            f"<td>{html.escape(str(r['engine']))}</td><td>{_precision(r, foot)}</td>"
             f"<td>{html.escape(str(r['device']))}</td>{_top1_cell(r)}"
             f"<td class=n>{_spread(r.get('latency_ms_p50_b1'), r.get('latency_ms_p50_b1_min'), r.get('latency_ms_p50_b1_max'))}</td>"
             f"<td class=n>{_spread(r.get('best_throughput_ips'), r.get('best_throughput_ips_min'), r.get('best_throughput_ips_max'))}</td>"

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnbench.bench.report.ops_plots import latency_vs_macs
-
 from cnnbench.bench.report.batch_plots import vs_batch
+from cnnbench.bench.report.ops_plots import latency_vs_macs
 from cnnbench.bench.report.plot_helpers import (
     PREC_MARKERS,
     Plot,
@@ -34,6 +33,7 @@ from cnnbench.bench.report.plot_helpers import (
     place_labels,
     save,
 )
+from cnnbench.bench.report.profile_plots import time_by_layer_type
 from cnnbench.bench.report.rows import Row, ZooEntry, num
 
 __all__ = ["Plot", "write_plots"]
@@ -69,6 +69,7 @@ def write_plots(
         if _with_accuracy(comparison, "latency_ms_p50_b1"):
             plots.append(_top1_vs_latency(out, comparison, zoo))
         plots += [vs_batch(out, series, "throughput"), vs_batch(out, series, "memory")]
+        plots.append(time_by_layer_type(out, series))
     return {p.name: p for p in plots if p is not None}
 
 

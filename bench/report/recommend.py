@@ -93,12 +93,23 @@ class Candidate:
     invalid_reason: str
     error: str
     top1_drop: float | None = None
+    #: the share of MACs that ran in int8 (the row's layer report), and the row's warning when
+    #: an INT8 cell did not run INT8 (bench.measure.profile_text.int8_warning)
+    macs_int8_share: float | None = None
+    int8_warning: str = ""
+
+    @property
+    def precision_label(self) -> str:
+        """The precision as it ran: an INT8 cell that did not run INT8 says so."""
+        if self.int8_warning and self.macs_int8_share is not None:
+            return f"{self.precision} (NOT INT8: {100 * self.macs_int8_share:.0f}% of MACs int8)"
+        return self.precision
 
     @property
     def label(self) -> str:
         extra = f" [{self.variant}]" if self.variant else ""
-        return (f"{self.model} {self.engine} {self.precision} {self.device} batch {self.batch} "
-                f"{self.scenario}{extra}")  # fmt: skip
+        return (f"{self.model} {self.engine} {self.precision_label} {self.device} "
+                f"batch {self.batch} {self.scenario}{extra}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -187,6 +198,8 @@ def _pool(
         weights=str(first.get("weights") or ""), valid=bool(ok) and not bad,
         invalid_reason=str(bad[0].get("invalid_reason") or "") if bad else "",
         error=str(group[0].get("error") or "") if not ok else "",
+        macs_int8_share=_median(ok, "macs_int8_share"),
+        int8_warning=next((str(r["int8_warning"]) for r in ok if r.get("int8_warning")), ""),
     )  # fmt: skip
 
 
@@ -320,6 +333,8 @@ def summary(c: Candidate) -> str:
         parts.append(f"median of {c.repeats} repeats")
     if not c.valid:
         parts.append(f"INVALID: {c.invalid_reason}")
+    if c.int8_warning:
+        parts.append(c.int8_warning)
     return ", ".join(parts)
 
 

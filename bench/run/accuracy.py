@@ -139,14 +139,10 @@ def evaluate(
     provenance = weights_provenance(model, weights, seed)
     onnx_path, onnx_sha, calibration = None, None, None
     if cls.loads_onnx:
-        root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
-        res = ensure_precision(
-            model, precision, weights=weights.path if weights else None, out_dir=root,
-            seed=seed, weights_source=provenance, fp16_converter=fp16_converter,
-            **recipe.kwargs(),
+        onnx_path, onnx_sha, calibration = _onnx_file(
+            model, precision, weights, artifacts, seed, provenance,
+            fp16_converter=fp16_converter, **recipe.kwargs(),
         )  # fmt: skip
-        onnx_path, onnx_sha = res.onnx_path, res.sha256
-        calibration = (res.manifest.get("extra") or {}).get("calibration")
     artifact = Artifact.for_spec(
         spec, precision, onnx_path=onnx_path, weights=weights.path if weights else None,
         sha256=onnx_sha, seed=seed,
@@ -180,6 +176,25 @@ def evaluate(
         "seconds": round(time.perf_counter() - t0, 3),
         "engine_details": details,
     }
+
+
+def _onnx_file(
+    model: str,
+    precision: Precision,
+    weights: Weights | None,
+    artifacts: str | Path | None,
+    seed: int,
+    provenance: str,
+    **recipe: Any,
+) -> tuple[Path, str, Any]:
+    """The verified ONNX file evaluated (made or reused as a run would): its path, sha256 and
+    its calibration record (INT8, FP8)."""
+    root = Path(artifacts) if artifacts is not None else cache_dir() / "eval"
+    res = ensure_precision(
+        model, precision, weights=weights.path if weights else None, out_dir=root, seed=seed,
+        weights_source=provenance, **recipe,
+    )  # fmt: skip
+    return res.onnx_path, res.sha256, (res.manifest.get("extra") or {}).get("calibration")
 
 
 def _count_hits(eng: Any, data: LabelledDataset, batch: int, k: int) -> tuple[int, int, int]:

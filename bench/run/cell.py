@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from cnnbench import engines
@@ -29,6 +30,9 @@ from cnnbench.bench.measure.memory import (
     torch_cuda_reset_peak,
 )
 from cnnbench.bench.measure.peak import get_peak
+from cnnbench.bench.measure.profile import PROFILE_KEY, profile_engine
+from cnnbench.bench.measure.profile import row_fields as profile_fields
+from cnnbench.bench.measure.profile_text import int8_warning
 from cnnbench.bench.measure.scenarios import (
     method_fields,
     run_fixed,
@@ -154,7 +158,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         # the peak is the measurement's; the per-layer report (a profiled session for ONNX
         # Runtime) comes after it, so it never counts in the cell's memory
         row["host_peak_rss_mb"] = host_peak_rss_mb()
-        row.update(layer_fields(eng))
+        row.update(_what_ran(eng, x, spec, row))
     # The null engine computes nothing: no efficiency to speak of.
     if spec.engine == "null":
         peak = None
@@ -166,6 +170,34 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         row["env_loadavg_1m"] = round(os.getloadavg()[0], 2)
     row.update(verdict(row))
     return row
+
+
+def _what_ran(eng: Engine, x: Any, spec: CellSpec, row: dict[str, Any]) -> dict[str, Any]:
+    """After the measurement: the layers that ran in which precision (every cell whose engine
+    says), the warning of an INT8 cell that did not run INT8, and (``spec.profile``) the
+    per-layer profile, its summary in the row and its layers under ``PROFILE_KEY``."""
+    out = layer_fields(eng)
+    out["int8_warning"] = (
+        int8_warning(
+            spec.precision,
+            out.get("macs_int8_share"),
+            engine=spec.engine,
+            qdq_target=spec.int8.target,
+        )  # fmt: skip
+        or None
+    )
+    if not spec.profile:
+        return out
+    fp32 = Path(spec.artifacts) / spec.model / "fp32" / "model.onnx"
+    onnx = None if eng.loads_onnx or not fp32.is_file() else fp32  # torch: align by its file
+    try:
+        prof = profile_engine(eng, x, p50_ms=row.get("latency_ms_p50"), model=spec.model, onnx=onnx)
+    except CnnbenchError as exc:  # a profile never costs the measurement
+        out["profile_error"] = str(exc)
+        return out
+    out.update(profile_fields(prof))
+    out[PROFILE_KEY] = prof.to_dict()
+    return out
 
 
 def make_engine(spec: CellSpec) -> Engine:

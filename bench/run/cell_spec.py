@@ -43,7 +43,7 @@ from cnnbench.models.user import UserModel
 from cnnbench.precision import Int8Recipe, Precision, parse_precision
 
 #: the version of the JSON document; a reader refuses any other (2: ``timing``, ``fp16_converter``)
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class CellSpec:
     timing: str = END_TO_END
     #: how an FP16 file is made (onnxconverter, autocast); used only at precision fp16
     fp16_converter: str = "onnxconverter"
+    #: after measuring, profile the cell per layer (not part of its identity: the profile
+    #: runs after the measured window, on a session of its own)
+    profile: bool = False
     #: set by the launcher's preparation: the ONNX file the engine loads, and its sha256
     onnx_path: str | None = None
     onnx_sha256: str | None = None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.bench.measure import samples
+from cnnbench.bench.measure.profile import PROFILE_KEY, store_profile
 from cnnbench.bench.results.files import append_row, cell_key, read_rows, write_rows
 from cnnbench.bench.run.cell import check_runtime, error_row, error_text, run_cell_safe
 from cnnbench.bench.run.cell_spec import CellSpec
@@ -141,6 +142,11 @@ class RowSink:
     def add(self, key: str, row: dict[str, Any]) -> None:
         # when the executor had the row: the spacing of these is the cost per cell, whatever ran it
         row.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+        try:  # the profile's file first: the row (store and file) points to it
+            store_profile(self.out if self.failed_write is None else None, row)
+        except OSError as exc:
+            row.pop(PROFILE_KEY, None)
+            warn(f"{key}: cannot write its profile: {exc.strerror}; the row keeps its summary")
         if self.record is not None and (err := self.record(row, row.get(samples.SAMPLES_KEY))):
             self.failed_record = err
             warn(f"{err}; measuring goes on" + (f", rows go to {self.out}" if self.out else ""))
@@ -157,6 +163,8 @@ class RowSink:
             note(f"{self.label}: {key}: {row['error']}")
         elif not row.get("valid"):
             warn(f"{key}: invalid: {row.get('invalid_reason')}")
+        if row.get("int8_warning"):
+            warn(f"{key}: {row['int8_warning']}")
 
     def interrupted(self) -> None:
         where = f" are in {self.out}" if self.out is not None else " were measured"

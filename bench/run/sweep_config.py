@@ -23,6 +23,7 @@ flags do: fp32, offline, each scenario's own batch)::
     qdq_target: onnxruntime     # INT8 Q/DQ placed for tensorrt | onnxruntime | openvino
                                 #   (default: each cell's engine's own)
     timing: end_to_end          # on a GPU: end_to_end | gpu_compute (no copies; CUDA graphs)
+    profile: false              # true: each cell profiled per layer after it is measured
     fp16_converter: onnxconverter   # or autocast (NVIDIA ModelOpt's AutoCast)
     engine_options:             # per engine: one set of options, or a list of sets to compare
       openvino: [{}, {inference_precision: f32}]
@@ -34,7 +35,6 @@ flags do: fp32, offline, each scenario's own batch)::
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,17 +47,16 @@ from cnnbench.bench.measure.loadgen import ServerConfig
 from cnnbench.bench.measure.scenarios import SCENARIOS, canonical_scenario
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.run.cell_spec import CellSpec, timing_options
+from cnnbench.bench.run.sweep_keys import engine_options, fail, mapping, model_name, named
 from cnnbench.engines import default_device
-from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.errors import InvalidInputError
 from cnnbench.models import (
     get_spec,
     list_models,
-    register_user_model,
     resolve_weights,
     user_model,
     weights_provenance,
 )
-from cnnbench.models.user import is_user_model
 from cnnbench.precision import Int8Recipe, Precision, check_fp16_converter, parse_precision
 from cnnbench.weights_hub import Weights
 
@@ -68,7 +67,7 @@ DEFAULTS: dict[str, list[str]] = {"precisions": ["fp32"], "scenarios": ["offline
 OPTIONAL = (
     "precisions", "batches", "scenarios", "device", "threads", "seed", "artifacts", "weights", "timeout_s", "stop", "server", "repeats",
     "quantizer", "calib_data", "calib_method", "calib_samples", "qdq_target", "engine_options",
-    "timing", "fp16_converter",
+    "timing", "fp16_converter", "profile",
 )  # fmt: skip
 
 
@@ -110,6 +109,8 @@ class SweepConfig:
     timing: str = END_TO_END
     #: how FP16 files are made (onnxconverter, autocast)
     fp16_converter: str = "onnxconverter"
+    #: profile each cell per layer after measuring it (bench.measure.profile)
+    profile: bool = False
 
     def device_of(self, engine: str) -> str:
         """The device engine ``engine`` runs on in this grid."""
@@ -153,6 +154,7 @@ class SweepConfig:
                             engine_options=opts,
                             timing=self.timing,
                             fp16_converter=self.fp16_converter,
+                            profile=self.profile,
                         )  # fmt: skip
                     )
         if self.repeats > 1:
@@ -168,7 +170,7 @@ def server_config(given: dict[str, Any], batches: tuple[int, ...], seed: int) ->
 
 
 def _fail(src: str, msg: str) -> InvalidInputError:
-    return InvalidInputError(f"config {src}: {msg}")
+    return fail(src, msg)
 
 
 def _list(src: str, key: str, v: Any) -> list[Any]:
@@ -230,13 +232,17 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     if Precision.FP8 in precs and "int8" in kw:  # FP8 is ModelOpt's: its calibration methods
         method = kw["int8"].calib_method
         _named(src, "calib_method", lambda: Int8Recipe(quantizer="modelopt", calib_method=method))
+    if raw.get("profile") is not None:
+        if not isinstance(raw["profile"], bool):
+            raise _fail(src, f"key 'profile' must be true or false, got {raw['profile']!r}")
+        kw["profile"] = raw["profile"]
     if raw.get("timing") is not None:
         kw["timing"] = _named(src, "timing", lambda: parse_timing(str(raw["timing"])))
         for e in engs:
             dev = kw.get("device") or default_device(e)
             _named(src, "timing", lambda d=dev: check_timing(kw["timing"], d, tuple(scens)))
     if raw.get("engine_options") is not None:
-        kw["engine_options"] = _engine_options(src, raw["engine_options"], engs, kw.get("device"))
+        kw["engine_options"] = engine_options(src, raw["engine_options"], engs, kw.get("device"))
     else:  # no options, but each engine's defaults must still suit the device
         for e in engs:
             _named(
@@ -257,7 +263,7 @@ def _models(src: str, base: Path, given: Any) -> list[str]:
     registered here, read once)."""
     if given in ("imagenet", "all"):
         given = list_models(imagenet_only=given == "imagenet")
-    models = [_model_name(src, base, m) for m in _list(src, "models", given)]
+    models = [model_name(src, base, m) for m in _list(src, "models", given)]
     for m in models:
         _named(src, "models", lambda m=m: get_spec(m))
     return models
@@ -319,75 +325,9 @@ def _settings(src: str, raw: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def _engine_options(
-    src: str, raw: Any, engs: list[str], device: str | None
-) -> dict[str, tuple[dict[str, Any], ...]]:
-    """``engine_options:``: per engine of the grid, a mapping of options or a list of them,
-    each typed by the engine's schema and checked against the engine's device."""
-    out: dict[str, tuple[dict[str, Any], ...]] = {}
-    given = _mapping(src, "engine_options", raw)
-    for name, sets_given in given.items():
-        e = _named(src, "engine_options", lambda n=name: engines.canonical(str(n)))
-        if e not in engs:
-            raise _fail(src, f"key 'engine_options': engine {e} is not in 'engines'")
-        sets = sets_given if isinstance(sets_given, list) else [sets_given]
-        if not sets or not all(isinstance(g, dict) or g is None for g in sets):
-            raise _fail(src, f"key 'engine_options.{e}' must be a mapping or a list of mappings")
-        dev = device or default_device(e)
-        typed = [
-            _named(
-                src,
-                f"engine_options.{e}",
-                lambda g=g, e=e, d=dev: engines.check_options(e, d, g or {}),
-            )
-            for g in sets
-        ]
-        unique = list({json.dumps(t, sort_keys=True): t for t in typed}.values())
-        if len(unique) != len(typed):
-            raise _fail(src, f"key 'engine_options.{e}': the same option set is listed twice")
-        out[e] = tuple(unique)
-    for e in engs:  # an engine without options: its defaults must suit the device too
-        if e not in out:
-            _named(
-                src, "device", lambda e=e: engines.check_options(e, device or default_device(e), {})
-            )
-    return out
-
-
-_USER_KEYS = ("model", "name", "input_shape", "mean", "std")
-
-
-def _model_name(src: str, base: Path, item: Any) -> str:
-    """A ``models:`` entry as the registry names it: a zoo name; your ONNX file (``x.onnx``,
-    relative to the config's folder) or module factory (``pkg.mod:fn``); or a mapping
-    ``{model: x.onnx, name: ..., input_shape: 3,64,64, mean: ..., std: ...}``."""
-    if isinstance(item, dict):
-        unknown = sorted(set(item) - set(_USER_KEYS))
-        if unknown or "model" not in item:
-            raise _fail(src, f"key 'models': an entry's keys are {', '.join(_USER_KEYS)}")
-        text = str(item["model"])
-        opts = {k: (str(v) if not isinstance(v, list) else ",".join(map(str, v)))
-                for k, v in item.items() if k != "model"}  # fmt: skip
-    else:
-        text, opts = str(item), {}
-    if not is_user_model(text):
-        if opts:
-            raise _fail(src, f"key 'models': {text} is a zoo model; name, input_shape, mean and "
-                        "std describe your own model")  # fmt: skip
-        return text
-    if text.lower().endswith(".onnx") and not Path(text).is_absolute():
-        text = str(base / text)
-    return str(_named(src, "models", lambda: register_user_model(text, **opts).name))
-
-
 def _named(src: str, key: str, fn: Any) -> Any:
-    try:
-        return fn()
-    except CnnbenchError as exc:
-        raise _fail(src, f"key '{key}': {exc}") from None
+    return named(src, key, fn)
 
 
 def _mapping(src: str, key: str, v: Any) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise _fail(src, f"key '{key}' must be a mapping")
-    return v
+    return mapping(src, key, v)

@@ -11,6 +11,7 @@ from cnnbench.cli import (  # noqa: E402,F401  isort: skip
     engine_cmds,
     bench_cmds,
     layers_cmds,
+    profile_cmds,
     report_cmds,
     recommend_cmds,
     store_cmds,

@@ -145,6 +145,13 @@ def _print_rows(
 @engine_opt_option
 @timing_option
 @click.option(
+    "--profile",
+    is_flag=True,
+    help="After measuring each cell, profile it per layer (cnnbench profile): the row gains "
+    "its time shares per executed precision and conversion_time_share; with --out, the "
+    "profile JSON goes to FILE.profiles/.",
+)
+@click.option(
     "--repeats",
     type=click.IntRange(min=1),
     default=1,

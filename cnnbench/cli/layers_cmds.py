@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from cnnbench.batch import BatchRange
-from cnnbench.bench.measure.layer_report import SOURCES, file_artifact
+from cnnbench.bench.measure.layer_report import SOURCES
 from cnnbench.bench.measure.layer_report import report as layer_report
 from cnnbench.bench.measure.layer_report import summary_text as layers_summary_text
-from cnnbench.bench.run.cell import check_runtime, make_engine
-from cnnbench.bench.run.prepare import prepare
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
 from cnnbench.cli.flags import (
-    INT8_FIELDS,
     artifacts_option,
     device_option,
     engine_opt_option,
@@ -26,9 +22,7 @@ from cnnbench.cli.flags import (
     threads_option,
     weights_option,
 )
-from cnnbench.cli.run_options import RunOptions, check_inputs
-from cnnbench.engines import get_engine_class
-from cnnbench.engines.base import EngineOptions
+from cnnbench.cli.targets import engine_and_artifact
 from cnnbench.errors import InvalidInputError
 
 _LAYER_COLUMNS = ("name", "kind", "precision", "kernel", "mmacs", "nodes")
@@ -64,32 +58,12 @@ def layers_cmd(**o: Any) -> None:
     The summary gives the share of MACs that ran in INT8, FP16, BF16 and FP32, with MACs
     counted on the ONNX graph; each cell's row records the same shares.
     """
-    target = Path(o["target"])
     engine = o["engines"]
     if engine not in SOURCES:
         raise InvalidInputError(
             f"engine {engine} does not report the layers it ran; use --engine {', '.join(SOURCES)}"
         )
-    if target.suffix.lower() == ".onnx":
-        given = {k: o[k] for k in (*INT8_FIELDS, "fp16_converter") if o.get(k) is not None}
-        if given or o["weights"]:
-            raise click.UsageError(
-                "--weights, the INT8/FP8 recipe and --fp16-converter are for a MODEL, not a file"
-            )
-        art = file_artifact(target, o["precisions"])
-        opts = RunOptions.from_params({**o, "model": None})
-        device = opts.device_of(engine)
-        extra = opts.engine_options.get(engine, {})
-        eng = get_engine_class(engine)(EngineOptions(device, opts.threads, extra))
-        check_runtime(engine, device, art.precision)
-    else:
-        opts = RunOptions.from_params({**o, "model": o["target"]})
-        cfg = opts.grid()
-        check_inputs(cfg)
-        spec = cfg.cells()[0][0]
-        check_runtime(spec.engine, spec.device, spec.precision)  # before any export
-        art = prepare(spec).artifact
-        eng = make_engine(spec)
+    eng, art, _ = engine_and_artifact(o, engine)
     with eng:
         eng.load(art, BatchRange.fixed(1))
         rep = layer_report(eng)

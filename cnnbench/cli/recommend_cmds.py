@@ -22,6 +22,7 @@ from cnnbench.cli.flags import DeviceType, ScenarioType, engine_option, options
 from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.models import get_spec
+from cnnbench.serve.jobs import JobQueue
 
 _COLUMNS = ("label", "throughput", "p99_ms", "memory_mb", "top1", "top1_source", "repeats", "valid")
 _LABELS = {"label": "cell", "throughput": "img/s", "p99_ms": "p99 ms", "memory_mb": "memory MB",
@@ -49,8 +50,6 @@ def load_source_rows(sources: tuple[str, ...], db: str | None, machine: str | No
 
 def _store_rows(store: Store, src: str, machine: str | None) -> list[dict[str, Any]]:
     if src.startswith("job:"):
-        from cnnbench.serve.jobs import JobQueue
-
         if not src[4:].isdigit():
             raise InvalidInputError(f"{src}: a job is job:N")
         job = JobQueue(store).get(int(src[4:]))

@@ -63,6 +63,8 @@ class RunOptions:
     timing: str = END_TO_END
     #: how FP16 files are made (onnxconverter, autocast)
     fp16_converter: str = "onnxconverter"
+    #: profile each cell per layer after measuring it
+    profile: bool = False
 
     @property
     def precision(self) -> Precision:
@@ -103,6 +105,7 @@ class RunOptions:
             raise click.UsageError("--fp16-converter: for FP16 only; add --precision fp16")
         return cls(
             timing=timing, fp16_converter=converter or "onnxconverter",
+            profile=bool(p.get("profile")),
             models=models, engines=engs, precisions=precisions, device=device,
             batches=_as_tuple(p.get("batches")) or None,
             scenario=p.get("scenario") or "offline",
@@ -130,7 +133,7 @@ class RunOptions:
             weights={self.models[0]: self.weights} if self.weights else {},
             timeout_s=max(600.0, self.stop.max_time * 4), stop=self.stop, server=sv,
             repeats=self.repeats, int8=self.int8, timing=self.timing,
-            fp16_converter=self.fp16_converter,
+            fp16_converter=self.fp16_converter, profile=self.profile,
             engine_options={e: (o,) for e, o in self.engine_options.items()},
         )  # fmt: skip
 

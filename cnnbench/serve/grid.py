@@ -18,7 +18,7 @@ from cnnbench.errors import InvalidInputError
 ALLOWED = (
     "models", "engines", "precisions", "batches", "scenarios", "stop", "server", "repeats",
     "engine_options", "seed", "device", "threads", "timeout_s", "quantizer", "calib_method",
-    "calib_samples", "calib_data", "qdq_target",
+    "calib_samples", "calib_data", "qdq_target", "profile",
 )  # fmt: skip
 #: calibration data a request may name (a path is the service's, never the request's)
 CALIB_NAMES = ("digits", "random")

@@ -30,6 +30,7 @@ from cnnbench.bench.results.compare import DEFAULT_METRICS, compare_sources, par
 from cnnbench.errors import CnnbenchError, first_line
 from cnnbench.serve.decide import decision_block
 from cnnbench.serve.layout import fmt, page, table, td
+from cnnbench.serve.profile_page import add_profile_pages, profile_link
 
 if TYPE_CHECKING:
     from cnnbench.serve.app import Service
@@ -69,6 +70,7 @@ def add_pages(app: FastAPI, svc: Service) -> None:
               name="plots")  # fmt: skip
     _add_job_pages(app, svc)
     _add_store_pages(app, svc)
+    add_profile_pages(app, svc)
 
 
 def _add_job_pages(app: FastAPI, svc: Service) -> None:
@@ -104,18 +106,27 @@ def _add_job_pages(app: FastAPI, svc: Service) -> None:
                 rows, request.query_params, f"/jobs/{job_id}"
             )
             body += "<h2>Figures</h2>" + _report_figures(svc, f"job|{job_id}", rows)
-            body += "<h2>Rows</h2>" + _rows_table(rows)
+            body += "<h2>Rows</h2>" + _rows_table(rows, job_id)
         else:
             body += "<p>No rows yet.</p>"
         live = job["state"] in ("queued", "running")
         return page(f"Job {job_id}", body, refresh=3 if live else None)
 
 
-def _rows_table(rows: list[dict[str, Any]]) -> str:
-    """The rows with their verdicts, and where their weights came from."""
-    cells = [[td(r.get(c)) for c, _ in _ROW_COLUMNS] + [td(r.get("weights")), _valid(r)]
+def _precision(r: dict[str, Any]) -> str:
+    """The precision; an INT8 cell that did not run INT8 is marked, its warning the title."""
+    if not r.get("int8_warning"):
+        return td(r.get("precision"))
+    warning = html.escape(str(r["int8_warning"]))
+    return f'<td class="bad" title="{warning}">{fmt(r.get("precision"))} ⚠ not INT8</td>'
+
+
+def _rows_table(rows: list[dict[str, Any]], job_id: int) -> str:
+    """The rows with their verdicts, where their weights came from, and their profiles."""
+    cells = [[_precision(r) if c == "precision" else td(r.get(c)) for c, _ in _ROW_COLUMNS]
+             + [td(r.get("weights")), _valid(r), profile_link(job_id, r)]
              for r in rows]  # fmt: skip
-    head = [label for _, label in _ROW_COLUMNS] + ["weights", "verdict"]
+    head = [label for _, label in _ROW_COLUMNS] + ["weights", "verdict", "profile"]
     return table(cells, head, "results")
 
 

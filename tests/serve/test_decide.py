@@ -108,3 +108,25 @@ def test_tradeoff_and_history_read_the_store(server: Server) -> None:
     assert status == 200 and "random weights have no place on an accuracy axis" in page
     status, page = _get(server, "/history?shared_y=true")
     assert status == 200 and "All panels share one y-range" in page and "<th>commit</th>" in page
+
+
+def test_a_profiled_job_links_each_cell_to_its_layers(server: Server) -> None:
+    status, job = server.call("POST", "/api/jobs", {"models": ["lenet5"],
+                                                    "engines": ["onnxruntime"],
+                                                    "profile": True, "stop": QUICK})  # fmt: skip
+    assert status == 201, job
+    assert server.wait_job(job["id"])["state"] == "done"
+    _, rows = server.call("GET", f"/api/results?job={job['id']}")
+    (row,) = rows
+    assert row["profile_file"].startswith("results.csv.profiles/") and row["profile_by_kind"]
+    status, page = _get(server, f"/jobs/{job['id']}")
+    name = row["profile_file"].rsplit("/", 1)[-1]
+    link = f"/jobs/{job['id']}/profile/{name}"
+    assert status == 200 and f'href="{link}"' in page
+    status, layers = _get(server, link)
+    assert status == 200 and "where the time goes" in layers and "layers sum to" in layers
+    status, doc = server.call("GET", link + "?format=json")
+    assert status == 200 and doc["engine"] == "onnxruntime" and doc["layers"]
+    for bad in ("../../s.db", "nope.json", "..%2F..%2Fs.db"):
+        status, err = server.call("GET", f"/jobs/{job['id']}/profile/{bad}")
+        assert status == 404 and set(err) == {"error"}, (bad, err)
