@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnnbench.engines.executed import ExecutedLayer, ort_profile_layers, precision_word
@@ -159,11 +159,18 @@ def ov_layer_times(
             name = str(rec["node_name"])
             took[name] = took.get(name, 0.0) + float(rec["real_time_ms"])
             if name not in made:
-                made[name] = by_name.get(name) or ExecutedLayer(
-                    name=name,
-                    kind=str(rec.get("node_type", "")),
-                    precision=_exec_precision(str(rec.get("exec_type", ""))),
-                    kernel=str(rec.get("exec_type", "")),
+                kind = str(rec.get("node_type", ""))
+                known = by_name.get(name)
+                # the counters' node type (MaxPool, ReduceMean), as benchmark_app -pc shows it
+                made[name] = (
+                    replace(known, kind=kind or known.kind)
+                    if known is not None
+                    else ExecutedLayer(
+                        name=name,
+                        kind=kind,
+                        precision=_exec_precision(str(rec.get("exec_type", ""))),
+                        kernel=str(rec.get("exec_type", "")),
+                    )
                 )
         per_run.append(took)
     # a node the plugin skipped in one query took no time in it

@@ -222,9 +222,9 @@ def build(
     return prof
 
 
-#: runtime layer kinds that do a weighted op's MACs
-_MAC_KINDS = ("Convolution", "FullyConnected", "MatMul", "Gemm", "Conv", "FusedConv",
-              "QLinearConv", "QGemm", "Deconvolution", "CaskConvolution", "CaskGemmConvolution")  # fmt: skip
+#: what the kinds of runtime layers that do a weighted op's MACs contain (Convolution,
+#: FullyConnectedQuantizedLegacy, QLinearConv, CaskGemmConvolution, MatMul, QGemm, ...)
+_MAC_KINDS = ("Conv", "FullyConnected", "MatMul", "Gemm")
 
 
 def _covers(times: LayerTimes, facts: GraphFacts | None) -> list[list[str]]:
@@ -236,7 +236,8 @@ def _covers(times: LayerTimes, facts: GraphFacts | None) -> list[list[str]]:
     covers = [facts.cover(layer.nodes or (layer.name,)) for layer in times.layers]
     taken = {n for c in covers for n in c}
     for layer, nodes in zip(times.layers, covers, strict=True):
-        if layer.kind not in _MAC_KINDS or any(n in facts.weighted for n in nodes):
+        mac_kind = any(k in layer.kind for k in _MAC_KINDS)
+        if not mac_kind or any(n in facts.weighted for n in nodes):
             continue
         feeding = [facts.producer.get(t) for n in nodes for t in facts.inputs[n]]
         found = [w for w in dict.fromkeys(feeding) if w in facts.weighted and w not in taken]
