@@ -106,10 +106,10 @@ def test_diff_of_an_int8_file_placed_for_onnxruntime_says_int8_ran(tmp_path: Pat
         (["lenet5", "--diff", "a.json", "b.json"], "not both"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], phrase: str) -> None:
-    import os
-
-    os.chdir(tmp_path)
+def test_bad_input_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], phrase: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(cli, ["profile", *args])
     assert res.exit_code == 2, res.output
     assert phrase in res.output
