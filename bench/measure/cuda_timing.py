@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnbench.bench.measure.timing import StopRule, Timing, Window, loop, warmup
+from cnnbench.bench.measure.timing import Guard, StopRule, Timing, Window, loop, warmup
 from cnnbench.errors import InvalidInputError
 from cnnbench.naming import lookup
 
@@ -75,8 +75,10 @@ def measure_cuda(
     rule: StopRule,
     window: Window | None = None,
     mode: str = END_TO_END,
+    guard: Guard | None = None,
 ) -> Timing:
-    """Host time per query in ``mode``, and the device-only time of its ``run``."""
+    """Host time per query in ``mode``, and the device-only time of its ``run`` (``guard``:
+    see :func:`bench.measure.timing.measure`)."""
     torch, stream = _events(engine)
     stage, run, to_host, sync = engine.stage, engine.run, engine.to_host, engine.synchronize
     staged: Any = None
@@ -127,7 +129,7 @@ def measure_cuda(
 
     if window is not None:
         window.start()
-    samples, wall, reason = loop(body, rule)
+    samples, wall, reason = loop(body, rule, guard)
     if window is not None:
         window.stop()
     return Timing(

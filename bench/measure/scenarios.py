@@ -26,7 +26,7 @@ from cnnbench.bench.measure.cuda_timing import (
 from cnnbench.bench.measure.energy import EnergyMeter
 from cnnbench.bench.measure.samples import SAMPLES_KEY
 from cnnbench.bench.measure.stats import CI_LEVEL, CI_METHOD, PERCENTILE_METHOD, summarize
-from cnnbench.bench.measure.timing import StopRule, Timing, measure
+from cnnbench.bench.measure.timing import Guard, StopRule, Timing, measure
 from cnnbench.bench.results.files import THROUGHPUT_DEFINITION
 from cnnbench.errors import InvalidInputError
 from cnnbench.naming import lookup
@@ -123,14 +123,16 @@ def run_fixed(
     rule: StopRule,
     energy: EnergyMeter | None = None,
     mode: str = END_TO_END,
+    guard: Guard | None = None,
 ) -> dict[str, Any]:
     """Measure single-stream, multi-stream or offline; returns row fields (with the energy
     over the measured window, per image, when ``energy`` is given). On a GPU, in timing
-    ``mode`` (:mod:`bench.measure.cuda_timing`), which the row names."""
+    ``mode`` (:mod:`bench.measure.cuda_timing`), which the row names. ``guard`` (the CPU
+    window's) stops a measurement that can no longer be valid, after ``min_time``."""
     batch = int(batch_array.shape[0])
     check_batch(scenario, batch)
     if str(engine.device).startswith("cuda"):
-        timing = measure_cuda(engine, batch_array, rule, energy, mode)
+        timing = measure_cuda(engine, batch_array, rule, energy, mode, guard)
         fields = timing_fields(timing, batch)
         fields.update(
             timing_mode=mode,
@@ -139,7 +141,7 @@ def run_fixed(
         )
     else:
         # CPU engines finish their work inside infer(); synchronize() is a no-op there.
-        timing = measure(engine.infer, batch_array, rule, energy)
+        timing = measure(engine.infer, batch_array, rule, energy, guard)
         fields = timing_fields(timing, batch)
     if energy is not None:
         fields.update(energy.fields(batch * timing.count))

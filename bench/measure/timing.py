@@ -47,6 +47,9 @@ class StopRule:
     min_time: float = 2.0
     max_time: float = 60.0
     ci_target: float | None = 2.0
+    #: stop as soon as the answer is known (:func:`early_stop`): the CI stopped narrowing, or
+    #: the window can no longer be valid (foreign CPU load over the bound)
+    early: bool = True
 
     def __post_init__(self) -> None:
         for name in ("warmup_count", "min_count"):
@@ -115,16 +118,71 @@ def warmup(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> tuple[int, i
         n += 1
 
 
-def loop(body: Callable[[], int], rule: StopRule) -> tuple[list[int], int, str]:
+#: how often (seconds) the guard of a window (foreign CPU load) is asked after ``min_time``
+GUARD_EVERY_S = 0.5
+#: the CI "stopped narrowing" when, over the last ``PLATEAU_CHECKS`` checks (the samples grew
+#: about 1.95x, which narrows an i.i.d. median's CI by about 28%), it narrowed by less than this
+PLATEAU_NARROWING = 0.10
+PLATEAU_CHECKS = 3
+
+
+class Guard(Protocol):
+    """Asked during a measurement (after ``min_time``) whether the window can still be valid:
+    a stop reason (``foreign-load``) when it cannot, else None."""
+
+    def __call__(self) -> str | None: ...
+
+
+def plateaued(widths: list[float]) -> bool:
+    """Whether the CI half-widths checked so far stopped narrowing (see ``PLATEAU_NARROWING``)."""
+    if len(widths) <= PLATEAU_CHECKS:
+        return False
+    return widths[-1] > (1 - PLATEAU_NARROWING) * widths[-1 - PLATEAU_CHECKS]
+
+
+class _Stopper:
+    """The stop rule's checks after ``min_time`` and ``min_count``: the CI target, and with
+    ``rule.early`` a CI that stopped narrowing or a guard that says the window cannot be valid."""
+
+    def __init__(self, rule: StopRule, guard: Guard | None, start: int) -> None:
+        self.rule, self.guard = rule, guard if rule.early else None
+        self.next_ci = rule.min_count
+        self.widths: list[float] = []
+        self.every = int(GUARD_EVERY_S * 1e9)
+        #: when to call check next: at the next CI checkpoint or the next guard time
+        self.next_guard = start + int(rule.min_time * 1e9) if self.guard else 2**62
+
+    def check(self, samples: list[int], now: int) -> str | None:
+        if self.guard is not None and now >= self.next_guard:
+            self.next_guard = now + self.every
+            why = self.guard()
+            if why:
+                return why
+        if len(samples) < self.rule.min_count:
+            return None
+        if self.rule.ci_target is None:
+            return "min-count+min-time"
+        if len(samples) < self.next_ci:
+            return None
+        width = ci_half_width_pct_of(samples)
+        if width <= self.rule.ci_target:
+            return "ci-target"
+        self.widths.append(width)
+        self.next_ci = int(len(samples) * 1.25) + 1
+        return "ci-plateau" if self.rule.early and plateaued(self.widths) else None
+
+
+def loop(
+    body: Callable[[], int], rule: StopRule, guard: Guard | None = None
+) -> tuple[list[int], int, str]:
     """Run ``body`` (which returns one sample in ns) until the rule stops it."""
     clock = time.perf_counter_ns
     samples: list[int] = []
     append = samples.append
-    min_count, min_ns, max_ns = rule.min_count, int(rule.min_time * 1e9), int(rule.max_time * 1e9)
-    target = rule.ci_target
-    next_ci = min_count
+    min_ns, max_ns = int(rule.min_time * 1e9), int(rule.max_time * 1e9)
     every = int(PROGRESS_EVERY_S * 1e9)
     start = clock()
+    stopper = _Stopper(rule, guard, start)
     next_note = start + every
     while True:
         append(body())
@@ -135,13 +193,8 @@ def loop(body: Callable[[], int], rule: StopRule) -> tuple[list[int], int, str]:
         elapsed = now - start
         if elapsed >= max_ns:
             return samples, elapsed, "max-time"
-        if len(samples) >= min_count and elapsed >= min_ns:
-            if target is None:
-                return samples, elapsed, "min-count+min-time"
-            if len(samples) >= next_ci:
-                if ci_half_width_pct_of(samples) <= target:
-                    return samples, clock() - start, "ci-target"
-                next_ci = int(len(samples) * 1.25) + 1
+        if elapsed >= min_ns and (why := stopper.check(samples, now)):
+            return samples, clock() - start, why
 
 
 class Window(Protocol):
@@ -153,13 +206,18 @@ class Window(Protocol):
 
 
 def measure(
-    call: Callable[[Any], Any], arg: Any, rule: StopRule, window: Window | None = None
+    call: Callable[[Any], Any],
+    arg: Any,
+    rule: StopRule,
+    window: Window | None = None,
+    guard: Guard | None = None,
 ) -> Timing:
     """Time ``call(arg)`` on the host clock; ``call`` must return only when its work is done.
 
     The samples are the individual call times; ``wall_ns`` spans the whole measured window
     (first call start to last check), so throughput = batch x count / wall. ``window`` is
-    started just before the window opens and stopped just after it closes.
+    started just before the window opens and stopped just after it closes. ``guard`` is asked
+    every ``GUARD_EVERY_S`` after ``min_time`` whether the window can still be valid.
     """
     warm_n, warm_ns = warmup(call, arg, rule)
     if window is not None:
@@ -169,11 +227,10 @@ def measure(
     # comparison per call (min_time <= max_time, so max_time needs no check before that).
     samples: list[int] = []
     append = samples.append
-    min_count, target = rule.min_count, rule.ci_target
-    next_ci = min_count
     every = int(PROGRESS_EVERY_S * 1e9)
     start = clock()
     min_end, max_end = start + int(rule.min_time * 1e9), start + int(rule.max_time * 1e9)
+    stopper = _Stopper(rule, guard, start)
     next_note = start + every
     while True:
         t0 = clock()
@@ -188,15 +245,12 @@ def measure(
         if t1 >= max_end:
             reason = "max-time"
             break
-        if len(samples) >= min_count:
-            if target is None:
-                reason = "min-count+min-time"
+        # one comparison per call: the checks themselves run at their checkpoints only
+        if len(samples) >= stopper.next_ci or t1 >= stopper.next_guard:
+            why = stopper.check(samples, t1)
+            if why:
+                reason = why
                 break
-            if len(samples) >= next_ci:
-                if ci_half_width_pct_of(samples) <= target:
-                    reason = "ci-target"
-                    break
-                next_ci = int(len(samples) * 1.25) + 1
     wall = clock() - start
     if window is not None:
         window.stop()

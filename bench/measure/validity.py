@@ -130,6 +130,20 @@ class CpuWindow:
             out["cpu_freq_source"] = "not visible on this machine"
         self._result = out
 
+    def guard(self) -> str | None:
+        """During the window: ``foreign-load`` when other processes have used more than
+        ``MAX_FOREIGN_CPU_CORES`` on average so far (the row would be invalid for it),
+        ``steal`` likewise for hypervisor steal, else None (a measurement's early stop)."""
+        stat = _proc_stat()
+        if stat is None or self._start is None:
+            return None
+        wall = max(time.perf_counter() - self._start[0], 1e-9)
+        if ((stat[0] - _own_cpu()) - self._start[1]) / wall > MAX_FOREIGN_CPU_CORES:
+            return "foreign-load"
+        if (stat[1] - self._start[2]) / wall > MAX_STEAL_CORES:
+            return "steal"
+        return None
+
     def fields(self) -> dict[str, Any]:
         """Row fields of the finished window."""
         return dict(self._result)

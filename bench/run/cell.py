@@ -140,7 +140,9 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
                     row["timing_mode"] = spec.timing
             else:
                 energy = EnergyMeter(spec.device, cuda_index=dev_index, ids=ids)
-                row.update(run_fixed(eng, x, spec.scenario, spec.stop, energy, spec.timing))
+                row.update(
+                    run_fixed(eng, x, spec.scenario, spec.stop, energy, spec.timing, window.guard)
+                )
         row.update(window.fields())
         if cuda:
             row.update(

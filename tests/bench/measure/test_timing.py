@@ -167,3 +167,45 @@ def test_gpu_compute_times_the_device_work_alone_and_says_so() -> None:
     assert f["throughput_ips"] == pytest.approx(4 * f["samples"] / f["wall_s"], rel=1e-3)
     e2e = run_fixed(FakeDeviceEngine(), np.zeros((4, 1), dtype=np.float32), "offline", rule)
     assert e2e["timing_mode"] == "end_to_end" and e2e["latency_ms_p50"] >= 4.0
+
+
+def _bimodal() -> object:
+    """A call that takes 1 us and 6 us in turn: the median sits in the gap between the two, so
+    its CI stays as wide as the gap, whatever the count (what a shared core does to a cell)."""
+    n = [0]
+
+    def call(_: object) -> None:
+        n[0] += 1
+        end = time.perf_counter_ns() + (1000 if n[0] % 2 else 6000)
+        while time.perf_counter_ns() < end:
+            pass
+
+    return call
+
+
+def test_a_ci_that_stopped_narrowing_ends_the_run_before_max_time() -> None:
+    from cnnbench.bench.measure.timing import plateaued
+
+    assert not plateaued([4.0, 3.0, 2.2, 1.6, 1.15])  # narrowing as 1/sqrt(n): keep going
+    assert plateaued([4.0, 3.0, 2.9, 2.8, 2.85])  # stuck: stop
+    rule = StopRule(warmup_count=1, warmup_time=0, min_count=200, min_time=0.2, max_time=20.0,
+                    ci_target=2.0)  # fmt: skip
+    t0 = time.perf_counter()
+    t = measure(_bimodal(), None, rule)
+    assert t.stop_reason == "ci-plateau" and time.perf_counter() - t0 < 15
+    late = measure(_bimodal(), None, StopRule(**{**rule.__dict__, "early": False, "max_time": 1.0}))
+    assert late.stop_reason == "max-time"  # no early stop: the old rule
+
+
+def test_a_window_that_cannot_be_valid_stops_after_min_time() -> None:
+    asked: list[float] = []
+
+    def guard() -> str | None:
+        asked.append(time.perf_counter())
+        return "foreign-load"
+
+    rule = StopRule(warmup_count=1, warmup_time=0, min_count=10, min_time=0.3, max_time=10.0)
+    t0 = time.perf_counter()
+    t = measure(lambda _: None, None, rule, guard=guard)
+    assert t.stop_reason == "foreign-load"
+    assert asked and asked[0] - t0 >= 0.3 and time.perf_counter() - t0 < 2.0
