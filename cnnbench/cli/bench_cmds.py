@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.bench.measure.stats import CI_METHOD, PERCENTILE_METHOD
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.results.files import THROUGHPUT_DEFINITION, check_output, columns_for
@@ -35,6 +36,7 @@ from cnnbench.cli.flags import (
     ScenarioType,
     artifacts_option,
     batch_option,
+    bounded,
     device_option,
     engine_opt_option,
     engine_option,
@@ -141,7 +143,7 @@ def _print_rows(
 @engine_opt_option
 @click.option(
     "--repeats",
-    type=click.IntRange(min=1),
+    type=bounded(limits.REPEATS),
     default=1,
     show_default=True,
     help="Measure each cell N times, each in its own process: compare then sees run-to-run noise.",
@@ -154,7 +156,7 @@ def _print_rows(
 )
 @click.option(
     "--max-batch-limit",
-    type=click.IntRange(min=1),
+    type=bounded(limits.BATCH),
     default=4096,
     show_default=True,
     help="The largest batch --find-max-batch tries.",

@@ -30,6 +30,7 @@ from cnnbench.cli.run_options import RunOptions, check_inputs
 from cnnbench.engines import get_engine_class
 from cnnbench.engines.base import EngineOptions
 from cnnbench.errors import InvalidInputError
+from cnnbench.footprint import check_fits
 
 _LAYER_COLUMNS = ("name", "kind", "precision", "kernel", "mmacs", "nodes")
 
@@ -75,6 +76,7 @@ def layers_cmd(**o: Any) -> None:
         if given or o["weights"]:
             raise click.UsageError("--weights and the INT8 recipe are for a MODEL, not a file")
         art = file_artifact(target, o["precisions"])
+        check_fits(str(target), art.input_shape, {"measurement": 1})
         opts = RunOptions.from_params({**o, "model": None})
         device = opts.device_of(engine)
         extra = opts.engine_options.get(engine, {})

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.bench.results.store_url import data_dir
 from cnnbench.cli.common import cli
 from cnnbench.cli.output_options import db_option
@@ -22,11 +23,17 @@ _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb"
 
 
 def parse_size(text: str) -> int:
-    """``2GiB``, ``500MB``, ``1048576`` -> bytes; one-line error otherwise."""
-    m = _SIZE.match(text)
+    """``2GiB``, ``500MB``, ``1048576`` -> bytes, within :data:`cnnbench.limits.BYTES`;
+    one-line error otherwise."""
+    m = _SIZE.match(text) if len(text) <= 40 else None
     if not m or float(m.group(1)) <= 0:
         raise InvalidInputError(f"--max-upload {text!r}: give a size like 2GiB, 500MB or 1048576")
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    size = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    if size > limits.BYTES.hi:
+        raise InvalidInputError(
+            f"--max-upload {text!r}: at most {int(limits.BYTES.hi)} bytes (1 TiB)"
+        )
+    return max(1, int(size))
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.bench.measure.environment import capture, git_state
 from cnnbench.bench.results.compare import DEFAULT_METRICS, parse_threshold
 from cnnbench.bench.results.history import machine_filter, parse_when, regressions, run_summary
@@ -21,7 +22,7 @@ from cnnbench.bench.results.store_recording import Recorder, recording
 from cnnbench.bench.results.store_url import shown_url
 from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.cli.common import PrecisionType, cli, emit_csv, emit_json, emit_table, format_option
-from cnnbench.cli.flags import BatchType, DeviceType, EngineType, ScenarioType, options
+from cnnbench.cli.flags import BatchType, DeviceType, EngineType, ScenarioType, bounded, options
 from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError
 from cnnbench.progress import note
@@ -116,11 +117,11 @@ def _where(o: dict[str, Any]) -> dict[str, Any]:
 @cli.command()
 @db_option
 @click.option("--cells", "show_cells", is_flag=True, help="List cells (result rows), not runs.")
-@click.option("--run", "run_id", type=int, default=None, help="Only this run.")
+@click.option("--run", "run_id", type=bounded(limits.ID), default=None, help="Only this run.")
 @_filters
 @click.option("--until", default=None, help="Before this time (same forms as --since).")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="At most N runs / cells (newest)."
+    "--limit", type=bounded(limits.ROWS), default=None, help="At most N runs / cells (newest)."
 )
 @format_option()
 def history(**o: Any) -> None:
