@@ -18,8 +18,10 @@ from cnnbench.errors import InvalidInputError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-#: a run's status while it records, and after
+#: a run's status while it records, and after; ``incomplete``: it ended with rows its results
+#: file has and the store could not take (``cnnbench store sync FILE`` records them)
 RUNNING, FINISHED, INTERRUPTED, FAILED = "running", "finished", "interrupted", "failed"
+INCOMPLETE = "incomplete"
 
 
 class StoreReader:
@@ -151,8 +153,7 @@ class StoreReader:
             arr = self.samples(int(r["cell_id"]))
             if arr is not None:
                 row[sample_files.SAMPLES_KEY] = arr
-                sample_files.store(out, row)
-            append_row(out, row)
+            sample_files.write_row(out, row, append_row)
             have.add(cell_key(r))
             added += 1
         return added
