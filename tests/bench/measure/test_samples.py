@@ -56,7 +56,9 @@ def test_a_short_write_is_cut_back_and_raises(
     assert samples.load(out, row).size == 500
 
 
-def test_a_failed_first_write_leaves_no_sidecar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_first_write_leaves_no_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "r.csv"
     _short_writes(monkeypatch, then="error")
     with pytest.raises(OSError):

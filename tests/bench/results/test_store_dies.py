@@ -140,11 +140,15 @@ def private_pg(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """A PostgreSQL server of this test alone (never the shared one), stopped after it."""
     if not shutil.which("bash") or not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
         pytest.skip("no PostgreSQL server here (apt-get install postgresql)")
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'cnnbench[postgres]')")
+    pytest.importorskip(
+        "psycopg", reason="psycopg is not installed (pip install 'cnnbench[postgres]')"
+    )
     pg_dir = Path(f"/tmp/cnb-pg-{os.getpid()}-{_free_port()}")  # a short socket path
     env = {**os.environ, "CNNBENCH_PG_DIR": str(pg_dir), "CNNBENCH_PG_PORT": str(_free_port())}
     script = ROOT / "tools" / "ci" / "start_postgres.sh"
-    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
     if proc.returncode != 0:
         pytest.skip(f"a private PostgreSQL server did not start: {proc.stderr.strip()[-200:]}")
     try:
