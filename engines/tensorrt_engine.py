@@ -38,9 +38,10 @@ OPTIONS = (
            minimum=0, maximum=MAX_OPT_LEVEL),
     # the timing cache and the engine cache speed up builds; they do not change what is keyed
     Option("timing_cache", "str", "timing cache file, or off", words=("off",), identity=False,
-           metavar="PATH"),
+           metavar="PATH", names_path=True),
     Option("rebuild", "bool", "build again, ignoring a cached engine", identity=False),
-    Option("cache_dir", "str", "engine cache folder", identity=False, metavar="DIR"),
+    Option("cache_dir", "str", "engine cache folder", identity=False, metavar="DIR",
+           names_path=True),
 )  # fmt: skip
 # TensorRT DataType names -> torch dtype names (looked up on torch at load)
 _TORCH_DTYPES = {

@@ -51,25 +51,36 @@ def parse_size(text: str) -> int:
     "~/.local/share/cnnbench/service).",
 )  # fmt: skip
 @click.option("--max-upload", default="2GiB", show_default=True, help="Largest ONNX upload.")
+@click.option(
+    "--private", is_flag=True,
+    help=f"Reads need the token too (all but /api/health); needs {TOKEN_ENV}.",
+)  # fmt: skip
+@click.option(
+    "--hold-jobs", is_flag=True,
+    help="Accept and queue jobs but run none (a maintenance window, or tests of the API).",
+)  # fmt: skip
 def serve(**o: Any) -> None:
     """The benchmark service: an HTTP API (OpenAPI docs at /docs), a job queue in the results
     store, and a dashboard (jobs, results, history, compare, accuracy vs operations).
 
     \b
     Write endpoints (POST/DELETE /api/jobs) need Authorization: Bearer $CNNBENCH_TOKEN when
-    the variable is set; listening beyond loopback needs it set. Jobs run as `cnnbench sweep`
-    in a child process, never in the service; a restart resumes queued and interrupted jobs.
+    the variable is set; listening beyond loopback needs it set; --private puts reads behind
+    it too. Reads without the token show no server paths. Every number is bounded and bodies
+    are size-limited (GET /api/limits); SIGTERM stops the service within 5 s. Jobs run as
+    `cnnbench sweep` in a child process, never in the service; a restart resumes queued and
+    interrupted jobs.
     """
     token = os.environ.get(TOKEN_ENV) or None
     if o["host"] not in LOOPBACK and token is None:
         raise InvalidInputError(
             f"--host {o['host']} is beyond loopback: set {TOKEN_ENV} so that writes need a token"
         )
+    if o["private"] and token is None:
+        raise InvalidInputError(f"--private puts reads behind the token: set {TOKEN_ENV}")
     limit = parse_size(o["max_upload"])
     try:
-        import uvicorn
-
-        from cnnbench.serve.app import Settings, create_app
+        from cnnbench.serve.app import Settings, create_app, serve_forever
     except ImportError as exc:
         raise RuntimeUnavailableError(
             f"cnnbench serve needs {exc.name}: pip install 'cnnbench[serve]'"
@@ -77,8 +88,8 @@ def serve(**o: Any) -> None:
     data = Path(o["data"]) if o["data"] else data_dir() / "service"
     settings = Settings(
         data=data, db_url=o["db"], token=token, max_upload=limit, executor=o["executor"],
-        ray_address=o["ray_address"],
+        ray_address=o["ray_address"], run_jobs=not o["hold_jobs"], private=o["private"],
     )  # fmt: skip
     app = create_app(settings)
     click.echo(f"cnnbench serve: http://{o['host']}:{o['port']}/ (API docs at /docs)", err=True)
-    uvicorn.run(app, host=o["host"], port=o["port"], log_level="warning")
+    serve_forever(app, host=o["host"], port=o["port"])

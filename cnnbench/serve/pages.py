@@ -8,32 +8,37 @@
 * ``/tradeoff``: top-1 against GMACs for every model in the store (the report's bubble plot).
 
 Figures are drawn by the report's own code into ``<data>/plots/<hash>/`` (names are ours,
-never a request's) and served from there; drawing takes a lock (matplotlib is not made for
-threads).
+never a request's), once per content of the store (its count of rows and last row), and
+served from there; drawing takes a lock (matplotlib is not made for threads).
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import json
 import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from cnnbench.artifacts import ensure_dir
+from cnnbench.artifacts import atomic_write_json, ensure_dir
 from cnnbench.bench.report.build import write_report
 from cnnbench.bench.report.history_plots import write_history_plots
 from cnnbench.bench.results.compare import DEFAULT_METRICS, compare_sources, parse_threshold
 from cnnbench.errors import CnnbenchError, first_line
+from cnnbench.serve.api_models import JobId, Name, Ref, Threshold
 
 if TYPE_CHECKING:
     from cnnbench.serve.app import Service
 
 _DRAW = threading.Lock()
+#: the figures a folder holds (name, caption), written once they are all drawn
+_INDEX = "figures.json"
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em}
 nav a{margin-right:1em}table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;
 padding:.2em .5em;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -84,17 +89,33 @@ def _valid(r: dict[str, Any]) -> str:
 
 
 def _figures(svc: Service, key: str, draw: Any) -> str:
-    """Figures drawn once per content key under <data>/plots/<hash>/, as <img> tags."""
+    """Figures drawn once per content key under <data>/plots/<hash>/, as <img> tags: drawn
+    the first time (``draw(folder)``, under the lock), then served from the folder's index
+    (``figures.json``, written last) without drawing again."""
     name = hashlib.sha256(key.encode()).hexdigest()[:16]
     folder = ensure_dir(svc.settings.data / "plots" / name)
-    with _DRAW:
-        plots = draw(folder)
+    index = folder / _INDEX
+    shown = _read_index(index)
+    if shown is None:
+        with _DRAW:
+            shown = _read_index(index)  # drawn meanwhile by the request we waited for
+            if shown is None:
+                shown = [{"name": p.name, "caption": p.caption} for p in draw(folder)]
+                atomic_write_json(index, shown)
     # the caption is drawn under each figure already
     return "".join(
-        f'<figure><img src="/files/plots/{name}/{p.name}.png" alt="{html.escape(p.caption)}">'
-        "</figure>"
-        for p in plots
+        f'<figure><img src="/files/plots/{name}/{html.escape(str(p["name"]))}.png" '
+        f'alt="{html.escape(str(p["caption"]))}"></figure>'
+        for p in shown
     )
+
+
+def _read_index(index: Path) -> list[dict[str, Any]] | None:
+    try:
+        found = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, list) else None
 
 
 def add_pages(app: FastAPI, svc: Service) -> None:
@@ -127,7 +148,7 @@ def _add_job_pages(app: FastAPI, svc: Service) -> None:
         return _page("Jobs", body, refresh=3 if live else None)
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
-    def job_page(job_id: int) -> HTMLResponse:
+    def job_page(job_id: JobId) -> HTMLResponse:
         job = svc.job(job_id)
         rows = svc.rows(job_id) if job["run_id"] is not None else []
         table = [[_td(r.get(c)) for c, _ in _ROW_COLUMNS] + [_valid(r)] for r in rows]
@@ -144,18 +165,20 @@ def _add_store_pages(app: FastAPI, svc: Service) -> None:
     """The pages over the whole store: ``/history``, ``/compare`` and ``/tradeoff``."""
 
     @app.get("/history", response_class=HTMLResponse)
-    def history_page(model: str | None = None, engine: str | None = None) -> HTMLResponse:
-        rows = svc.store.cells(finished_only=True, model=model, engine=engine)
-        if not rows:
+    def history_page(model: Name = None, engine: Name = None) -> HTMLResponse:
+        count, last = svc.store.fingerprint(finished_only=True, model=model, engine=engine)
+        if not count:
             return _page("History", "<p>No finished runs in the store yet.</p>")
-        key = f"history|{model}|{engine}|{len(rows)}|{rows[-1]['cell_id']}"
-        figs = _figures(svc, key, lambda d: list(write_history_plots(d, rows).values()))
-        return _page("History", f"<p>{len(rows)} rows from the store.</p>{figs}")
+
+        def draw(folder: Path) -> list[Any]:
+            rows = svc.store.cells(finished_only=True, model=model, engine=engine)
+            return list(write_history_plots(folder, rows).values())
+
+        figs = _figures(svc, f"history|{model}|{engine}|{count}|{last}", draw)
+        return _page("History", f"<p>{count} rows from the store.</p>{figs}")
 
     @app.get("/compare", response_class=HTMLResponse)
-    def compare_page(
-        base: str = Query(...), new: str = Query(...), threshold: str = "5%"
-    ) -> HTMLResponse:
+    def compare_page(base: Ref, new: Ref, threshold: Threshold = "5%") -> HTMLResponse:
         try:
             b, n = svc.side(base), svc.side(new)
             cmp = compare_sources(
@@ -173,10 +196,11 @@ def _add_store_pages(app: FastAPI, svc: Service) -> None:
 
     @app.get("/tradeoff", response_class=HTMLResponse)
     def tradeoff_page() -> HTMLResponse:
-        rows = svc.store.cells(finished_only=True)
-        key = f"tradeoff|{len(rows)}|{rows[-1]['cell_id'] if rows else 0}"
+        count, last = svc.store.fingerprint(finished_only=True)
+        key = f"tradeoff|{count}|{last}"
 
         def draw(folder: Any) -> list[Any]:
+            rows = svc.store.cells(finished_only=True)
             if not rows:
                 return []
             rep = write_report([], folder, store_rows=rows, store_label="the store")
