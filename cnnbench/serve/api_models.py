@@ -17,7 +17,11 @@ from fastapi import Path, Query
 from pydantic import BaseModel
 
 from cnnbench import limits
+from cnnbench.bench.measure.scenarios import SCENARIOS
+from cnnbench.engines import engine_names
 from cnnbench.limits import Bound
+from cnnbench.models import list_models
+from cnnbench.precision import PRECISIONS
 
 #: the grid of a JSON request (the multipart ``grid`` field has the same cap)
 GRID_BYTES = limits.CONFIG_BYTES
@@ -83,9 +87,11 @@ def _num(bound: Bound) -> dict[str, Any]:
     return {"type": "number", key: bound.lo, "maximum": bound.hi}
 
 
-def _names(items: int = limits.GRID_LIST_ITEMS) -> dict[str, Any]:
+def _names(choices: list[str], items: int = limits.GRID_LIST_ITEMS) -> dict[str, Any]:
+    """A list of names: the canonical ones are listed (aliases, ort for onnxruntime, are
+    accepted too)."""
     return {"type": "array", "minItems": 1, "maxItems": items,
-            "items": {"type": "string", "maxLength": 200}}  # fmt: skip
+            "items": {"type": "string", "enum": choices}}  # fmt: skip
 
 
 def grid_schema() -> dict[str, Any]:
@@ -97,16 +103,16 @@ def grid_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["models", "engines", "precisions", "batches", "scenarios"],
         "properties": {
-            "models": _names(),
-            "engines": _names(16),
-            "precisions": _names(16),
+            "models": _names([*list_models(), "upload"]),
+            "engines": _names(engine_names(), 16),
+            "precisions": _names([str(p) for p in PRECISIONS], 16),
             "batches": {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": limits.GRID_LIST_ITEMS,
                 "items": _int(limits.BATCH),
             },  # fmt: skip
-            "scenarios": _names(8),
+            "scenarios": _names(list(SCENARIOS), 8),
             "repeats": _int(limits.REPEATS),
             "seed": _int(limits.SEED),
             "threads": _int(limits.THREADS),
