@@ -121,5 +121,4 @@ def check_file(path: str | Path, *, batch: int | None, step: str) -> None:
     if len(dims) != 4 or not all(dims[1:]):
         return
     images = dims[0] or batch or GATE_BATCH
-    size = sum(f.stat().st_size for f in [p] if f.is_file())
-    check_fits(str(p), tuple(dims[1:]), {step: images}, weights_bytes=size)
+    check_fits(str(p), tuple(dims[1:]), {step: images}, weights_bytes=p.stat().st_size)
