@@ -69,8 +69,12 @@ def add_job_routes(app: FastAPI, svc: Service) -> None:
             except (ValueError, RecursionError):
                 raise InvalidInputError("body is not JSON; send a grid object") from None
         try:
-            job_id = await asyncio.wait_for(
-                run_in_threadpool(_queue_grid, svc, grid, upload, sha), VALIDATE_S
+            sweep, cells = await asyncio.wait_for(
+                run_in_threadpool(_validate, svc, grid, upload), VALIDATE_S
+            )
+            # queued only once validated in time: an abandoned validation queues nothing
+            job_id = await run_in_threadpool(
+                svc.queue.submit, sweep, cells=cells, upload_sha256=sha
             )
         except TimeoutError:
             if sha is not None:
@@ -101,10 +105,10 @@ def add_job_routes(app: FastAPI, svc: Service) -> None:
         return svc.job(job_id)
 
 
-def _queue_grid(svc: Service, grid: Any, upload: Path | None, sha: str | None) -> int:
-    """Validate the grid (in a worker thread) and queue it; the job's id."""
+def _validate(svc: Service, grid: Any, upload: Path | None) -> tuple[dict[str, Any], int]:
+    """The grid validated (in a worker thread): the sweep the job runs and its cell count."""
     sweep, cfg = validate(grid, upload=upload, artifacts=svc.artifacts)
-    return svc.queue.submit(sweep, cells=cfg.cell_count(), upload_sha256=sha)
+    return sweep, cfg.cell_count()
 
 
 def _keep_upload(chunks: Any, folder: Path, limit: int) -> tuple[Path, str]:

@@ -85,7 +85,8 @@ class Guard:
             await _error(send, 413, f"the body is larger than the limit of {limit} bytes")
             return
         receive = _Counted(receive, limit)
-        if self.token is None or not ok:  # shown paths only to who holds a configured token
+        # shown paths only to who holds a configured token (a HEAD's length is the GET's)
+        if (self.token is None or not ok) and scope["method"] != "HEAD":
             send = _Scrubbed(send, self.pattern)
         try:
             await self.app(scope, receive, send)
