@@ -287,3 +287,27 @@ def test_a_slow_validation_runs_off_the_loop_and_is_cut_at_its_cap(
     assert finished.wait(30)
     time.sleep(0.5)
     assert app.state.service.queue.list_jobs() == []  # an abandoned validation queues nothing
+
+
+def test_every_parameter_of_every_route_is_bounded(tmp_path: Path) -> None:
+    """A route added later is held to it too: each integer or number parameter has a minimum
+    and a maximum, each text parameter a length, a pattern or a list of values."""
+    from cnnbench.serve.app import Settings, create_app
+
+    app = create_app(Settings(data=tmp_path / "d", db_url=f"sqlite:///{tmp_path / 's.db'}",
+                              run_jobs=False))  # fmt: skip
+    loose = []
+    for path, methods in app.openapi()["paths"].items():
+        for method, op in methods.items():
+            for p in op.get("parameters", []):
+                for sch in p["schema"].get("anyOf", [p["schema"]]):
+                    kind = sch.get("type")
+                    if kind in ("integer", "number"):
+                        ok = "maximum" in sch and ("minimum" in sch or "exclusiveMinimum" in sch)
+                    elif kind == "string":
+                        ok = any(k in sch for k in ("maxLength", "pattern", "enum"))
+                    else:
+                        ok = kind in ("null", "boolean")
+                    if not ok:
+                        loose.append(f"{method.upper()} {path} {p['name']}: {sch}")
+    assert not loose, "bound these (cnnbench/serve/api_models.py):\n" + "\n".join(loose)
