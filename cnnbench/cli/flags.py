@@ -37,7 +37,7 @@ def options(*opts: Decorator) -> Decorator:
 # ---- the flags' types: each parses its value once ------------------------------------------
 class BoundType(click.ParamType):
     """A number within its :class:`cnnbench.limits.Bound`: an integer, or a finite number
-    (never nan or inf). Every numeric flag has one (tests/cli/test_flags.py holds each command
+    (never nan or inf). Every numeric flag has one (tests/cnnbench/test_limits.py holds each command
     to it), so a value out of range is one line, never an overflow inside."""
 
     def __init__(self, bound: Bound) -> None:
