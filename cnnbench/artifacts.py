@@ -133,6 +133,39 @@ def atomic_path(dest: Path | str, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def append_whole(path: Path | str, data: bytes) -> int:
+    """Append ``data`` to ``path`` whole, or not at all; the offset it starts at.
+
+    ``os.write`` may write less than it is given (a full disk, a file-size limit): the rest is
+    written in a loop, and a write that fails, or writes nothing, removes what this call added
+    (the file is cut back to its old length, or removed if this call created it) before the
+    error goes up. So a reader never finds a torn record that someone points to. Callers hold
+    the file's folder lock (:func:`folder_lock`), so nobody appends in between.
+    """
+    p = Path(path)
+    created = not p.exists()
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        offset = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view, done = memoryview(data), 0
+            while done < len(data):
+                n = os.write(fd, view[done:])
+                if n <= 0:
+                    raise OSError(28, f"short write to {p}: {done} of {len(data)} bytes")
+                done += n
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, offset)
+                if created and offset == 0:
+                    p.unlink()
+            raise
+        return offset
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(dest: Path | str, data: bytes) -> Path:
     """Write ``data`` to ``dest`` atomically and return ``dest``."""
     with atomic_path(dest) as tmp:

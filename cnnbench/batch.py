@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnbench.limits import BATCH
+
 
 @dataclass(frozen=True)
 class BatchRange:
@@ -27,12 +29,17 @@ class BatchRange:
 
     @classmethod
     def parse(cls, text: str) -> BatchRange:
-        """Parse ``N`` or ``MIN:OPT:MAX``; raise ValueError with the offending text."""
+        """Parse ``N`` or ``MIN:OPT:MAX`` (each within :data:`cnnbench.limits.BATCH`); raise
+        ValueError with the offending text."""
         parts = text.split(":")
         try:
-            nums = [int(p) for p in parts]
+            nums = [int(p) for p in parts if len(p.strip()) <= 20]
         except ValueError:
             raise ValueError(f"batch must be N or MIN:OPT:MAX integers, got {text!r}") from None
+        if len(nums) != len(parts):
+            raise ValueError(f"batch must be N or MIN:OPT:MAX integers, got {text[:40]!r}")
+        if any(n > BATCH.hi for n in nums):
+            raise ValueError(f"batch must be <= {int(BATCH.hi)}, got {text[:40]!r}")
         if len(nums) == 1:
             return cls.fixed(nums[0])
         if len(nums) != 3:

@@ -50,6 +50,13 @@ class ResultsWriteError(CnnbenchError):
         self.rows = rows
 
 
+class StoreUnavailableError(CnnbenchError):
+    """The results store went away (stopped, locked, full) in a step that was attempted: exit 1.
+    The rows it could not take are in the results file, for ``cnnbench store sync``."""
+
+    exit_code = 1
+
+
 class CheckFailedError(CnnbenchError):
     """A verification gate failed (parity, accuracy, regression). Exit code 1, not 2."""
 

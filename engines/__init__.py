@@ -53,7 +53,8 @@ def parse_device(text: str) -> str:
     """``text`` as a device name (``cpu``, ``cuda``, ``cuda:N``), or a one-line error: how
     every edge (a flag, a sweep file, a request) reads a device."""
     dev = str(text).strip().lower()
-    if dev in ("cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()):
+    # a device index of at most 4 digits: a longer one is no GPU, and no int() of it overflows
+    if dev in ("cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit() and len(dev) <= 9):
         return dev
     raise InvalidInputError(f"device must be {DEVICE_HELP}, got {text!r}")
 

@@ -12,6 +12,7 @@ that differ in it; the others (a cache folder, a forced rebuild) are recorded bu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,9 @@ class Option:
     identity: bool = True
     #: how help spells a str option's value (PATH, DIR)
     metavar: str = "TEXT"
+    #: the value names a file or folder on the machine that runs the engine (a cache): a
+    #: request to the service may not set it (:func:`paths_named`)
+    names_path: bool = False
 
     def __post_init__(self) -> None:
         assert self.kind in ("bool", "int", "str", "choice", "list", "json"), self.kind
@@ -119,6 +123,25 @@ class Option:
         if text is None or not text:
             raise bad("not a non-empty string")
         return text
+
+
+#: keys of a ``json`` option (OpenVINO's properties) whose values are paths: CACHE_DIR, ...
+_PATH_KEY = re.compile(r"DIR|PATH|FILE|CACHE|DUMP|LOG", re.I)
+
+
+def paths_named(schema: Iterable[Option], options: Mapping[str, Any]) -> list[str]:
+    """The options (or ``option.KEY`` of a JSON option) in typed ``options`` that name a path
+    on the machine: what a request from the network may not set."""
+    found = []
+    for opt in schema:
+        if opt.name not in options:
+            continue
+        value = options[opt.name]
+        if opt.names_path and not (isinstance(value, str) and value in opt.words):
+            found.append(opt.name)
+        elif opt.kind == "json" and isinstance(value, Mapping):
+            found += [f"{opt.name}.{k}" for k in value if _PATH_KEY.search(str(k))]
+    return found
 
 
 def known_keys(engine: str, schema: Iterable[Option]) -> str:

@@ -42,9 +42,10 @@ OPTIONS = (
            minimum=0, maximum=MAX_OPT_LEVEL),
     # the timing cache and the engine cache speed up builds; they do not change what is keyed
     Option("timing_cache", "str", "timing cache file, or off", words=("off",), identity=False,
-           metavar="PATH"),
+           metavar="PATH", names_path=True),
     Option("rebuild", "bool", "build again, ignoring a cached engine", identity=False),
-    Option("cache_dir", "str", "engine cache folder", identity=False, metavar="DIR"),
+    Option("cache_dir", "str", "engine cache folder", identity=False, metavar="DIR",
+           names_path=True),
     Option("cuda_graphs", "bool", "replay a CUDA graph of each batch size's enqueue"),
 )  # fmt: skip
 #: the first compute capability with FP8 tensor cores (Ada); Hopper is 9.0

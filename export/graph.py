@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnbench.errors import ArtifactError, ResourceError, first_line
+from cnnbench.onnx_external import external_files
 from cnnbench.progress import keep_stderr
 
 if TYPE_CHECKING:
@@ -68,7 +69,11 @@ def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def load(path: str | Path, *, load_external_data: bool = True) -> onnx.ModelProto:
-    """Load an ONNX file; truncated/corrupt/missing files raise a one-line ArtifactError."""
+    """Load an ONNX file; truncated/corrupt/missing files raise a one-line ArtifactError.
+
+    The file is parsed without its external data first; external data that leaves the file's
+    folder is refused (:mod:`cnnbench.onnx_external`) before any of it is read.
+    """
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -78,7 +83,7 @@ def load(path: str | Path, *, load_external_data: bool = True) -> onnx.ModelProt
     if p.stat().st_size == 0:
         raise ArtifactError(f"{p} is empty; re-export it with cnnbench export")
     try:
-        model = onnx.load(str(p), load_external_data=load_external_data)
+        model = onnx.load(str(p), load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError) as exc:
         raise ArtifactError(
             f"{p} is not a valid ONNX file (truncated or corrupt: {first_line(exc, 120)}); "
@@ -88,6 +93,13 @@ def load(path: str | Path, *, load_external_data: bool = True) -> onnx.ModelProt
         raise ArtifactError(
             f"{p} is not a valid ONNX model (no graph); re-export it with cnnbench export"
         )
+    if external_files(model, p) and load_external_data:
+        try:
+            onnx.load_external_data_for_model(model, str(p.parent))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(
+                f"{p}: its external data is unreadable ({first_line(exc, 120)})"
+            ) from None
     return model
 
 

@@ -1,24 +1,30 @@
-"""The fault list, kept as one table: bad input and faults through the real CLI, in a process.
+"""The fault list, kept as one table: bad input and faults through the real CLI, in a process,
+and through the service's HTTP API (``SERVICE_CASES``).
 
 Every case asserts the exit code of the one rule (2 a mistake or bad input, 1 a failed check or
 a run that could not finish, 0 fine), at most two lines on stderr, no traceback, a phrase of
 the message, and that the working folder holds exactly what it held before, plus what the
-case intends.
+case intends. A refusal (exit 2) takes under 10 s and allocates nothing large (its process's
+peak RSS stays under 1 GiB, where the refused step would have needed tens of GiB).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROGRESS = re.compile(
     r"^\[[^\]]+ \d+/\d+\] |^exporting \S+: |^reusing verified |^(run|sweep): \S+ \.\.\.$"
     r"|^(run|sweep) \d+/\d+ elapsed |^  measuring: |^recorded as run \d+ in "
+    r"|^cnnbench: WARNING: \S+\|\S+: invalid: "  # a measured row's verdict, not the error
 )
 QUICK = ["--warmup-count", "1", "--warmup-time", "0", "--min-count", "100", "--min-time",
          "0.05", "--max-time", "1"]  # fmt: skip
@@ -67,6 +74,41 @@ def _files(root: Path, onnx: Path) -> None:
     np.save(root / "calib_ok.npy", np.random.default_rng(0).random((8, 1, 32, 32), np.float32))
     (root / "empty_dir").mkdir()
     (root / "bad.yaml").write_text("models: [lenet5\n")
+    _hostile(root)
+
+
+#: a sweep file's grid, for the hostile sweep files
+GRID_YAML = "engines: ['null']\nprecisions: [fp32]\nbatches: [1]\nscenarios: [offline]\n"
+#: the billion laughs: nine levels of ten aliases in under 1 KB
+LAUGHS = (
+    "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+    + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + "models: *i\n"
+)
+
+
+def _hostile(root: Path) -> None:
+    """Hostile inputs: an ONNX file that declares a 40000x40000 input, one whose external data
+    leaves its folder, YAML that expands, absurd repeats."""
+    import onnx
+
+    from tests.cnnbench.test_onnx_external import tiny
+
+    big = tiny()
+    dims = big.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = 40_000
+    onnx.save(big, root / "big.onnx")
+    onnx.save(tiny("../outside.bin"), root / "ext.onnx")
+    (root / "laughs.yaml").write_text(LAUGHS)
+    (root / "aliased.yaml").write_text(
+        "models: &m [lenet5]\n" + GRID_YAML + "weights: {lenet5: *m}\n"
+    )
+    (root / "repeats.yaml").write_text(
+        "models: [lenet5]\n" + GRID_YAML + "repeats: 1000000000000\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +124,16 @@ class Case:
     limit_kb: int | None = None
     #: a command run first, without the limit, whose outputs are part of the "before"
     first: tuple[str, ...] = ()
+    #: a file-size limit for the process (``ulimit -f``, KB): a full disk
+    fsize_kb: int | None = None
+    #: prepares the case's folder (part of the "before")
+    setup: Callable[[Path], None] | None = field(default=None, compare=False)
+    #: held around the command (a lock on the store), given the case's scratch folder
+    during: Callable[[Path], contextlib.AbstractContextManager[None]] | None = field(
+        default=None, compare=False
+    )
+    #: more environment for the command
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _untouched(name: str) -> Callable[[Path], None]:
@@ -99,8 +151,8 @@ CASES = [
     Case("unknown engine", ["run", "-m", "lenet5", "-e", "tensorflow"], 2, "unknown engine"),
     Case("unknown precision", [*RUN, "-p", "fp61"], 2, "unknown precision 'fp61'"),
     Case("unknown scenario", [*RUN, "-s", "burst"], 2, "unknown scenario 'burst'"),
-    Case("bad batch", ["run", "-m", "lenet5", "-e", "null", "-b", "0"], 2, "'--batch' / '-b': batch must be >= 1"),
-    Case("batch not a number", ["run", "-m", "lenet5", "-e", "null", "-b", "x"], 2, "'--batch' / '-b': batch must be a positive integer"),
+    Case("bad batch", ["run", "-m", "lenet5", "-e", "null", "-b", "0"], 2, "'--batch' / '-b': batch must be an integer >= 1 and <= 65_536, got '0'"),
+    Case("batch not a number", ["run", "-m", "lenet5", "-e", "null", "-b", "x"], 2, "'--batch' / '-b': batch must be an integer >= 1 and <= 65_536, got 'x'"),
     Case("single-stream batch 8", ["run", "-m", "lenet5", "-e", "null", "-s", "single-stream", "-b", "8"], 2, "single-stream runs batch 1"),
     Case("precision the engine lacks", [*RUN[:4], "torch", "-p", "int8"], 2, "cannot run int8 on cpu"),
     Case("out under /proc", [*RUN, "--out", "/proc/nope/r.csv"], 2, "cannot write results under /proc/nope"),
@@ -131,6 +183,27 @@ CASES = [
     Case("verify a truncated file", ["verify", "truncated.onnx", "--model", "lenet5"], 2, "truncated.onnx"),
     Case("verify against another model", ["verify", "lenet5.onnx", "--model", "resnet18"], 2, "holds lenet5 (input 1x32x32), not resnet18"),
     Case("a run that cannot run here, dry", ["run", "-m", "lenet5", "-e", "trt", "--dry-run"], 2, "engine tensorrt is unavailable here"),
+    # ---- hostile input and failing parts (#29), a case per class ----
+    # 1. size before work: the parity gate would allocate 107 GiB, a batch 110 GiB (an 8 GB
+    #    address space here, so that no machine is big enough to start the work)
+    Case("an ONNX file declaring a huge input (run)", ["run", "-m", "big.onnx", "-e", "onnxruntime", "--out", "r.csv"], 2, "needs at least", limit_kb=8_000_000),
+    Case("an ONNX file declaring a huge input (export)", ["export", "big.onnx", "--out", "art"], 2, "needs at least", limit_kb=8_000_000),
+    Case("a zoo model at a batch no memory holds", ["run", "-m", "resnet50", "-e", "null", "-b", "65536"], 2, "needs at least", limit_kb=8_000_000),
+    # 2. every number bounded (each flag's bound: tests/cnnbench/test_limits.py, in process)
+    Case("a batch past 64 bits", ["run", "-m", "lenet5", "-e", "null", "-b", "1" + "0" * 20, "--out", "r.csv"], 2, "batch must be an integer"),
+    Case("a sweep of 10**12 repeats", ["sweep", "repeats.yaml", "--out", "s.csv"], 2, "repeats must be"),
+    # 3. external data that leaves its folder, whatever onnx and onnxruntime would do (every
+    #    command that takes a file: tests/cnnbench/test_onnx_external.py, in process)
+    Case("external data outside the folder (run)", ["run", "-m", "ext.onnx", "-e", "onnxruntime"], 2, "outside the model's folder"),
+    Case("external data outside the folder (export)", ["export", "ext.onnx", "--out", "art"], 2, "outside the model's folder"),
+    # 4. configs that cannot expand (a file over 1 MiB: tests/bench/run/test_config_values.py)
+    Case("YAML aliases in an accepted key", ["sweep", "aliased.yaml", "--out", "s.csv"], 2, "aliased.yaml: line 6: YAML aliases"),
+    Case("the billion laughs", ["sweep", "laughs.yaml", "--out", "s.csv"], 2, "laughs.yaml: line 2: YAML aliases"),
+    # 5. a store that dies: locked past its timeout, it says it waited, and nothing is measured
+    Case("a store locked past its timeout", [*RUN, "--out", "r.csv"], 2, "database is locked", during=lambda tmp: _locked(tmp / "locked.db"), env=(("CNNBENCH_DB_TIMEOUT", "2"),)),
+    # 6. samples never torn: a full disk (a file-size limit) cuts the samples' write short: it is
+    #    cut back, the row is printed, not written, and nothing is left behind
+    Case("a short write of the samples", [*RUN, "--out", "r.csv", "--no-db"], 1, "cannot write r.csv", setup=lambda root: (root / "r.csv.samples").write_bytes(b"\0" * (8192 * 1024 - 300)), fsize_kb=8192),
 ]  # fmt: skip
 
 
@@ -160,6 +233,60 @@ def _snapshot(root: Path) -> dict[str, bytes | None]:
     }
 
 
+@contextlib.contextmanager
+def _locked(db: Path) -> Iterator[None]:
+    """The store ``db`` (made first), its write lock held by another connection."""
+    from cnnbench.bench.results.store import Store
+
+    Store.open(f"sqlite:///{db}").close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    #: the process's peak resident memory (KB), from wait4's rusage
+    maxrss_kb: int
+
+
+#: a case's command is stopped (and fails) after this long
+CASE_TIMEOUT_S = 900
+
+
+def _run_measured(cmd: list[str], **kw: object) -> Ran:
+    """``cmd`` to its end, with its wall time and its own peak RSS (wait4: this child alone);
+    killed with its process group after CASE_TIMEOUT_S."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kw)  # type: ignore[call-overload]  # fmt: skip
+    out: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()))
+        for k, f in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for t in readers:
+        t.start()
+    timer = threading.Timer(CASE_TIMEOUT_S, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join()
+    return Ran(proc.returncode, out["out"], out["err"], time.monotonic() - start, usage.ru_maxrss)
+
+
 @pytest.mark.parametrize("case", ALL)
 def test_fault(case: Case, tmp_path: Path, onnx_file: Path) -> None:
     root = tmp_path / "work"
@@ -167,16 +294,22 @@ def test_fault(case: Case, tmp_path: Path, onnx_file: Path) -> None:
     _files(root, onnx_file)
     # the checkout's code, whatever else is installed; a cache of the case's own
     env = {**os.environ, "CNNBENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    if case.during is not None:
+        env["CNNBENCH_DB"] = str(tmp_path / "locked.db")
+    env.update(dict(case.env))
     if case.first:
         first = [sys.executable, "-m", "cnnbench", *case.first]
         subprocess.run(first, cwd=root, env=env, check=True, capture_output=True, timeout=900)
+    if case.setup is not None:
+        case.setup(root)
     before = _snapshot(root)
     cmd = [sys.executable, "-m", "cnnbench", *case.args]
     if case.limit_kb is not None:
         cmd = ["bash", "-c", f'ulimit -v {case.limit_kb} && exec "$@"', "limit", *cmd]
-    proc = subprocess.run(
-        cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900
-    )  # fmt: skip
+    if case.fsize_kb is not None:
+        cmd = ["bash", "-c", f'ulimit -f {case.fsize_kb} && exec "$@"', "limit", *cmd]
+    with case.during(tmp_path) if case.during is not None else contextlib.nullcontext():
+        proc = _run_measured(cmd, cwd=root, env=env)
     # the error lines: progress of the steps that ran before the failure is not part of it
     err = [ln for ln in proc.stderr.splitlines() if ln.strip() and not PROGRESS.match(ln)]
     assert proc.returncode == case.code, proc.stderr[-2000:]
@@ -184,6 +317,9 @@ def test_fault(case: Case, tmp_path: Path, onnx_file: Path) -> None:
     if case.code:
         assert len(err) <= 2, proc.stderr
         assert case.says in err[-1], proc.stderr
+    if case.code == 2:  # a refusal: quick, and nothing large allocated
+        assert proc.wall_s < 10, f"refused after {proc.wall_s:.1f} s"
+        assert proc.maxrss_kb < 1 << 20, f"peak RSS {proc.maxrss_kb} KB"
     after = _snapshot(root)
     added = {p for p in after if p not in before}
     changed = {p for p in before if p in after and after[p] != before[p]}
@@ -195,6 +331,101 @@ def test_fault(case: Case, tmp_path: Path, onnx_file: Path) -> None:
     assert not (root / "PWNED").exists()
     if case.check is not None:
         case.check(root)
+
+
+# ---- the service: the same classes through its HTTP API (7), on loopback ---------------------
+
+
+@dataclass(frozen=True)
+class HttpCase:
+    name: str
+    method: str
+    path: str
+    status: int
+    says: str
+    #: a JSON body, or raw bytes (with ``ctype``), or a multipart upload of ``upload`` with ``body``
+    body: object = None
+    raw: bytes | None = None
+    ctype: str = "application/json"
+    upload: str | None = None
+    #: the Authorization header's value (bytes: as sent); None: the service's token
+    auth: bytes | None = None
+
+
+HTTP_GRID = {"models": ["lenet5"], "engines": ["null"], "precisions": ["fp32"], "batches": [1],
+             "scenarios": ["offline"]}  # fmt: skip
+BIG_ID = "9" * 25
+SERVICE_CASES = [
+    # 1. size before work
+    HttpCase("an upload declaring a huge input", "POST", "/api/jobs", 422, "needs at least", body={**HTTP_GRID, "models": ["upload"], "engines": ["onnxruntime"]}, upload="big.onnx"),
+    # 2. every number bounded, pages that work
+    HttpCase("a job id past 64 bits", "GET", f"/api/jobs/{BIG_ID}", 422, "path parameter 'job_id'"),
+    HttpCase("a limit past its cap", "GET", "/api/jobs?limit=100000", 422, "query parameter 'limit'"),
+    HttpCase("an offset past 64 bits", "GET", f"/api/jobs?offset={BIG_ID}", 422, "query parameter 'offset'"),
+    HttpCase("a batch filter past 64 bits", "GET", f"/api/results?batch={BIG_ID}", 422, "query parameter 'batch'"),
+    HttpCase("a run ref past 64 bits", "GET", f"/api/compare?base=db:{BIG_ID}&new=db:1", 422, "a run id must be"),
+    HttpCase("repeats 10**12", "POST", "/api/jobs", 422, "repeats must be", body={**HTTP_GRID, "repeats": 10**12}),
+    HttpCase("100,000 batches", "POST", "/api/jobs", 422, "at most 1,000", body={**HTTP_GRID, "batches": list(range(1, 100_001))}),
+    HttpCase("timeout_s Infinity", "POST", "/api/jobs", 422, "timeout_s must be", raw=json.dumps({**HTTP_GRID, "timeout_s": float("inf")}).encode()),
+    # 3. external data
+    HttpCase("an upload with external data", "POST", "/api/jobs", 422, "external data", body={**HTTP_GRID, "models": ["upload"]}, upload="ext.onnx"),
+    # 7. the service's details
+    HttpCase("a non-ASCII byte in the token", "POST", "/api/jobs", 401, "Bearer", body=HTTP_GRID, auth=b"Bearer t\xe9ok"),
+    HttpCase("a JSON body over 1 MiB", "POST", "/api/jobs", 413, "limit of 1048576 bytes", raw=b"[" + b"1," * (1 << 20) + b"1]"),
+    HttpCase("an engine option naming a server path", "POST", "/api/jobs", 422, "names a path", body={**HTTP_GRID, "engines": ["openvino"], "engine_options": {"openvino": {"config": {"CACHE_DIR": "/etc"}}}}),
+    HttpCase("a validation error's shape", "GET", "/api/jobs?limit=ten", 422, "query parameter 'limit'"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The service, holding its jobs, in an 8 GB address space (so that no machine holds the
+    huge upload), with the hostile files beside it."""
+    pytest.importorskip(
+        "fastapi", reason="the service needs fastapi: pip install 'cnnbench[serve]'"
+    )
+    from tests.serve.test_service import start, stop
+
+    tmp = tmp_path_factory.mktemp("service")
+    _hostile(tmp)
+    srv = start(
+        tmp, f"sqlite:///{tmp / 's.db'}", tmp / "data", extra=("--hold-jobs",), limit_kb=12_000_000
+    )
+    srv.files = tmp  # type: ignore[attr-defined]
+    yield srv
+    stop(srv)
+    _, err = srv.proc.communicate()
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in SERVICE_CASES])
+def test_service_fault(case: HttpCase, service: object) -> None:
+    import http.client
+
+    from tests.serve.test_service import TOKEN, _multipart
+
+    srv: Any = service
+    body, ctype = case.raw, case.ctype
+    if case.upload is not None:
+        body, ctype = _multipart(case.body, (srv.files / case.upload).read_bytes())  # type: ignore[arg-type]
+    elif body is None and case.body is not None:
+        body = json.dumps(case.body).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", int(srv.url.rsplit(":", 1)[1]), timeout=60)
+    conn.putrequest(case.method, case.path)
+    conn.putheader("Authorization", case.auth or f"Bearer {TOKEN}".encode())
+    if body is not None:
+        conn.putheader("Content-Type", ctype)
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    start = time.monotonic()
+    if body is not None:
+        conn.send(body)
+    res = conn.getresponse()
+    answer = json.loads(res.read())
+    assert res.status == case.status, answer
+    assert set(answer) == {"error"} and case.says in answer["error"] and "\n" not in answer["error"]
+    assert time.monotonic() - start < 10
+    assert list((srv.data / "uploads").glob("*")) == []  # a refused upload is not kept
 
 
 # ---- faults that act on a running command: signals, resume, a corrupted cache, two writers ----

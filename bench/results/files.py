@@ -13,12 +13,12 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cnnbench.artifacts import (
+    append_whole,
     atomic_write_bytes,
     atomic_write_text,
     folder_lock,
@@ -138,12 +138,7 @@ def _header_line(cols: list[str]) -> str:
 
 
 def _append_bytes(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_whole(path, data)  # whole or not at all: a short write is cut back
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import socket
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +43,7 @@ from cnnbench.bench.results.store_url import (
     store_available,
 )
 from cnnbench.errors import CnnbenchError, InvalidInputError, RuntimeUnavailableError, first_line
+from cnnbench.progress import warn
 from cnnbench.values import num
 
 MACHINE_ENV = "CNNBENCH_MACHINE"
@@ -53,6 +55,9 @@ _CELL_FIELDS = (
 _NUMERIC = {"batch": int, "latency_ms_p50": float, "latency_ms_p99": float, "throughput_ips": float}
 #: PostgreSQL advisory lock key that serialises migrations ("cnnb" in ASCII)
 _PG_LOCK = 0x636E6E62
+#: an SQLite writer waits for a lock in steps of this many seconds, saying so after the first
+_BUSY_S = 1.0
+LOCK_TIMEOUT_ENV = "CNNBENCH_DB_TIMEOUT"
 
 
 def now() -> str:
@@ -102,7 +107,7 @@ class Store(StoreReader):
         try:
             engine = create_engine(
                 full,
-                connect_args={"timeout": 60} if sqlite else {"connect_timeout": 10},
+                connect_args={"timeout": _BUSY_S} if sqlite else {"connect_timeout": 10},
                 poolclass=_null_pool(),
             )
         except ModuleNotFoundError as exc:
@@ -117,7 +122,7 @@ class Store(StoreReader):
             ) from None
         if sqlite:
             event.listen(engine, "connect", _sqlite_connect)
-            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(engine, "begin", _LockWait(shown_url(full)))
         store = cls(engine, full)
         try:
             with engine.begin() as conn:
@@ -242,11 +247,47 @@ def _sqlite_folder(url: str) -> None:
             Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def lock_timeout() -> float:
+    """How long a writer waits for an SQLite store's lock: ``$CNNBENCH_DB_TIMEOUT`` seconds,
+    default 60."""
+    try:
+        t = float(os.environ.get(LOCK_TIMEOUT_ENV, "60"))
+    except ValueError:
+        return 60.0
+    return min(max(t, 0.0), 3600.0) if math.isfinite(t) else 60.0
+
+
+class _LockWait:
+    """``BEGIN IMMEDIATE`` on an SQLite store, waiting for another writer's lock in steps of
+    :data:`_BUSY_S`: after the first step it says on stderr that it waits, and for how long at
+    most (:func:`lock_timeout`); past that the database's "locked" error goes to the caller."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+
+    def __call__(self, conn: Any) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        end = time.monotonic() + lock_timeout()
+        said = False
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig) or time.monotonic() >= end:
+                    raise
+                if not said:
+                    warn(f"the results store {self.shown} is locked by another process; "
+                         f"waiting up to {lock_timeout():.0f}s ({LOCK_TIMEOUT_ENV})")  # fmt: skip
+                    said = True
+
+
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # pysqlite's own transaction handling would defer BEGIN; we issue BEGIN IMMEDIATE ourselves
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={int(_BUSY_S * 1000)}")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

@@ -14,12 +14,15 @@ from cnnbench.bench.measure import samples as sample_files
 from cnnbench.bench.results.files import append_row, cell_key, read_rows
 from cnnbench.bench.results.store_url import shown_url
 from cnnbench.errors import InvalidInputError
+from cnnbench.limits import ID, OFFSET
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-#: a run's status while it records, and after
+#: a run's status while it records, and after; ``incomplete``: it ended with rows its results
+#: file has and the store could not take (``cnnbench store sync FILE`` records them)
 RUNNING, FINISHED, INTERRUPTED, FAILED = "running", "finished", "interrupted", "failed"
+INCOMPLETE = "incomplete"
 
 
 class StoreReader:
@@ -88,11 +91,13 @@ class StoreReader:
         since: str | None = None,
         until: str | None = None,
         finished_only: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
         **where: Any,
     ) -> list[dict[str, Any]]:
         """Result rows in recording order, each with ``run_id``, ``cell_id``, ``machine`` and
         ``recorded_at``; ``where`` filters on model, engine, precision, device, batch, scenario
-        (a value or a list of values)."""
+        (a value or a list of values); a page of them with ``limit`` and ``offset``."""
         from sqlalchemy import select
 
         from cnnbench.bench.results.schema import cells, runs
@@ -115,6 +120,10 @@ class StoreReader:
             vals = list(val) if isinstance(val, (list, tuple, set)) else [val]
             q = q.where(cells.c[col].in_(vals))
         q = q.order_by(cells.c.id)
+        if limit is not None:
+            q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         with self.engine.connect() as conn:
             result = conn.execute(q).all()
         out = []
@@ -123,6 +132,24 @@ class StoreReader:
             r.update(run_id=rid, cell_id=cid, machine=mach, recorded_at=at)
             out.append(r)
         return out
+
+    def fingerprint(self, *, finished_only: bool = False, **where: Any) -> tuple[int, int]:
+        """(how many cells, the last cell's id) that :meth:`cells` would give, without reading
+        them: what a figure of them is cached by."""
+        from sqlalchemy import func, select
+
+        from cnnbench.bench.results.schema import cells, runs
+
+        q = select(func.count(), func.max(cells.c.id)).select_from(cells)
+        q = q.join(runs, runs.c.id == cells.c.run_id)
+        if finished_only:
+            q = q.where(runs.c.status == FINISHED)
+        for col, val in where.items():
+            if val is not None:
+                q = q.where(cells.c[col] == val)
+        with self.engine.connect() as conn:
+            count, last = conn.execute(q).one()
+        return int(count or 0), int(last or 0)
 
     def samples(self, cell_id: int) -> np.ndarray | None:
         """A cell's latency samples (ns, int64), or None when it has none."""
@@ -151,8 +178,7 @@ class StoreReader:
             arr = self.samples(int(r["cell_id"]))
             if arr is not None:
                 row[sample_files.SAMPLES_KEY] = arr
-                sample_files.store(out, row)
-            append_row(out, row)
+            sample_files.write_row(out, row, append_row)
             have.add(cell_key(r))
             added += 1
         return added
@@ -162,12 +188,13 @@ class StoreReader:
         on ``machine`` when given); one-line error when there is no such run."""
         text = ref.strip()
         if text.isdigit():
-            if not self.runs(run_id=int(text)):
+            run_id = ID.check(text, f"db:{text[:40]}: a run id")
+            if not self.runs(run_id=run_id):
                 raise InvalidInputError(f"db:{ref}: no run {text} in {shown_url(self.url)}")
-            return int(text)
+            return int(run_id)
         back = 0
         if text.startswith("latest~") and text[7:].isdigit():
-            back = int(text[7:])
+            back = int(OFFSET.check(text[7:], f"db:{text[:40]}: ~N"))
         elif text != "latest":
             raise InvalidInputError(
                 f"db:{ref}: give db:RUN_ID, db:latest or db:latest~N (see cnnbench history)"

@@ -36,7 +36,7 @@ from cnnbench.bench.measure.samples import SAMPLES_KEY
 from cnnbench.bench.run.cell import error_row, run_cell_safe
 from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.prepare import ensure_onnx
-from cnnbench.errors import CnnbenchError
+from cnnbench.errors import CnnbenchError, first_line
 from cnnbench.host import child_env, die_with_parent
 from cnnbench.precision import Precision
 from cnnbench.progress import warn
@@ -230,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     except CnnbenchError as exc:
         print(f"cnnbench: error: {exc}", file=sys.stderr)
         return 2
-    return _measure(spec, result) if step == "measure" else _prepare(spec, result)
+    try:
+        return _measure(spec, result) if step == "measure" else _prepare(spec, result)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, never a traceback: the launcher makes it the error row
+        print(f"{type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

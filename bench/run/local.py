@@ -151,9 +151,8 @@ class RowSink:
             self.failed_record = err
             warn(f"{err}; measuring goes on" + (f", rows go to {self.out}" if self.out else ""))
         if self.out is not None and self.failed_write is None:
-            try:
-                samples.store(self.out, row)  # first the samples, then the row pointing to them
-                append_row(self.out, row)
+            try:  # first the samples, then the row pointing to them: both or neither
+                samples.write_row(self.out, row, append_row)
             except (OSError, CnnbenchError) as exc:  # keep measuring; print every row
                 self.failed_write = f"cannot write {self.out}: {first_line(exc)}"
                 warn(f"{self.failed_write}; the rows are printed instead")

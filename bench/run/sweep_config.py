@@ -39,17 +39,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cnnbench import engines
 from cnnbench.bench.measure.cuda_timing import END_TO_END, check_timing, parse_timing
 from cnnbench.bench.measure.loadgen import ServerConfig
 from cnnbench.bench.measure.scenarios import SCENARIOS, canonical_scenario
 from cnnbench.bench.measure.timing import StopRule
 from cnnbench.bench.run.cell_spec import CellSpec, timing_options
-from cnnbench.bench.run.sweep_keys import engine_options, fail, mapping, model_name, named
+from cnnbench.bench.run.config_values import (
+    bounded,
+    fail,
+    list_of,
+    mapping,
+    name_or_path,
+    named,
+    numbers,
+)
+from cnnbench.bench.run.sweep_keys import engine_options, model_name
+from cnnbench.config_yaml import read_yaml
 from cnnbench.engines import default_device
 from cnnbench.errors import InvalidInputError
+from cnnbench.footprint import check_models
+from cnnbench.limits import BATCH, CALIB_SAMPLES, GRID_CELLS, REPEATS, SEED, THREADS, TIMEOUT_S
 from cnnbench.models import (
     get_spec,
     list_models,
@@ -112,6 +122,23 @@ class SweepConfig:
     #: profile each cell per layer after measuring it (bench.measure.profile)
     profile: bool = False
 
+    def __post_init__(self) -> None:
+        n = self.cell_count()
+        if n > GRID_CELLS:
+            raise InvalidInputError(
+                f"the grid has {n:,} cells; a grid has at most {GRID_CELLS:,} (cells x repeats): "
+                "split it into several sweeps"
+            )
+
+    def cell_count(self) -> int:
+        """How many cells :meth:`cells` gives, counted without making them."""
+        options = sum(len(self.engine_options.get(e, ({},))) for e in self.engines)
+        per_scenario = sum(
+            sum(1 for b in self.batches if b == 1) if sc == "single-stream" else len(self.batches)
+            for sc in self.scenarios
+        )
+        return len(self.models) * len(self.precisions) * options * per_scenario * self.repeats
+
     def device_of(self, engine: str) -> str:
         """The device engine ``engine`` runs on in this grid."""
         return self.device or default_device(engine)
@@ -169,30 +196,11 @@ def server_config(given: dict[str, Any], batches: tuple[int, ...], seed: int) ->
     )
 
 
-def _fail(src: str, msg: str) -> InvalidInputError:
-    return fail(src, msg)
-
-
-def _list(src: str, key: str, v: Any) -> list[Any]:
-    items = v if isinstance(v, list) else [v] if isinstance(v, (str, int)) else None
-    if not items:
-        raise _fail(src, f"key '{key}' must be a non-empty list")
-    return items
-
-
 def load_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep YAML file; every problem is one line naming the key."""
+    """Read and validate a sweep YAML file (at most 1 MiB, no aliases: it cannot expand);
+    every problem is one line naming the file and the key."""
     p = Path(path)
-    src = str(p)
-    if not p.is_file():
-        raise InvalidInputError(f"config file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise _fail(src, f"not valid YAML{where}") from None
-    return config_from_mapping(raw, src=src, base=p.parent)
+    return config_from_mapping(read_yaml(p), src=str(p), base=p.parent)
 
 
 def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
@@ -200,57 +208,101 @@ def config_from_mapping(raw: Any, *, src: str, base: Path) -> SweepConfig:
     grid's values are parsed and checked, once. ``src`` names it in errors, ``base`` is where
     relative model paths are found."""
     if not isinstance(raw, dict):
-        raise _fail(src, "must be a mapping of keys (models, engines, ...)")
+        raise fail(src, "must be a mapping of keys (models, engines, ...)")
     for k in REQUIRED:
         if k not in raw or raw[k] is None:
-            raise _fail(src, f"missing key '{k}'")
+            raise fail(src, f"missing key '{k}'")
     unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        raise _fail(src, f"unknown key '{unknown[0]}' (known: {', '.join(REQUIRED + OPTIONAL)})")
-    models = _models(src, base, raw["models"])
-    engs = [
-        _named(src, "engines", lambda e=e: engines.canonical("null" if e is None else str(e)))
-        for e in _list(src, "engines", raw["engines"])
-    ]  # YAML reads an unquoted `null` as None: in this list that is the null engine
-    precs = [
-        _named(src, "precisions", lambda x=x: parse_precision(str(x)))
-        for x in _list(src, "precisions", _given(raw, "precisions"))
-    ]
+        raise fail(src, f"unknown key '{unknown[0]}' (known: {', '.join(REQUIRED + OPTIONAL)})")
     scens = [
-        _named(src, "scenarios", lambda s=s: canonical_scenario(str(s)))
-        for s in _list(src, "scenarios", _given(raw, "scenarios"))
+        named(src, "scenarios", lambda s=s: canonical_scenario(str(s)))
+        for s in list_of(src, "scenarios", _given(raw, "scenarios"))
     ]
     given_batches = raw.get("batches")
     if given_batches is None:  # each scenario's own batch, as `cnnbench run` takes
         given_batches = sorted({SCENARIOS[s].default_batch for s in scens})
-    batches = [_positive_int(src, "batches", b) for b in _list(src, "batches", given_batches)]
+    _check_size(
+        src, {**raw, "precisions": _given(raw, "precisions"), "batches": given_batches}, scens
+    )  # fmt: skip  (before any model is read)
+    models = _models(src, base, raw["models"])
+    engs = [
+        named(src, "engines", lambda e=e: engines.canonical("null" if e is None else str(e)))
+        for e in list_of(src, "engines", raw["engines"])
+    ]  # YAML reads an unquoted `null` as None: in this list that is the null engine
+    precs = [
+        named(src, "precisions", lambda x=x: parse_precision(str(x)))
+        for x in list_of(src, "precisions", _given(raw, "precisions"))
+    ]
+    batches = [bounded(src, "batches", BATCH, b) for b in list_of(src, "batches", given_batches)]
     kw = _measuring(src, raw, tuple(batches), scens)
     kw.update(_settings(src, raw))
-    if raw.get("fp16_converter") is not None:
-        conv = raw["fp16_converter"]
-        kw["fp16_converter"] = _named(src, "fp16_converter", lambda: check_fp16_converter(conv))
-    if Precision.FP8 in precs and "int8" in kw:  # FP8 is ModelOpt's: its calibration methods
-        method = kw["int8"].calib_method
-        _named(src, "calib_method", lambda: Int8Recipe(quantizer="modelopt", calib_method=method))
-    if raw.get("profile") is not None:
-        if not isinstance(raw["profile"], bool):
-            raise _fail(src, f"key 'profile' must be true or false, got {raw['profile']!r}")
-        kw["profile"] = raw["profile"]
-    if raw.get("timing") is not None:
-        kw["timing"] = _named(src, "timing", lambda: parse_timing(str(raw["timing"])))
-        for e in engs:
-            dev = kw.get("device") or default_device(e)
-            _named(src, "timing", lambda d=dev: check_timing(kw["timing"], d, tuple(scens)))
+    kw.update(_how(src, raw, precs, engs, scens, kw))
     if raw.get("engine_options") is not None:
         kw["engine_options"] = engine_options(src, raw["engine_options"], engs, kw.get("device"))
     else:  # no options, but each engine's defaults must still suit the device
         for e in engs:
-            _named(
+            named(
                 src,
                 "device",
                 lambda e=e: engines.check_options(e, kw.get("device") or default_device(e), {}),
             )
-    return SweepConfig(tuple(models), tuple(engs), tuple(precs), tuple(batches), tuple(scens), **kw)
+    cfg = named(src, "grid", lambda: SweepConfig(
+        tuple(models), tuple(engs), tuple(precs), tuple(batches), tuple(scens), **kw
+    ))  # fmt: skip
+    gate = any(engines.get_engine_class(e).loads_onnx for e in engs)
+    calib = cfg.int8.calib_samples if any(p.calibrated for p in precs) else None
+    named(
+        src, "models", lambda: check_models(models, batches=batches, gate=gate, calib_samples=calib)
+    )
+    return cfg
+
+
+def _how(
+    src: str, raw: dict[str, Any], precs: list[Precision], engs: list[str], scens: list[str],
+    kw: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """How the cells are made and measured beyond the grid: the FP16 converter, FP8's
+    calibration, the per-layer profile and the GPU timing mode."""
+    out: dict[str, Any] = {}
+    if raw.get("fp16_converter") is not None:
+        conv = name_or_path(src, "fp16_converter", raw["fp16_converter"])
+        out["fp16_converter"] = named(src, "fp16_converter", lambda: check_fp16_converter(conv))
+    if Precision.FP8 in precs and "int8" in kw:  # FP8 is ModelOpt's: its calibration methods
+        method = kw["int8"].calib_method
+        named(src, "calib_method", lambda: Int8Recipe(quantizer="modelopt", calib_method=method))
+    if raw.get("profile") is not None:
+        if not isinstance(raw["profile"], bool):
+            raise fail(src, f"key 'profile' must be true or false, got {raw['profile']!r}")
+        out["profile"] = raw["profile"]
+    if raw.get("timing") is not None:
+        out["timing"] = named(
+            src, "timing", lambda: parse_timing(name_or_path(src, "timing", raw["timing"]))
+        )
+        for e in engs:
+            dev = kw.get("device") or default_device(e)
+            named(src, "timing", lambda d=dev: check_timing(out["timing"], d, tuple(scens)))
+    return out
+
+
+def _check_size(src: str, raw: dict[str, Any], scens: list[str]) -> None:
+    """Refuse a grid of more than GRID_CELLS cells from its lists' lengths alone (each
+    engine's option sets counted once: the exact count is checked again on the config)."""
+    lengths = {}
+    for k in ("models", "engines", "precisions", "batches"):
+        v = raw[k]
+        if k == "models" and v in ("imagenet", "all"):
+            v = list_models(imagenet_only=v == "imagenet")
+        lengths[k] = len(list_of(src, k, v, mappings=k == "models"))
+    repeats = bounded(src, "repeats", REPEATS, raw["repeats"]) if raw.get("repeats") else 1
+    singles = scens.count("single-stream")
+    per_scenario = (len(scens) - singles) * lengths["batches"] + singles
+    n = lengths["models"] * lengths["engines"] * lengths["precisions"] * per_scenario * repeats
+    if n > GRID_CELLS:
+        raise fail(
+            src, f"the grid has at least {n:,} cells; a grid has at most {GRID_CELLS:,} "
+            "(cells x repeats): split it into several sweeps"
+        )  # fmt: skip
 
 
 def _given(raw: dict[str, Any], key: str) -> Any:
@@ -263,17 +315,10 @@ def _models(src: str, base: Path, given: Any) -> list[str]:
     registered here, read once)."""
     if given in ("imagenet", "all"):
         given = list_models(imagenet_only=given == "imagenet")
-    models = [model_name(src, base, m) for m in _list(src, "models", given)]
+    models = [model_name(src, base, m) for m in list_of(src, "models", given, mappings=True)]
     for m in models:
-        _named(src, "models", lambda m=m: get_spec(m))
+        named(src, "models", lambda m=m: get_spec(m))
     return models
-
-
-def _positive_int(src: str, key: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        what = "batch" if key == "batches" else key
-        raise _fail(src, f"key '{key}': {what} must be a positive integer, got {v!r}")
-    return v
 
 
 def _measuring(src: str, raw: dict[str, Any], batches: tuple[int, ...], scens: list[str]) -> dict[str, Any]:  # fmt: skip
@@ -281,15 +326,16 @@ def _measuring(src: str, raw: dict[str, Any], batches: tuple[int, ...], scens: l
     kw: dict[str, Any] = {}
     try:
         if "stop" in raw:
-            kw["stop"] = StopRule(**_mapping(src, "stop", raw["stop"]))
+            kw["stop"] = StopRule(**numbers(src, "stop", mapping(src, "stop", raw["stop"])))
         if "server" in raw:
-            kw["server"] = server_config(_mapping(src, "server", raw["server"]), batches, 0)
+            given = numbers(src, "server", mapping(src, "server", raw["server"]))
+            kw["server"] = server_config(given, batches, 0)
     except TypeError as exc:
-        raise _fail(src, f"unknown option in 'stop' or 'server': {exc}") from None
+        raise fail(src, f"unknown option in 'stop' or 'server': {exc}") from None
     except ValueError as exc:
-        raise _fail(src, str(exc)) from None
+        raise fail(src, str(exc)) from None
     if "server" in scens and "server" not in kw:
-        raise _fail(src, "missing key 'server' (target_qps or find_peak) for the server scenario")
+        raise fail(src, "missing key 'server' (target_qps or find_peak) for the server scenario")
     return kw
 
 
@@ -297,37 +343,31 @@ def _settings(src: str, raw: dict[str, Any]) -> dict[str, Any]:
     """The device, threads, seed, repeats, timeout, artifacts, weights and INT8 recipe."""
     kw: dict[str, Any] = {}
     if raw.get("device") is not None:
-        kw["device"] = _named(src, "device", lambda: engines.parse_device(str(raw["device"])))
+        kw["device"] = named(src, "device", lambda: engines.parse_device(str(raw["device"])))
     if raw.get("artifacts") is not None:
-        kw["artifacts"] = str(raw["artifacts"])
-    for k in ("threads", "repeats"):
+        kw["artifacts"] = name_or_path(src, "artifacts", raw["artifacts"])
+    for k, bound in (("threads", THREADS), ("repeats", REPEATS), ("seed", SEED)):
         if raw.get(k) is not None:
-            kw[k] = _positive_int(src, k, raw[k])
-    if raw.get("seed") is not None:
-        if isinstance(raw["seed"], bool) or not isinstance(raw["seed"], int):
-            raise _fail(src, f"key 'seed' must be an integer, got {raw['seed']!r}")
-        kw["seed"] = raw["seed"]
+            kw[k] = bounded(src, k, bound, raw[k])
     if raw.get("timeout_s") is not None:
-        t = raw["timeout_s"]
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-            raise _fail(src, f"key 'timeout_s' must be a positive number, got {t!r}")
-        kw["timeout_s"] = float(t)
+        kw["timeout_s"] = float(bounded(src, "timeout_s", TIMEOUT_S, raw["timeout_s"]))
     recipe = {k: raw[k] for k in INT8_KEYS if raw.get(k) is not None}
     if recipe:
-        if "calib_data" in recipe:
-            recipe["calib_data"] = str(recipe["calib_data"])
-        kw["int8"] = _named(src, "int8", lambda: Int8Recipe(**recipe))
+        for k in ("quantizer", "calib_data", "calib_method", "qdq_target"):
+            if k in recipe:
+                recipe[k] = name_or_path(src, k, recipe[k])
+        if "calib_samples" in recipe:
+            recipe["calib_samples"] = bounded(
+                src, "calib_samples", CALIB_SAMPLES, recipe["calib_samples"]
+            )
+        kw["int8"] = named(src, "int8", lambda: Int8Recipe(**recipe))
     if raw.get("weights") is not None:
         kw["weights"] = {
-            str(k): _named(src, f"weights.{k}", lambda k=k, v=v: resolve_weights(str(k), str(v)))
-            for k, v in _mapping(src, "weights", raw["weights"]).items()
+            name_or_path(src, "weights", k): named(
+                src,
+                f"weights.{k}",
+                lambda k=k, v=v: resolve_weights(str(k), name_or_path(src, f"weights.{k}", v)),
+            )  # fmt: skip
+            for k, v in mapping(src, "weights", raw["weights"]).items()
         }
     return kw
-
-
-def _named(src: str, key: str, fn: Any) -> Any:
-    return named(src, key, fn)
-
-
-def _mapping(src: str, key: str, v: Any) -> dict[str, Any]:
-    return mapping(src, key, v)

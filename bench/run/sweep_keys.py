@@ -10,28 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench import engines
+from cnnbench.bench.run.config_values import entry_value, fail, mapping, name_or_path, named
 from cnnbench.engines import default_device
-from cnnbench.errors import CnnbenchError, InvalidInputError
 from cnnbench.models import register_user_model
 from cnnbench.models.user import is_user_model
-
-
-def fail(src: str, msg: str) -> InvalidInputError:
-    return InvalidInputError(f"config {src}: {msg}")
-
-
-def named(src: str, key: str, fn: Any) -> Any:
-    """``fn()``, its one-line error naming the key."""
-    try:
-        return fn()
-    except CnnbenchError as exc:
-        raise fail(src, f"key '{key}': {exc}") from None
-
-
-def mapping(src: str, key: str, v: Any) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise fail(src, f"key '{key}' must be a mapping")
-    return v
 
 
 def engine_options(
@@ -80,11 +62,10 @@ def model_name(src: str, base: Path, item: Any) -> str:
         unknown = sorted(set(item) - set(_USER_KEYS))
         if unknown or "model" not in item:
             raise fail(src, f"key 'models': an entry's keys are {', '.join(_USER_KEYS)}")
-        text = str(item["model"])
-        opts = {k: (str(v) if not isinstance(v, list) else ",".join(map(str, v)))
-                for k, v in item.items() if k != "model"}  # fmt: skip
+        text = name_or_path(src, "models", item["model"])
+        opts = {k: entry_value(src, k, v) for k, v in item.items() if k != "model"}
     else:
-        text, opts = str(item), {}
+        text, opts = name_or_path(src, "models", item), {}
     if not is_user_model(text):
         if opts:
             raise fail(src, f"key 'models': {text} is a zoo model; name, input_shape, mean and "

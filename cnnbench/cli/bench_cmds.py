@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.bench.measure.cuda_timing import END_TO_END, GPU_COMPUTE, TIMING_ABOUT
 from cnnbench.bench.measure.stats import CI_METHOD, PERCENTILE_METHOD
 from cnnbench.bench.measure.timing import StopRule
@@ -36,6 +37,7 @@ from cnnbench.cli.flags import (
     ScenarioType,
     artifacts_option,
     batch_option,
+    bounded,
     device_option,
     engine_opt_option,
     engine_option,
@@ -153,7 +155,7 @@ def _print_rows(
 )
 @click.option(
     "--repeats",
-    type=click.IntRange(min=1),
+    type=bounded(limits.REPEATS),
     default=1,
     show_default=True,
     help="Measure each cell N times, each in its own process: compare then sees run-to-run noise.",
@@ -166,7 +168,7 @@ def _print_rows(
 )
 @click.option(
     "--max-batch-limit",
-    type=click.IntRange(min=1),
+    type=bounded(limits.BATCH),
     default=4096,
     show_default=True,
     help="The largest batch --find-max-batch tries.",

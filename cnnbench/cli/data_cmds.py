@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.bench.results.files import append_row, check_output
 from cnnbench.bench.run.accuracy import evaluate
 from cnnbench.bench.run.eval_folders import accuracy_row, eval_folder
@@ -14,6 +15,7 @@ from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_opt
 from cnnbench.cli.flags import (
     DatasetType,
     batch_option,
+    bounded,
     device_option,
     engine_option,
     int8_options,
@@ -43,12 +45,15 @@ _EVAL_COLUMNS = (
     "--dataset", type=click.Choice(("digits",)), default="digits", show_default=True,
     help="Training data: sklearn's bundled digits, train split (1,347 images).",
 )  # fmt: skip
-@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the data [default: 30].")
-@click.option("--batch", type=click.IntRange(min=1), help="Batch size [default: 32].")
-@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), help="Peak learning rate.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Init + shuffling seed.")
+@click.option("--epochs", type=bounded(limits.EPOCHS), help="Passes over the data [default: 30].")
+@click.option("--batch", type=bounded(limits.BATCH), help="Batch size [default: 32].")
+@click.option("--lr", type=bounded(limits.LEARNING_RATE), help="Peak learning rate.")
 @click.option(
-    "--threads", type=click.IntRange(min=1), default=1, show_default=True,
+    "--seed", type=bounded(limits.SEED), default=0, show_default=True,
+    help="Init + shuffling seed.",
+)  # fmt: skip
+@click.option(
+    "--threads", type=bounded(limits.THREADS), default=1, show_default=True,
     help="Torch threads (fixed, so runs are reproducible).",
 )  # fmt: skip
 @click.option(
@@ -119,8 +124,9 @@ def train_cmd(
 @threads_option
 @device_option
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Weight-init seed (no --weights)."
-)
+    "--seed", type=bounded(limits.SEED), default=0, show_default=True,
+    help="Weight-init seed (no --weights).",
+)  # fmt: skip
 @click.option(
     "--data", type=click.Path(file_okay=False), default=None,
     help="Image folder instead of --dataset: ImageFolder (class subfolders) or a flat "
@@ -132,7 +138,7 @@ def train_cmd(
     "or a class-index JSON (folder name -> class index).",
 )  # fmt: skip
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=4, show_default=True,
+    "--workers", type=bounded(limits.WORKERS), default=4, show_default=True,
     help="With --data: image decoding threads.",
 )  # fmt: skip
 @click.option(

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
+from cnnbench import limits
 from cnnbench.batch import BatchRange
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
-from cnnbench.cli.flags import DeviceType, precision_option, weights_option
+from cnnbench.cli.flags import DeviceType, bounded, precision_option, weights_option
 from cnnbench.engines import engine_names, get_engine_class, probe_all
 from cnnbench.engines.tensorrt_engine import TensorRTEngine
 from cnnbench.engines.trt_build import ensure_engine, require_trt
@@ -100,7 +101,9 @@ def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> obje
     help="Optimisation profile: N (fixed, the profile `run -e trt -b N` uses, so run reuses "
     "the engine) or MIN:OPT:MAX (`run -s server -b N` uses 1:N:N).",
 )
-@click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit, MB.")
+@click.option(
+    "--workspace", type=bounded(limits.WORKSPACE_MB), default=None, help="Workspace limit, MB."
+)
 @click.option(
     "--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimisation level 0-5."
 )

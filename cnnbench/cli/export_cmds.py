@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.batch import BatchRange
 from cnnbench.cli.common import PrecisionType, cli, resolve_models
 from cnnbench.cli.flags import (
+    bounded,
     fp16_converter_option,
     precision_option,
     qdq_target_option,
@@ -26,6 +28,7 @@ from cnnbench.export.gate import print_report
 from cnnbench.export.parity import report_from_dict
 from cnnbench.export.pipeline import ensure_fp32, export_fp32, verify_onnx
 from cnnbench.export.verify import recorded_precision
+from cnnbench.footprint import check_file, check_models
 from cnnbench.models import get_spec, resolve_weights, weights_provenance
 from cnnbench.precision import CALIB_METHODS, ONNX_PRECISIONS, Precision
 
@@ -50,15 +53,15 @@ def _batch_range(_ctx: click.Context, _param: click.Parameter, value: str | None
 
 
 def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    unit = click.FloatRange(0.0, 1.0)
+    unit = bounded(limits.FRACTION)
     opts = [
-        click.option("--rtol", type=click.FloatRange(min=0.0), help="Max relative error."),
-        click.option("--cosine", type=click.FloatRange(-1.0, 1.0), help="Min cosine similarity."),
+        click.option("--rtol", type=bounded(limits.RELATIVE_ERROR), help="Max relative error."),
+        click.option("--cosine", type=bounded(limits.COSINE), help="Min cosine similarity."),
         click.option("--top1", type=unit, help="Min top-1 agreement (fraction, 0..1)."),
         click.option("--top5", type=unit, help="Min top-5 overlap (fraction, 0..1)."),
         click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Image folder."),
         click.option(
-            "--samples", type=click.IntRange(min=1), default=3, show_default=True,
+            "--samples", type=bounded(limits.GATE_SAMPLES), default=3, show_default=True,
             help="Batches the parity gate compares.",
         ),
     ]  # fmt: skip
@@ -71,9 +74,12 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("model")
 @weights_option
 @click.option(
-    "--opset", type=int, default=None, help="ONNX opset (default 18, the exporter's own)."
+    "--opset",
+    type=bounded(limits.OPSET),
+    default=None,
+    help="ONNX opset (default 18, the exporter's own).",
 )
-@click.option("--batch", "-b", "fixed", type=click.IntRange(min=1), help="Fixed batch size.")
+@click.option("--batch", "-b", "fixed", type=bounded(limits.BATCH), help="Fixed batch size.")
 @click.option(
     "--dynamic-batch", "dyn", callback=_batch_range, metavar="MIN:OPT:MAX",
     help="Dynamic batch axis and the range engines should serve (default 1:8:64).",
@@ -97,12 +103,15 @@ def _tolerance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS))
 @click.option(
-    "--calib-samples", type=click.IntRange(min=1), help="INT8/FP8 calibration images used."
+    "--calib-samples", type=bounded(limits.CALIB_SAMPLES), help="INT8/FP8 calibration images used."
 )
 @quantizer_option
 @qdq_target_option
 @fp16_converter_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Weight-init + input seed.")
+@click.option(
+    "--seed", type=bounded(limits.SEED), default=0, show_default=True,
+    help="Weight-init + input seed.",
+)  # fmt: skip
 @user_model_options
 def export_cmd(
     model: str,
@@ -156,6 +165,8 @@ def export_cmd(
     if fp16_converter and precision != Precision.FP16:
         raise click.UsageError("--fp16-converter needs --precision fp16")
     batch = BatchRange.fixed(fixed) if fixed is not None else dyn
+    calib = (calib_samples or DEFAULT_CALIB_SAMPLES) if precision.calibrated else None
+    check_models([model], batches=[fixed] if fixed else [], gate=not no_check, calib_samples=calib)
     dynamic = None if fixed is None and dyn is None else fixed is None
     overrides = _overrides(rtol, cosine, top1, top5)
     w = resolve_weights(model, weights) if weights else None
@@ -233,9 +244,12 @@ def _print_parity(manifest: dict[str, Any], *, title: str) -> None:
     help="Tolerance preset: fp32 (strict), fp16 (top-1 >= 0.99, cosine >= 0.999), int8 "
     "(report only). Default: the precision recorded in the file, else fp32.",
 )  # fmt: skip
-@click.option("--batch", type=click.IntRange(min=1), help="Batch size (default 2 or the file's).")
+@click.option("--batch", type=bounded(limits.BATCH), help="Batch size (default 2 or the file's).")
 @click.option(
-    "--seed", type=int, default=None, help="Weight-init + input seed (default: recorded)."
+    "--seed",
+    type=bounded(limits.SEED),
+    default=None,
+    help="Weight-init + input seed (default: recorded).",
 )
 @user_model_options
 def verify_cmd(
@@ -265,6 +279,7 @@ def verify_cmd(
     """
     if not Path(onnx_file).is_file():
         raise InvalidInputError(f"ONNX file not found: {onnx_file}")
+    check_file(onnx_file, batch=batch, step="parity gate")
     if model is not None:
         (model,) = resolve_models(
             (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}

@@ -13,12 +13,13 @@ from typing import Any
 
 import click
 
-from cnnbench import engines
+from cnnbench import engines, limits
 from cnnbench.bench.measure.cuda_timing import parse_timing
 from cnnbench.bench.measure.scenarios import canonical_scenario
 from cnnbench.bench.run.accuracy import DATASETS
 from cnnbench.cli.common import PrecisionType
-from cnnbench.errors import CnnbenchError, InvalidInputError
+from cnnbench.errors import CnnbenchError
+from cnnbench.limits import Bound
 from cnnbench.naming import lookup
 from cnnbench.precision import CALIB_METHODS, FP16_CONVERTERS, QDQ_TARGETS, QUANTIZERS, Precision
 
@@ -37,6 +38,27 @@ def options(*opts: Decorator) -> Decorator:
 
 
 # ---- the flags' types: each parses its value once ------------------------------------------
+class BoundType(click.ParamType):
+    """A number within its :class:`cnnbench.limits.Bound`: an integer, or a finite number
+    (never nan or inf). Every numeric flag has one (tests/cnnbench/test_limits.py holds each command
+    to it), so a value out of range is one line, never an overflow inside."""
+
+    def __init__(self, bound: Bound) -> None:
+        self.bound = bound
+        self.name = "integer" if bound.integer else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.bound.check(value)
+        except CnnbenchError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def bounded(bound: Bound) -> BoundType:
+    """The click type of a number within ``bound``."""
+    return BoundType(bound)
+
+
 class _ListType(click.ParamType):
     """A comma-separated list (``many``) or one value, each item parsed by ``item``."""
 
@@ -71,18 +93,12 @@ class EngineType(_ListType):
 
 
 class BatchType(_ListType):
-    """``--batch``: positive integers."""
+    """``--batch``: integers within :data:`cnnbench.limits.BATCH`."""
 
     name, what = "batch", "positive integer"
 
     def item(self, text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise InvalidInputError(f"batch must be a positive integer, got {text!r}") from None
-        if n < 1:
-            raise InvalidInputError(f"batch must be >= 1, got {n}")
-        return n
+        return int(limits.BATCH.check(text))
 
 
 class DeviceType(_ListType):
@@ -173,8 +189,9 @@ device_option = click.option(
     help="cpu, cuda or cuda:N. Default: cpu, or cuda for GPU-only engines (tensorrt).",
 )  # fmt: skip
 threads_option = click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads for CPU engines."
-)
+    "--threads", type=bounded(limits.THREADS), default=None,
+    help="Intra-op threads for CPU engines.",
+)  # fmt: skip
 weights_option = click.option(
     "--weights", type=click.Path(dir_okay=False), default=None,
     help="State dict (.pt/.pth/.safetensors) loaded strictly with weights_only=True. "
@@ -185,8 +202,9 @@ artifacts_option = click.option(
     help="Where exported ONNX files are cached.",
 )  # fmt: skip
 seed_option = click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed for weight init and inputs."
-)
+    "--seed", type=bounded(limits.SEED), default=0, show_default=True,
+    help="Seed for weight init and inputs.",
+)  # fmt: skip
 engine_opt_option = click.option(
     "--engine-opt", "engine_opts", multiple=True, metavar="KEY=VALUE",
     help="An engine option (repeatable; ENGINE.KEY=VALUE for one engine of several); "
@@ -227,7 +245,7 @@ int8_options = options(
     ),  # fmt: skip
     click.option(
         "--calib-samples",
-        type=click.IntRange(min=1),
+        type=bounded(limits.CALIB_SAMPLES),
         default=None,
         help="INT8/FP8 calibration inputs used (default 256).",
     ),  # fmt: skip
@@ -240,28 +258,39 @@ STOP_FIELDS = ("warmup_count", "warmup_time", "min_count", "min_time", "max_time
 SERVER_FIELDS = ("target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time")
 
 stop_options = options(
-    click.option("--warmup-count", type=int, default=None, help="Warm-up calls (default 5)."),
+    click.option(
+        "--warmup-count",
+        type=bounded(limits.WARMUP_COUNT),
+        default=None,
+        help="Warm-up calls (default 5).",
+    ),  # fmt: skip
     click.option(
         "--warmup-time",
-        type=float,
+        type=bounded(limits.SECONDS),
         default=None,
         help="Warm-up seconds (default 0.2); both are met.",
     ),  # fmt: skip
     click.option(
         "--min-count",
-        type=int,
+        type=bounded(limits.MIN_COUNT),
         default=None,
         help="Minimum timed queries (default 100: what p99 needs).",
     ),  # fmt: skip
     click.option(
-        "--min-time", type=float, default=None, help="Minimum measured seconds (default 2)."
+        "--min-time",
+        type=bounded(limits.SECONDS),
+        default=None,
+        help="Minimum measured seconds (default 2).",
     ),
     click.option(
-        "--max-time", type=float, default=None, help="Maximum measured seconds (default 60)."
+        "--max-time",
+        type=bounded(limits.SECONDS),
+        default=None,
+        help="Maximum measured seconds (default 60).",
     ),
     click.option(
         "--ci-target",
-        type=float,
+        type=bounded(limits.CI_TARGET),
         default=None,
         help="Run until the median's 95% CI half-width is <= this percent (default 2); the "
         "row is invalid if max time comes first.",
@@ -269,18 +298,21 @@ stop_options = options(
 )
 server_options = options(
     click.option(
-        "--target-qps", type=float, default=None, help="Server: Poisson arrival rate (queries/s)."
+        "--target-qps",
+        type=bounded(limits.QPS),
+        default=None,
+        help="Server: Poisson arrival rate (queries/s).",
     ),
     click.option(
         "--max-queue-delay-ms",
-        type=float,
+        type=bounded(limits.MILLISECONDS),
         default=2.0,
         show_default=True,
         help="Server: dynamic batcher's max wait.",
     ),  # fmt: skip
     click.option(
         "--latency-bound-ms",
-        type=float,
+        type=bounded(limits.MILLISECONDS),
         default=None,
         help="Server: p99 bound (required with --find-peak).",
     ),  # fmt: skip
@@ -291,7 +323,7 @@ server_options = options(
     ),
     click.option(
         "--peak-time",
-        type=float,
+        type=bounded(limits.SECONDS),
         default=60.0,
         show_default=True,
         help="Server: time budget of --find-peak (s).",

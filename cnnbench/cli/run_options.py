@@ -30,6 +30,7 @@ from cnnbench.cli.flags import INT8_FIELDS, SERVER_FIELDS, STOP_FIELDS
 from cnnbench.engines.options import parse_assignments
 from cnnbench.errors import InvalidInputError
 from cnnbench.export.calibration import calibration_set
+from cnnbench.footprint import check_models
 from cnnbench.models import check_weights, get_spec, list_models, resolve_weights
 from cnnbench.precision import Int8Recipe, Precision
 from cnnbench.progress import note
@@ -103,7 +104,7 @@ class RunOptions:
         converter = p.get("fp16_converter")
         if converter and Precision.FP16 not in precisions:
             raise click.UsageError("--fp16-converter: for FP16 only; add --precision fp16")
-        return cls(
+        opts = cls(
             timing=timing, fp16_converter=converter or "onnxconverter",
             profile=bool(p.get("profile")),
             models=models, engines=engs, precisions=precisions, device=device,
@@ -113,6 +114,16 @@ class RunOptions:
             engine_options=_engine_options(p.get("engine_opts") or (), engs, device),
             stop=_stop_rule(p), server={k: p[k] for k in SERVER_FIELDS if k in p}, **kw,
         )  # fmt: skip
+        opts.check_footprint()
+        return opts
+
+    def check_footprint(self) -> None:
+        """Size before work: each model's gate, calibration and batches against the memory
+        free here (:mod:`cnnbench.footprint`), before anything is exported or allocated."""
+        batches = self.batches or (SCENARIOS[self.scenario].default_batch,)
+        gate = not self.engines or any(engines.get_engine_class(e).loads_onnx for e in self.engines)
+        calib = self.int8.calib_samples if any(p.calibrated for p in self.precisions) else None
+        check_models(self.models, batches=batches, gate=gate, calib_samples=calib)
 
     def grid(self) -> SweepConfig:
         """The grid ``run`` measures. Unlike a sweep file, a batch the scenario cannot take

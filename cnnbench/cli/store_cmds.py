@@ -14,18 +14,20 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.bench.measure.environment import capture, git_state
 from cnnbench.bench.results.compare import DEFAULT_METRICS, parse_threshold
 from cnnbench.bench.results.history import machine_filter, parse_when, regressions, run_summary
 from cnnbench.bench.results.store import Store
 from cnnbench.bench.results.store_recording import Recorder, recording
+from cnnbench.bench.results.store_sync import sync_file
 from cnnbench.bench.results.store_url import ENV as DB_ENV
 from cnnbench.bench.results.store_url import STORE_MISSING, shown_url, store_available
 from cnnbench.bench.run.sweep_config import SweepConfig
 from cnnbench.cli.common import PrecisionType, cli, emit_csv, emit_json, emit_table, format_option
-from cnnbench.cli.flags import BatchType, DeviceType, EngineType, ScenarioType, options
+from cnnbench.cli.flags import BatchType, DeviceType, EngineType, ScenarioType, bounded, options
 from cnnbench.cli.output_options import db_option
-from cnnbench.errors import CheckFailedError
+from cnnbench.errors import CheckFailedError, StoreUnavailableError, first_line
 from cnnbench.progress import note, warn
 
 _RUN_COLUMNS = (
@@ -126,11 +128,11 @@ def _where(o: dict[str, Any]) -> dict[str, Any]:
 @cli.command()
 @db_option
 @click.option("--cells", "show_cells", is_flag=True, help="List cells (result rows), not runs.")
-@click.option("--run", "run_id", type=int, default=None, help="Only this run.")
+@click.option("--run", "run_id", type=bounded(limits.ID), default=None, help="Only this run.")
 @_filters
 @click.option("--until", default=None, help="Before this time (same forms as --since).")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="At most N runs / cells (newest)."
+    "--limit", type=bounded(limits.ROWS), default=None, help="At most N runs / cells (newest)."
 )
 @format_option()
 def history(**o: Any) -> None:
@@ -224,3 +226,47 @@ def regressions_cmd(**o: Any) -> None:
             f"{len(still)} cell(s) still slower than before their regression; first: {r['cell']} "
             f"{r['metric']} {r['change_pct']:+.1f}% at run {r['run_id']} (from run {r['base_run_id']})"
         )
+
+
+@cli.group("store")
+def store_group() -> None:
+    """The results store itself: put a results file's rows into it."""
+
+
+@store_group.command("sync")
+@click.argument("results", type=click.Path(dir_okay=False))
+@db_option
+@click.option(
+    "--finish", is_flag=True,
+    help="Also call finished a run still marked running whose rows are now all in the store "
+    "(when the process that recorded it is gone).",
+)  # fmt: skip
+def store_sync(results: str, db: str | None, finish: bool) -> None:
+    """Put into the store every row of RESULTS (.csv or .jsonl) it lacks, with its samples.
+
+    \b
+    For a run or sweep that went on while the store was away (PostgreSQL stopped, SQLite
+    locked, a full disk): its rows are in the file and the run is 'incomplete' (or still
+    'running' if the store never came back). A row is matched by its run, cell and the time
+    it was measured, so a row is never recorded twice. A run that ended incomplete becomes
+    finished once the store holds all its rows; rows of no run here go into one 'sync' run.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    path = Path(results)
+    with Store.open(db) as store:
+        url = shown_url(store.url)
+        try:
+            report = sync_file(store, path, finish=finish)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailableError(
+                f"cannot record into {url}: {first_line(getattr(exc, 'orig', None) or exc)}; "
+                "nothing is lost: run this again when the store is back"
+            ) from None
+    for rid, n in report.added.items():
+        click.echo(f"run {rid}: {n} row(s) recorded")
+    click.echo(f"{report.total} row(s) of {path} recorded into {url}")
+    for rid in report.finished:
+        note(f"run {rid} is finished: the store holds every row of {path} for it")
+    for rid in report.still_running:
+        warn(f"run {rid} is still marked running; if its process is gone, add --finish")

@@ -16,6 +16,7 @@ from cnnbench.cli.flags import INT8_FIELDS
 from cnnbench.cli.run_options import RunOptions, check_inputs
 from cnnbench.engines import get_engine_class
 from cnnbench.engines.base import Artifact, Engine, EngineOptions
+from cnnbench.footprint import check_fits
 
 
 def engine_and_artifact(o: dict[str, Any], engine: str) -> tuple[Engine, Artifact, CellSpec | None]:
@@ -29,6 +30,7 @@ def engine_and_artifact(o: dict[str, Any], engine: str) -> tuple[Engine, Artifac
                 "--weights, the INT8/FP8 recipe and --fp16-converter are for a MODEL, not a file"
             )
         art = file_artifact(target, o["precisions"])
+        check_fits(str(target), art.input_shape, {"measurement": int(o.get("batches") or 1)})
         opts = RunOptions.from_params({**o, "model": None})
         device = opts.device_of(engine)
         extra = opts.engine_options.get(engine, {})

@@ -6,9 +6,11 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.analysis_cache import zoo_listing
 from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_option
-from cnnbench.cli.flags import weights_option
+from cnnbench.cli.flags import bounded, weights_option
+from cnnbench.footprint import check_fits
 from cnnbench.models import get_spec
 
 _CONVENTION = """\b
@@ -67,7 +69,7 @@ def models_cmd(fmt: str, imagenet: bool, no_cache: bool) -> None:
 @weights_option
 @click.option(
     "--input-size",
-    type=click.IntRange(min=1),
+    type=bounded(limits.INPUT_SIDE),
     default=None,
     metavar="H",
     help="Square input side (H = W). Default: the model's own input size.",
@@ -85,6 +87,7 @@ def inspect_cmd(model: str, fmt: str, weights: str | None, input_size: int | Non
     shape = None
     if input_size is not None:
         shape = (spec.input_shape[0], input_size, input_size)
+        check_fits(model, shape, {"analysis": 1})
     result = analyze(model, input_shape=shape, weights=weights)
     doc = result.to_dict()
     if fmt == "json":

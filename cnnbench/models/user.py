@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from cnnbench.artifacts import require_file, sha256_file
 from cnnbench.errors import InvalidInputError, first_line
+from cnnbench.limits import BATCH
 from cnnbench.models.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
+from cnnbench.onnx_external import external_files
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 FAMILY = "user"
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+#: the largest C, H or W a model may declare (its memory is checked before any work, too)
+MAX_DIM = 1 << 20
 
 
 def is_user_model(text: str) -> bool:
@@ -55,6 +59,8 @@ class UserModel:
     input_name: str = "input"
     #: an ONNX file's fixed batch size (None: a dynamic batch axis)
     fixed_batch: int | None = None
+    #: an ONNX file's external data files, relative to its folder (checked to stay inside it)
+    external_files: tuple[str, ...] = ()
 
     @property
     def dynamic_batch(self) -> bool:
@@ -88,6 +94,7 @@ class UserModel:
                 "input_shape": tuple(d["input_shape"]),
                 "mean": tuple(d["mean"]),
                 "std": tuple(d["std"]),
+                "external_files": tuple(d.get("external_files") or ()),
             }
         )
 
@@ -114,7 +121,7 @@ def _shape(text: str | tuple[int, ...] | None) -> tuple[int, ...] | None:
         ) from None
     if len(dims) == 4:
         dims = dims[1:]
-    if len(dims) != 3 or min(dims) <= 0:
+    if len(dims) != 3 or min(dims) <= 0 or max(dims) > MAX_DIM:
         raise InvalidInputError(
             f"--input-shape takes C,H,W or N,C,H,W positive integers, got {text!r}"
         )
@@ -180,6 +187,8 @@ def from_onnx(
     ]
     if len(dims) != 4:
         raise InvalidInputError(f"{p}: input {inputs[0].name!r} has {len(dims)} dims; need N,C,H,W")
+    _check_dims(p, dims)
+    files = external_files(proto, p)
     given = _shape(input_shape)
     if given is None and not all(dims[1:]):
         raise InvalidInputError(
@@ -203,7 +212,21 @@ def from_onnx(
         sha256=sha256_file(p),
         input_name=inputs[0].name,
         fixed_batch=dims[0] or None,
+        external_files=files,
     )
+
+
+def _check_dims(p: Path, dims: list[int | None]) -> None:
+    """A declared batch within :data:`cnnbench.limits.BATCH` and C, H, W within
+    :data:`MAX_DIM` (what they cost in memory is :mod:`cnnbench.footprint`'s to check)."""
+    if dims[0] and dims[0] > BATCH.hi:
+        raise InvalidInputError(
+            f"{p}: its fixed batch {dims[0]} is beyond the largest batch, {int(BATCH.hi)}"
+        )
+    if any(d is not None and d > MAX_DIM for d in dims[1:]):
+        raise InvalidInputError(
+            f"{p}: its input declares {dims[1:]}; C, H and W must each be at most {MAX_DIM}"
+        )
 
 
 def factory(source: str) -> Callable[[], nn.Module]:

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, Query, Request
+from fastapi import FastAPI, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from cnnbench import engines
 from cnnbench.bench.measure.scenarios import canonical_scenario
@@ -24,6 +26,7 @@ from cnnbench.bench.report.html import decision_html
 from cnnbench.bench.report.recommend import OBJECTIVES, Constraints, Decision, candidates, recommend
 from cnnbench.errors import CnnbenchError, InvalidInputError, first_line
 from cnnbench.models import get_spec
+from cnnbench.serve.api_models import ERRORS, VALIDATE_S, Name, Ref
 from cnnbench.serve.layout import page
 
 if TYPE_CHECKING:
@@ -108,22 +111,41 @@ def _form(query: Mapping[str, Any], action: str) -> str:
     )  # fmt: skip
 
 
+#: the constraints a request may give, bounded (cnnbench.serve.api_models)
+Ms = Annotated[float | None, Query(gt=0, le=3_600_000, description="p99 latency bound, ms.")]
+PerSecond = Annotated[float | None, Query(ge=0, le=1e12, description="Images per second.")]
+Mb = Annotated[float | None, Query(gt=0, le=2**40, description="Memory bound, MB.")]
+Percent = Annotated[float | None, Query(ge=0, le=100, description="Top-1, in points.")]
+Objective = Annotated[Literal["throughput", "latency", "memory"], Query()]
+#: a field of the submit form (a comma-separated list, or the token)
+Field = Annotated[str, Form(max_length=2000)]
+
+
 def add_decision_routes(app: FastAPI, svc: Service) -> None:
     """``/api/recommend`` and the submit form (see the module)."""
 
-    @app.get("/api/recommend")
-    def recommend_api(request: Request, source: str = Query(...)) -> dict[str, Any]:
-        constraints = constraints_from(request.query_params)
-        return decide(svc.side(source).rows, constraints).to_dict()
+    @app.get("/api/recommend", responses=ERRORS)
+    def recommend_api(
+        source: Ref,
+        p99_ms: Ms = None, min_throughput: PerSecond = None, max_memory_mb: Mb = None,
+        min_top1: Percent = None, max_top1_drop: Percent = None, scenario: Name = None,
+        engine: Name = None, device: Name = None, objective: Objective = "throughput",
+        allow_invalid: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        q = {"p99_ms": p99_ms, "min_throughput": min_throughput, "max_memory_mb": max_memory_mb,
+             "min_top1": min_top1, "max_top1_drop": max_top1_drop, "scenario": scenario,
+             "engine": engine, "device": device, "objective": objective,
+             "allow_invalid": "1" if allow_invalid else ""}  # fmt: skip
+        return decide(svc.side(source).rows, constraints_from(q)).to_dict()
 
     @app.get("/submit", response_class=HTMLResponse)
     def submit_form() -> HTMLResponse:
         return _submit_page(svc, None, {})
 
-    @app.post("/submit", response_model=None)
-    def submit_post(
-        token: str = Form(""), models: str = Form(""), engines: str = Form(""),
-        precisions: str = Form(""), batches: str = Form(""), scenarios: str = Form(""),
+    @app.post("/submit", response_model=None, responses=ERRORS)
+    async def submit_post(
+        token: Field = "", models: Field = "", engines: Field = "", precisions: Field = "",
+        batches: Field = "", scenarios: Field = "",
     ) -> Any:  # fmt: skip
         given = {"models": models, "engines": engines, "precisions": precisions,
                  "batches": batches, "scenarios": scenarios}  # fmt: skip
@@ -133,12 +155,16 @@ def add_decision_routes(app: FastAPI, svc: Service) -> None:
             grid: dict[str, Any] = {k: _items(v) for k, v in given.items() if v.strip()}
             if "batches" in grid:
                 grid["batches"] = [int(b) for b in grid["batches"]]
-            job = svc.submit_grid(grid)
+            # validated off the event loop, capped, then queued (as POST /api/jobs)
+            job_id = await asyncio.wait_for(run_in_threadpool(svc.submit_grid, grid), VALIDATE_S)
         except ValueError:
             return _submit_page(svc, "batches must be whole numbers", given, status=422)
+        except TimeoutError:
+            msg = f"the grid's validation took longer than {VALIDATE_S:g}s; make it smaller"
+            return _submit_page(svc, msg, given, status=422)
         except CnnbenchError as exc:
             return _submit_page(svc, first_line(exc, 300), given, status=422)
-        return RedirectResponse(f"/jobs/{job['id']}", status_code=303)
+        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
 def _items(text: str) -> list[str]:

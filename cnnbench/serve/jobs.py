@@ -16,6 +16,11 @@ from cnnbench.bench.results.store import Store, now
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 ENDED = (DONE, FAILED, CANCELLED)
+#: a job as the API shows it
+JOB_FIELDS = (
+    "id", "state", "created_at", "started_at", "finished_at", "cells_total", "cells_done",
+    "errors", "run_id", "attempts", "message", "upload_sha256", "grid",
+)  # fmt: skip
 
 
 class JobQueue:
@@ -35,14 +40,24 @@ class JobQueue:
         with self.store.engine.begin() as conn:
             return int(conn.execute(jobs.insert().values(**values)).inserted_primary_key[0])  # type: ignore[index]
 
+    def uses_upload(self, sha256: str) -> bool:
+        """Whether a job runs (or ran) the uploaded file ``sha256``."""
+        from sqlalchemy import select
+
+        from cnnbench.bench.results.schema import jobs
+
+        with self.store.engine.connect() as conn:
+            q = select(jobs.c.id).where(jobs.c.upload_sha256 == sha256).limit(1)
+            return conn.execute(q).first() is not None
+
     def get(self, job_id: int) -> dict[str, Any] | None:
         found = self.list_jobs(job_id=job_id)
         return found[0] if found else None
 
     def list_jobs(
-        self, *, job_id: int | None = None, limit: int | None = None
+        self, *, job_id: int | None = None, limit: int | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Jobs, newest first."""
+        """Jobs, newest first (``limit`` of them after skipping ``offset``)."""
         from sqlalchemy import select
 
         from cnnbench.bench.results.schema import jobs
@@ -52,6 +67,8 @@ class JobQueue:
             q = q.where(jobs.c.id == job_id)
         if limit:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         with self.store.engine.connect() as conn:
             out = [dict(r._mapping) for r in conn.execute(q)]
         for j in out:

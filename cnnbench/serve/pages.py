@@ -8,26 +8,29 @@
 * ``/tradeoff``: top-1 against GMACs for every model in the store (the report's bubble plot).
 
 Figures are drawn by the report's own code into ``<data>/plots/<hash>/`` (names are ours,
-never a request's) and served from there; drawing takes a lock (matplotlib is not made for
-threads).
+never a request's), once per content (a job's rows so far, the store's count of rows and last
+row), and served from there; drawing takes a lock (matplotlib is not made for threads).
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import json
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from cnnbench.artifacts import ensure_dir
+from cnnbench.artifacts import atomic_write_json, ensure_dir
 from cnnbench.bench.report.build import newest_run_rows, write_report
 from cnnbench.bench.report.history_plots import write_history_plots
 from cnnbench.bench.results.compare import DEFAULT_METRICS, compare_sources, parse_threshold
 from cnnbench.errors import CnnbenchError, first_line
+from cnnbench.serve.api_models import JobId, Name, Ref, Threshold
 from cnnbench.serve.decide import decision_block
 from cnnbench.serve.layout import fmt, page, table, td
 from cnnbench.serve.profile_page import add_profile_pages, profile_link
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from cnnbench.serve.app import Service
 
 _DRAW = threading.Lock()
+#: the figures a folder holds (name, title, caption), written once they are all drawn
+_INDEX = "figures.json"
 _ROW_COLUMNS = (
     ("model", "model"), ("engine", "engine"), ("precision", "prec"), ("device", "device"),
     ("batch", "batch"), ("scenario", "scenario"), ("latency_ms_p50", "p50 ms"),
@@ -52,16 +57,35 @@ def _valid(r: dict[str, Any]) -> str:
 
 
 def _figures(svc: Service, key: str, draw: Any) -> str:
-    """Figures drawn once per content key under <data>/plots/<hash>/, as <img> tags."""
+    """Figures drawn once per content key under <data>/plots/<hash>/, as <img> tags with
+    their caption: drawn the first time (``draw(folder)``, under the lock), then served from
+    the folder's index (``figures.json``, written last) without drawing again."""
     name = hashlib.sha256(key.encode()).hexdigest()[:16]
     folder = ensure_dir(svc.settings.data / "plots" / name)
-    with _DRAW:
-        plots = draw(folder)
+    index = folder / _INDEX
+    shown = _read_index(index)
+    if shown is None:
+        with _DRAW:
+            shown = _read_index(index)  # drawn meanwhile by the request we waited for
+            if shown is None:
+                shown = [{"name": p.name, "title": p.title, "caption": p.caption}
+                         for p in draw(folder)]  # fmt: skip
+                atomic_write_json(index, shown)
     return "".join(
-        f'<figure><img src="/files/plots/{name}/{p.name}.png" alt="{html.escape(p.title)}">'
-        f"<figcaption><b>{html.escape(p.title)}.</b> {html.escape(p.caption)}</figcaption></figure>"
-        for p in plots
+        f'<figure><img src="/files/plots/{name}/{html.escape(str(p["name"]))}.png" '
+        f'alt="{html.escape(str(p.get("title", "")))}"><figcaption><b>'
+        f"{html.escape(str(p.get('title', '')))}.</b> {html.escape(str(p['caption']))}"
+        "</figcaption></figure>"
+        for p in shown
     )
+
+
+def _read_index(index: Path) -> list[dict[str, Any]] | None:
+    try:
+        found = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, list) else None
 
 
 def add_pages(app: FastAPI, svc: Service) -> None:
@@ -95,7 +119,7 @@ def _add_job_pages(app: FastAPI, svc: Service) -> None:
         return page("Jobs", body, refresh=3 if live else None)
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
-    def job_page(job_id: int, request: Request) -> HTMLResponse:
+    def job_page(job_id: JobId, request: Request) -> HTMLResponse:
         job = svc.job(job_id)
         rows = svc.rows(job_id) if job["run_id"] is not None else []
         body = (f'<p>State <b class="state">{job["state"]}</b>, {job["cells_done"] or 0} of '
@@ -145,13 +169,13 @@ def _add_store_pages(app: FastAPI, svc: Service) -> None:
 
     @app.get("/history", response_class=HTMLResponse)
     def history_page(
-        request: Request, model: str | None = None, engine: str | None = None,
-        shared_y: bool = False,
+        request: Request, model: Name = None, engine: Name = None, shared_y: bool = False
     ) -> HTMLResponse:  # fmt: skip
-        rows = svc.store.cells(finished_only=True, model=model, engine=engine)
-        if not rows:
+        count, last = svc.store.fingerprint(finished_only=True, model=model, engine=engine)
+        if not count:
             return page("History", "<p>No finished runs in the store yet.</p>")
-        key = f"history|{model}|{engine}|{shared_y}|{len(rows)}|{rows[-1]['cell_id']}"
+        rows = svc.store.cells(finished_only=True, model=model, engine=engine)
+        key = f"history|{model}|{engine}|{shared_y}|{count}|{last}"
         figs = _figures(
             svc, key, lambda d: list(write_history_plots(d, rows, shared_y=shared_y).values())
         )
@@ -168,9 +192,7 @@ def _add_store_pages(app: FastAPI, svc: Service) -> None:
         )
 
     @app.get("/compare", response_class=HTMLResponse)
-    def comparepage(
-        base: str = Query(...), new: str = Query(...), threshold: str = "5%"
-    ) -> HTMLResponse:
+    def compare_page(base: Ref, new: Ref, threshold: Threshold = "5%") -> HTMLResponse:
         try:
             b, n = svc.side(base), svc.side(new)
             cmp = compare_sources(
@@ -188,8 +210,9 @@ def _add_store_pages(app: FastAPI, svc: Service) -> None:
 
     @app.get("/tradeoff", response_class=HTMLResponse)
     def tradeoff_page() -> HTMLResponse:
-        rows = svc.store.cells(finished_only=True)
-        key = f"tradeoff|{len(rows)}|{rows[-1]['cell_id'] if rows else 0}"
+        count, last = svc.store.fingerprint(finished_only=True)
+        rows = svc.store.cells(finished_only=True) if count else []
+        key = f"tradeoff|{count}|{last}"
 
         def draw(folder: Any) -> list[Any]:
             # the store's own rows: accuracy where it belongs to them, the zoo's published

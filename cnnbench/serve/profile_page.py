@@ -8,14 +8,16 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from cnnbench.bench.measure.profile import PROFILES_SUFFIX, Profile
 from cnnbench.bench.measure.profile_text import headline, summary_lines
+from cnnbench.serve.api_models import ERRORS, JobId
 from cnnbench.serve.layout import page, table, td
 from cnnbench.serve.runner import job_folder
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
 #: layers shown on the page, by time (the JSON has them all)
 SHOWN = 40
+FileName = Annotated[str, PathParam(min_length=6, max_length=205, description="A profile file.")]
+PageFormat = Annotated[Literal["html", "json"], Query(description="html (default) or json.")]
 
 
 def profile_link(job_id: int, row: dict[str, Any]) -> str:
@@ -46,14 +50,12 @@ def _file(svc: Service, job_id: int, name: str) -> Path:
 
 
 def add_profile_pages(app: FastAPI, svc: Service) -> None:
-    @app.get("/jobs/{job_id}/profile/{name}", response_model=None)
-    def profile_page(job_id: int, name: str, format: str = "html") -> Response:
+    @app.get("/jobs/{job_id}/profile/{name}", response_model=None, responses=ERRORS)
+    def profile_page(job_id: JobId, name: FileName, format: PageFormat = "html") -> Response:
         path = _file(svc, job_id, name)
         doc = json.loads(path.read_text("utf-8"))
         if format == "json":
             return JSONResponse(doc)
-        if format != "html":
-            raise HTTPException(400, "format must be html or json")
         prof = Profile.from_dict(doc)
         return _page(job_id, name, prof)
 

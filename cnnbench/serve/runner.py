@@ -62,14 +62,16 @@ class JobRunner:
         self._thread.start()
         return resumed
 
-    def stop(self) -> None:
-        """Stop taking jobs; a running sweep gets Ctrl-C and is resumed at the next start."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop taking jobs; a running sweep gets Ctrl-C and is resumed at the next start.
+        Waits ``timeout`` s at most (the service's stop is bounded)."""
         self._stop.set()
         proc = self._proc
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGINT)
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -107,7 +109,9 @@ class JobRunner:
             cancelled = False
             while proc.poll() is None:
                 if self._stop.wait(POLL_S):
-                    proc.wait()  # stop() sent Ctrl-C: the job stays running, to be resumed
+                    # stop() sent Ctrl-C: the job stays running, to be resumed
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=10)
                     return
                 self._progress(job_id, out)
                 current = self.queue.get(job_id)

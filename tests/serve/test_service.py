@@ -77,15 +77,18 @@ class Server:
         raise AssertionError(f"job {job_id} did not end: {job}")
 
 
-def start(tmp: Path, db: str, data: Path, *, host: str = "127.0.0.1", token: str | None = TOKEN, cwd: Path | None = None) -> Server:  # fmt: skip
+def start(tmp: Path, db: str, data: Path, *, host: str = "127.0.0.1", token: str | None = TOKEN, cwd: Path | None = None, extra: tuple[str, ...] = (), limit_kb: int | None = None) -> Server:  # fmt: skip
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CNNBENCH_CACHE": str(tmp / "cache")}
     env.pop("CNNBENCH_TOKEN", None)
     if token:
         env["CNNBENCH_TOKEN"] = token
+    cmd = [sys.executable, "-m", "cnnbench", "serve", "--db", db, "--port", str(port),
+           "--host", host, "--data", str(data), *extra]  # fmt: skip
+    if limit_kb is not None:  # an address-space limit (ulimit -v), as on a small machine
+        cmd = ["bash", "-c", f'ulimit -v {limit_kb} && exec "$@"', "limit", *cmd]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnbench", "serve", "--db", db, "--port", str(port),
-         "--host", host, "--data", str(data)],
+        cmd,
         env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
     )  # fmt: skip
     srv = Server(f"http://127.0.0.1:{port}", db, (cwd or Path.cwd()) / data, proc)

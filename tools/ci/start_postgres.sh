@@ -4,6 +4,7 @@
 #
 #   export CNNBENCH_TEST_PG_URL=$(bash tools/ci/start_postgres.sh)
 #   bash tools/ci/start_postgres.sh --stop
+#   bash tools/ci/start_postgres.sh --start   # the stopped server again, its databases kept
 #
 # As root the server runs as the package's postgres user (initdb refuses root). Exit 1 with a
 # one-line reason on stderr when it cannot be started; the tests then skip PostgreSQL.
@@ -23,6 +24,12 @@ if [ "$(id -u)" = 0 ]; then
 fi
 if [ "${1:-}" = "--stop" ]; then
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >&2 || true
+  exit 0
+fi
+if [ "${1:-}" = "--start" ]; then
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-k $dir -p $port -c listen_addresses=''" start >/dev/null
+  echo "postgresql://$user@/cnnbench_test?host=$dir&port=$port"
   exit 0
 fi
 if [ -f "$dir/data/postmaster.pid" ]; then
