@@ -269,6 +269,30 @@ def check_fp16_converter(name: str) -> str:
     return text
 
 
+#: calibration data named by a word, not a path
+CALIB_WORDS = ("digits", "random")
+
+
+def check_calib_source(data: str | None) -> None:
+    """A calibration source that cannot be read fails here, in one line, before anything heavy
+    is imported (the images or array themselves are checked where they are read)."""
+    if data is None or str(data) in CALIB_WORDS:
+        return
+    from pathlib import Path
+
+    path = Path(str(data))
+    if path.is_dir() or (path.is_file() and path.suffix == ".npy"):
+        return
+    if path.exists():
+        raise InvalidInputError(
+            f"calibration data {path} is neither an image folder nor a .npy file"
+        )
+    raise InvalidInputError(
+        f"calibration data not found: {path} (give an image folder, a .npy file, 'digits' or "
+        "'random')"
+    )
+
+
 @dataclass(frozen=True)
 class Int8Recipe:
     """How an INT8 file is made: quantizer, calibration data, method and sample count.

@@ -76,6 +76,8 @@ class StopRule:
             raise ValueError(
                 f"min_time ({self.min_time}) must not exceed max_time ({self.max_time})"
             )
+        if not isinstance(self.early, bool):
+            raise ValueError(f"early must be true or false, got {self.early!r}")
         if self.ci_target is not None and not (
             isinstance(self.ci_target, (int, float)) and 0 < self.ci_target < 100
         ):

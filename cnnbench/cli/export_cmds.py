@@ -30,7 +30,7 @@ from cnnbench.export.pipeline import ensure_fp32, export_fp32, verify_onnx
 from cnnbench.export.verify import recorded_precision
 from cnnbench.footprint import check_file, check_models
 from cnnbench.models import get_spec, resolve_weights, weights_provenance
-from cnnbench.precision import CALIB_METHODS, ONNX_PRECISIONS, Precision
+from cnnbench.precision import CALIB_METHODS, ONNX_PRECISIONS, Precision, check_calib_source
 
 _TOL_HELP = """\b
 Parity gate (ONNX Runtime CPU vs PyTorch eager FP32, K seeded batches of preprocessed random
@@ -153,6 +153,7 @@ def export_cmd(
     """
     if fixed is not None and dyn is not None:
         raise click.UsageError("--batch and --dynamic-batch are mutually exclusive")
+    check_calib_source(calib_data)  # before the zoo (and torch) is imported
     (model,) = resolve_models(
         (model,), {"input_shape": input_shape, "name": name, "mean": mean, "std": std}
     )

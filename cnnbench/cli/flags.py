@@ -254,7 +254,9 @@ int8_options = options(
 INT8_FIELDS = ("quantizer", "calib_data", "calib_method", "calib_samples", "qdq_target")
 
 #: the stop rule's and the server config's fields
-STOP_FIELDS = ("warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target")
+STOP_FIELDS = (
+    "warmup_count", "warmup_time", "min_count", "min_time", "max_time", "ci_target", "early",
+)  # fmt: skip
 SERVER_FIELDS = ("target_qps", "max_queue_delay_ms", "latency_bound_ms", "find_peak", "peak_time")
 
 stop_options = options(
@@ -294,6 +296,13 @@ stop_options = options(
         default=None,
         help="Run until the median's 95% CI half-width is <= this percent (default 2); the "
         "row is invalid if max time comes first.",
+    ),  # fmt: skip
+    click.option(
+        "--early-stop/--no-early-stop",
+        "early",
+        default=None,
+        help="After --min-time, stop a cell whose answer is known (default on): its window can "
+        "no longer be valid (foreign CPU load), or its median's CI stopped narrowing.",
     ),  # fmt: skip
 )
 server_options = options(

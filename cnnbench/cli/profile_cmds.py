@@ -10,6 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
+from cnnbench import limits
 from cnnbench.batch import BatchRange
 from cnnbench.bench.measure.profile import measure_p50, profile_engine, read_profile
 from cnnbench.bench.measure.profile_diff import diff
@@ -20,6 +21,7 @@ from cnnbench.cli.common import cli, emit_csv, emit_json, emit_table, format_opt
 from cnnbench.cli.flags import (
     artifacts_option,
     batch_option,
+    bounded,
     device_option,
     engine_opt_option,
     engine_option,
@@ -62,9 +64,9 @@ _DIFF_COLUMNS = ("group", "type", "precision_a", "precision_b", "time_ms_a", "ti
 @int8_options
 @engine_opt_option
 @seed_option
-@click.option("--queries", type=click.IntRange(1, 10_000), default=30, show_default=True,
+@click.option("--queries", type=bounded(limits.QUERIES), default=30, show_default=True,
               help="Profiled queries (after warm-up); each layer's time is its median.")  # fmt: skip
-@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--top", type=bounded(limits.SHOWN_LAYERS), default=20, show_default=True,
               help="Table: the layers taking most time (0: every layer, in order).")  # fmt: skip
 @click.option("--diff", nargs=2, type=click.Path(), default=None, metavar="A.json B.json",
               help="Compare two profiles (written with -o, or by run --profile).")  # fmt: skip

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from cnnbench import limits
 from cnnbench.bench.report.recommend import (
     OBJECTIVES,
     Constraints,
@@ -18,7 +19,7 @@ from cnnbench.bench.results.files import read_rows
 from cnnbench.bench.results.history import db_source, is_ref, machine_filter
 from cnnbench.bench.results.store import Store
 from cnnbench.cli.common import cli, emit_json, emit_table, format_option
-from cnnbench.cli.flags import DeviceType, ScenarioType, engine_option, options
+from cnnbench.cli.flags import DeviceType, ScenarioType, bounded, engine_option, options
 from cnnbench.cli.output_options import db_option
 from cnnbench.errors import CheckFailedError, InvalidInputError
 from cnnbench.models import get_spec
@@ -73,11 +74,11 @@ def published_top1(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, 
 
 
 constraint_options = options(
-    click.option("--p99-ms", type=click.FloatRange(min=0, min_open=True), help="Largest p99 latency (ms)."),
-    click.option("--min-throughput", type=click.FloatRange(min=0), help="Smallest throughput (img/s)."),
-    click.option("--max-memory-mb", type=click.FloatRange(min=0, min_open=True), help="Largest peak memory (MB): the device's on a GPU, host RSS on the CPU."),
-    click.option("--min-top1", type=click.FloatRange(0, 100), help="Smallest top-1 (%), measured on the cell's artifact or published for published weights."),
-    click.option("--max-top1-drop", type=click.FloatRange(min=0), help="Largest top-1 drop (points) against the same model's FP32 on the same weights."),
+    click.option("--p99-ms", type=bounded(limits.LATENCY_MS), help="Largest p99 latency (ms)."),
+    click.option("--min-throughput", type=bounded(limits.THROUGHPUT), help="Smallest throughput (img/s)."),
+    click.option("--max-memory-mb", type=bounded(limits.MEMORY_MB), help="Largest peak memory (MB): the device's on a GPU, host RSS on the CPU."),
+    click.option("--min-top1", type=bounded(limits.TOP1), help="Smallest top-1 (%), measured on the cell's artifact or published for published weights."),
+    click.option("--max-top1-drop", type=bounded(limits.TOP1), help="Largest top-1 drop (points) against the same model's FP32 on the same weights."),
     click.option("--scenario", "-s", type=ScenarioType(), default=None, help="Only this scenario."),
     engine_option(None, help="Only these engines."),
     click.option("--device", type=DeviceType(), default=None, help="Only this device (cpu, cuda)."),

@@ -32,7 +32,7 @@ from cnnbench.errors import InvalidInputError
 from cnnbench.export.calibration import calibration_set
 from cnnbench.footprint import check_models
 from cnnbench.models import check_weights, get_spec, list_models, resolve_weights
-from cnnbench.precision import Int8Recipe, Precision
+from cnnbench.precision import Int8Recipe, Precision, check_calib_source
 from cnnbench.progress import note
 from cnnbench.weights_hub import Weights
 
@@ -84,6 +84,7 @@ class RunOptions:
     def from_params(cls, p: Mapping[str, Any]) -> RunOptions:
         """The options from a command's click parameters (each already parsed by its type):
         what depends on several flags is checked here, once."""
+        check_calib_source(p.get("calib_data"))  # a path that is not there: before any import
         models = _models(p)
         engs = _as_tuple(p.get("engines"))
         precisions = _as_tuple(p.get("precisions")) or (Precision.FP32,)

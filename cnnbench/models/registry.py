@@ -27,6 +27,21 @@ class Entry:
 
 
 _REGISTRY: dict[str, Entry] = {}
+#: the zoo's names, in registration order, known without importing the zoo (and torch): an
+#: unknown name is refused before anything heavy is imported (a test keeps this list true)
+ZOO_NAMES = (
+    "alexnet", "alexnet_tv", "googlenet", "inception_v4", "inception_resnet_v2", "lenet5",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_lrn", "vgg13",
+    "vgg16_c", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+)  # fmt: skip
+
+
+def _known_or_refused(name: str) -> None:
+    """Refuse a name that is neither the zoo's nor a user model's, with suggestions, without
+    importing the zoo."""
+    if name in ZOO_NAMES or user.user_model(name) is not None:
+        return
+    lookup("model", name, {n: n for n in (*ZOO_NAMES, *user.known())})
 
 
 def register_model(spec: ModelSpec) -> Callable[[Builder], Builder]:
@@ -106,6 +121,7 @@ def list_models(*, imagenet_only: bool = False) -> list[str]:
 
 def get_spec(name: str) -> ModelSpec:
     """The ModelSpec of ``name``; unknown names raise UnknownNameError with suggestions."""
+    _known_or_refused(name)
     _ensure_loaded()
     return lookup("model", name, _REGISTRY).spec
 

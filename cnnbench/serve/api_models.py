@@ -97,7 +97,8 @@ def _names(choices: list[str], items: int = limits.GRID_LIST_ITEMS) -> dict[str,
 
 def grid_schema() -> dict[str, Any]:
     """The JSON schema of a grid (``POST /api/jobs``), with the bounds the loader checks."""
-    stop = {k: _int(b) if b.integer else _num(b) for k, b in _STOP.items()}
+    stop: dict[str, Any] = {k: _int(b) if b.integer else _num(b) for k, b in _STOP.items()}
+    stop["early"] = {"type": "boolean"}
     server = {k: _num(b) for k, b in _SERVER.items()} | {"find_peak": {"type": "boolean"}}
     return {
         "type": "object",
