@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # The benchmark workflow's commands in one script, so that .github/workflows/benchmark.yml and
-# .ci/run run the very same steps (the workflow cannot rot unseen):
-#   1. sweep a config (default bench/configs/ci_tiny.yaml) into OUT/results.csv
-#   2. cnnbench report -> OUT/report/{comparison.csv, *.png, *.svg, index.html}
-#   3. with a baseline results CSV: cnnbench compare BASELINE OUT/results.csv; exit 1 on a
-#      regression beyond the threshold
+# .ci/run run the very same steps (the workflow cannot rot unseen).
 #
-# Usage: tools/ci/benchmark.sh [--config FILE] [--out DIR] [--engine E[,E]] [--device D]
-#                              [--precision P[,P]] [--baseline CSV] [--threshold PCT] [--strict]
-# --strict: an inconclusive cell (an invalid row, or a change within the noise) fails too.
+# Base against head, on this runner (--base REF, what the workflow does):
+#   1. REF is checked out in a worktree and installed in a venv of its own (the head's
+#      dependencies, the base's code);
+#   2. base and head sweep the config in turn, --repeats times, alternating (ABBA: base, head,
+#      head, base, ...), each pass a fresh process per cell, into OUT/base.csv and OUT/head.csv;
+#   3. cnnbench compare OUT/base.csv OUT/head.csv -> OUT/comparison.csv with a verdict per cell
+#      and metric, decided on the repeats; exit 1 only on a regression (--strict: also on an
+#      inconclusive cell);
+#   4. cnnbench report of the head's rows -> OUT/report/.
+# Against a stored results file instead (--baseline CSV): one sweep, then compare with it.
+# Neither: one sweep and its report (no compare).
+#
+# Usage: tools/ci/benchmark.sh [--config FILE] [--out DIR] [--base REF] [--repeats N]
+#                              [--baseline CSV] [--engine E[,E]] [--device D] [--precision P]
+#                              [--threshold PCT] [--strict]
 # --engine / --device / --precision replace those keys of the config (the GPU job runs the same
-# config with --engine trt --device cuda). Without --baseline, bench/baselines/ci_cpu.csv is
-# used when it exists (CNNBENCH_CI_DEFAULT_BASELINE overrides that path); a --baseline that
-# does not exist is an error. Exit status: the first failure among sweep, report and compare.
+# config with --engine trt --device cuda). Exit status: 2 on a bad argument or a failed sweep or
+# install, 1 on a regression, else 0.
 set -euo pipefail
 
 config=bench/configs/ci_tiny.yaml
@@ -21,12 +28,13 @@ engine=""
 device=""
 precision=""
 baseline=""
+base_ref=""
+repeats=""
 strict=""
 threshold="${CNNBENCH_CI_THRESHOLD:-25%}"
-default_baseline="${CNNBENCH_CI_DEFAULT_BASELINE:-bench/baselines/ci_cpu.csv}"
 py="${PYTHON:-python3}"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --config) config="$2"; shift 2 ;;
@@ -35,6 +43,8 @@ while [ $# -gt 0 ]; do
     --device) device="$2"; shift 2 ;;
     --precision) precision="$2"; shift 2 ;;
     --baseline) baseline="$2"; shift 2 ;;
+    --base) base_ref="$2"; shift 2 ;;
+    --repeats) repeats="$2"; shift 2 ;;
     --threshold) threshold="$2"; shift 2 ;;
     --strict) strict="--fail-on-inconclusive"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -42,29 +52,25 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ ! -f "$config" ]; then
-  echo "benchmark.sh: config not found: $config" >&2
-  exit 2
-fi
-if [ -n "$baseline" ] && [ ! -f "$baseline" ]; then
-  echo "benchmark.sh: baseline not found: $baseline" >&2
-  exit 2
-fi
-if [ -z "$baseline" ] && [ -f "$default_baseline" ]; then
-  baseline="$default_baseline"
+fail() { echo "benchmark.sh: $1" >&2; exit 2; }
+[ -f "$config" ] || fail "config not found: $config"
+[ -z "$baseline" ] || [ -f "$baseline" ] || fail "baseline not found: $baseline"
+[ -z "$baseline" ] || [ -z "$base_ref" ] || fail "give --base REF or --baseline CSV, not both"
+case "$repeats" in ""|[1-9]|[1-9][0-9]) ;; *) fail "--repeats must be 1 to 99, got '$repeats'" ;; esac
+if [ -n "$base_ref" ]; then
+  git rev-parse --verify --quiet "$base_ref^{commit}" >/dev/null \
+    || fail "--base $base_ref is not a commit here (fetch it first: git fetch origin $base_ref)"
 fi
 
 mkdir -p "$out"
-results="$out/results.csv"
-rm -f "$results"  # a fresh run: never mix rows of an earlier one into this report
-cnnbench() { "$py" -m cnnbench "$@"; }
-
-# The config actually run, with the overrides applied; kept beside the results.
-"$py" - "$config" "$out/config.yaml" "$engine" "$device" "$precision" <<'EOF'
+out=$(cd "$out" && pwd)
+# The config actually run, with the overrides applied (and one repeat per pass when base and
+# head alternate); kept beside the results.
+"$py" - "$config" "$out/config.yaml" "$engine" "$device" "$precision" "${base_ref:+1}" <<'EOF'
 import sys
 import yaml
 
-src, dest, engine, device, precision = sys.argv[1:6]
+src, dest, engine, device, precision, one_pass = sys.argv[1:7]
 with open(src, encoding="utf-8") as fh:
     cfg = yaml.safe_load(fh)
 if engine:
@@ -73,35 +79,105 @@ if device:
     cfg["device"] = device
 if precision:
     cfg["precisions"] = [p.strip() for p in precision.split(",") if p.strip()]
+if one_pass:
+    print(cfg.get("repeats", 1))
+    cfg["repeats"] = 1
 with open(dest, "w", encoding="utf-8") as fh:
     yaml.safe_dump(cfg, fh, sort_keys=False)
 EOF
-
+cnnbench() { "$py" -m cnnbench "$@"; }
 echo "== cnnbench $(cnnbench --version 2>&1 | tail -n 1)"
-cnnbench engines || true
 
-status=0
-echo "== sweep $out/config.yaml"
-cnnbench sweep "$out/config.yaml" --out "$results" || status=$?
-
-if [ -s "$results" ]; then
+if [ -z "$base_ref" ]; then
+  results="$out/results.csv"
+  rm -f "$results" "$results".*  # a fresh run: never mix rows of an earlier one into this report
+  status=0
+  echo "== sweep $out/config.yaml"
+  cnnbench sweep "$out/config.yaml" --out "$results" --no-db || status=$?
+  [ -s "$results" ] || { echo "benchmark.sh: the sweep wrote no results" >&2; exit 2; }
   echo "== report"
   cnnbench report "$results" --out "$out/report" || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
-else
-  echo "benchmark.sh: the sweep wrote no results" >&2
-  [ "$status" -ne 0 ] || status=2
+  if [ -n "$baseline" ]; then
+    echo "== compare $baseline -> $results (threshold $threshold)"
+    cnnbench compare "$baseline" "$results" --threshold "$threshold" --out "$out/comparison.csv" \
+      $strict || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
+  else
+    echo "== compare skipped: give --base REF (this runner measures both) or --baseline CSV"
+  fi
+  exit "$status"
 fi
 
-if [ -n "$baseline" ] && [ -s "$results" ]; then
-  echo "== compare $baseline -> $results (threshold $threshold)"
-  cnnbench compare "$baseline" "$results" --threshold "$threshold" --out "$out/compare.csv" $strict \
-    || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
-elif [ -n "$baseline" ]; then
-  echo "== compare skipped: no results to compare with $baseline"
-else
-  echo "== compare skipped: no baseline (pass --baseline CSV or add $default_baseline)"
-fi
+# ---- base against head ---------------------------------------------------------------------
+[ -n "$repeats" ] || repeats=3
+work=$(mktemp -d "${TMPDIR:-/tmp}/cnnbench-base.XXXXXX")
+cleanup() { git worktree remove --force "$work/src" >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+echo "== base $base_ref ($(git rev-parse --short "$base_ref")) in $work/src"
+git worktree add --detach --quiet "$work/src" "$base_ref" || fail "cannot check $base_ref out"
+# its own venv: the base's code first on the path, then the head's installed dependencies
+"$py" -m venv --without-pip "$work/venv" || fail "cannot make the base's venv"
+site=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$work/src" > "$site/00-cnnbench-base.pth"
+"$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/10-head-deps.pth"
+where=$("$work/venv/bin/python" -c 'import cnnbench, os; print(os.path.dirname(cnnbench.__file__))')
+[ "$where" = "$work/src/cnnbench" ] || fail "the base's venv imports cnnbench from $where"
+base_py="$work/venv/bin/python"
 
-echo "== outputs in $out:"
-find "$out" -maxdepth 2 -type f ! -name '.*' | sort
+rm -f "$out"/base.* "$out"/head.*
+# each side's own artifacts (its exporter may differ) and caches, reused across its passes
+export CNNBENCH_CACHE="$work/cache"
+for side in base head; do  # each side's own artifacts: its exporter may differ
+  "$py" - "$out/config.yaml" "$work/config-$side.yaml" "$work/artifacts-$side" <<'EOF2'
+import sys
+import yaml
+
+src, dest, artifacts = sys.argv[1:4]
+with open(src, encoding="utf-8") as fh:
+    cfg = yaml.safe_load(fh)
+cfg["artifacts"] = artifacts
+with open(dest, "w", encoding="utf-8") as fh:
+    yaml.safe_dump(cfg, fh, sort_keys=False)
+EOF2
+done
+run_side() {  # side python pass
+  local side=$1 python=$2 pass=$3
+  echo "== pass $pass: $side"
+  (cd "$out" && "$python" -m cnnbench sweep "$work/config-$side.yaml" --out "$side.csv" --no-db \
+     >>"$out/$side.log" 2>&1) \
+    || { tail -n 5 "$out/$side.log" >&2; fail "the $side sweep failed (see $out/$side.log)"; }
+}
+for pass in $(seq 1 "$repeats"); do
+  # ABBA: the side that goes first alternates, so a drift of the runner spreads over both
+  if [ $((pass % 2)) -eq 1 ]; then order="base head"; else order="head base"; fi
+  for side in $order; do
+    if [ "$side" = base ]; then run_side base "$base_py" "$pass"; else run_side head "$py" "$pass"; fi
+    mv "$out/$side.csv" "$out/$side.pass$pass.csv"
+    [ ! -f "$out/$side.csv.samples" ] || mv "$out/$side.csv.samples" "$out/$side.pass$pass.csv.samples"
+  done
+done
+# every pass's rows, as repeats of their cells
+"$py" - "$out" "$repeats" <<'EOF'
+import sys
+from pathlib import Path
+
+from cnnbench.bench.results.files import read_rows, write_rows
+
+out, n = Path(sys.argv[1]), int(sys.argv[2])
+for side in ("base", "head"):
+    rows = []
+    for k in range(1, n + 1):
+        for r in read_rows(out / f"{side}.pass{k}.csv"):
+            r["repeat"] = k - 1
+            r.pop("samples_file", None)  # each pass's samples stay in its own file
+            r.pop("samples_offset", None)
+            rows.append(r)
+    write_rows(out / f"{side}.csv", rows)
+EOF
+status=0
+echo "== compare base ($base_ref) -> head, threshold $threshold"
+cnnbench compare "$out/base.csv" "$out/head.csv" --threshold "$threshold" \
+  --out "$out/comparison.csv" $strict || status=$?
+echo "== report (head)"
+cnnbench report "$out/head.csv" --out "$out/report" >/dev/null || true
+echo "== outputs in $out: base.csv head.csv comparison.csv report/"
 exit "$status"
