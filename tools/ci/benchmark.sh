@@ -66,7 +66,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 # The config actually run, with the overrides applied (and one repeat per pass when base and
 # head alternate); kept beside the results.
-"$py" - "$config" "$out/config.yaml" "$engine" "$device" "$precision" "${base_ref:+1}" <<'EOF'
+cfg_repeats=$("$py" - "$config" "$out/config.yaml" "$engine" "$device" "$precision" "${base_ref:+1}" <<'EOF'
 import sys
 import yaml
 
@@ -85,6 +85,7 @@ if one_pass:
 with open(dest, "w", encoding="utf-8") as fh:
     yaml.safe_dump(cfg, fh, sort_keys=False)
 EOF
+) || fail "cannot read $config"
 cnnbench() { "$py" -m cnnbench "$@"; }
 echo "== cnnbench $(cnnbench --version 2>&1 | tail -n 1)"
 
@@ -108,7 +109,7 @@ if [ -z "$base_ref" ]; then
 fi
 
 # ---- base against head ---------------------------------------------------------------------
-[ -n "$repeats" ] || repeats=3
+[ -n "$repeats" ] || repeats=${cfg_repeats:-3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cnnbench-base.XXXXXX")
 cleanup() { git worktree remove --force "$work/src" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -119,7 +120,7 @@ git worktree add --detach --quiet "$work/src" "$base_ref" || fail "cannot check 
 site=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$work/src" > "$site/00-cnnbench-base.pth"
 "$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/10-head-deps.pth"
-where=$("$work/venv/bin/python" -c 'import cnnbench, os; print(os.path.dirname(cnnbench.__file__))')
+where=$(cd "$work" && "$work/venv/bin/python" -c 'import cnnbench, os; print(os.path.dirname(cnnbench.__file__))')
 [ "$where" = "$work/src/cnnbench" ] || fail "the base's venv imports cnnbench from $where"
 base_py="$work/venv/bin/python"
 
