@@ -110,6 +110,7 @@ def compare_rows(
     threshold_pct: float = 5.0,
     base_samples: SamplesOf | None = None,
     new_samples: SamplesOf | None = None,
+    interleaved: bool = False,
 ) -> Comparison:
     """Match cells and decide each metric; see the module docstring for the rules.
 
@@ -122,7 +123,7 @@ def compare_rows(
     for key in [k for k in b_good if k in n_good]:
         bs, ns = b_good[key], n_good[key]
         if len(bs) >= 2 and len(ns) >= 2:  # repeats on both sides: run-to-run noise is seen
-            out.extend(decide_repeats(bs, ns, m, threshold_pct) for m in metrics)
+            out.extend(decide_repeats(bs, ns, m, threshold_pct, interleaved) for m in metrics)
             continue
         b, n = bs[-1], ns[-1]
         sb = base_samples(b) if base_samples is not None else None
@@ -244,6 +245,7 @@ def compare_sources(
     *,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     threshold_pct: float = 5.0,
+    interleaved: bool = False,
 ) -> Comparison:
     """:func:`compare_rows` on two sides; an unknown metric or no shared cell is an error."""
     known = {k for r in (*base.rows, *new.rows) for k in r}
@@ -254,7 +256,7 @@ def compare_sources(
             )
     cmp = compare_rows(
         base.rows, new.rows, metrics=metrics, threshold_pct=threshold_pct,
-        base_samples=base.samples, new_samples=new.samples,
+        base_samples=base.samples, new_samples=new.samples, interleaved=interleaved,
     )  # fmt: skip
     if not cmp.rows:
         raise InvalidInputError(f"no cell of {base.label} is in {new.label}; nothing to compare")

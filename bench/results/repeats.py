@@ -6,7 +6,10 @@ move medians by more than any within-run CI. With at least two repeats on each s
 decision uses the repeats themselves: a metric is a ``regression`` only when *every* new
 repeat is worse than *every* base repeat by more than the threshold (all pairwise ratios beyond
 1 + threshold). ``p_value`` is the exact two-sided Mann-Whitney p of the repeat values.
-Invalid repeats are left out; a side left with fewer than two is ``inconclusive``.
+Invalid repeats are left out; a side left with fewer than two is ``inconclusive``. When the
+two sides were measured *interleaved* on one machine (``interleaved``: base and head in
+alternating passes), a repeat invalid only for the machine's load (foreign CPU load, steal, a
+noisy median) is kept: both sides met the same conditions, and the decision is on repeats.
 """
 
 from __future__ import annotations
@@ -41,19 +44,37 @@ def exact_mann_whitney(a: list[float], b: list[float]) -> float:
     return extreme / len(splits)
 
 
+#: invalid reasons that say the machine was shared, not that the row is wrong
+LOAD_REASONS = ("foreign CPU load", "hypervisor steal", "noisy median")
+
+
+def _usable(row: dict[str, Any], interleaved: bool) -> bool:
+    if row_valid(row) is not False:
+        return True
+    reasons = [r.strip() for r in str(row.get("invalid_reason") or "").split(";") if r.strip()]
+    return interleaved and bool(reasons) and all(r.startswith(LOAD_REASONS) for r in reasons)
+
+
 def decide_repeats(
-    base: list[dict[str, Any]], new: list[dict[str, Any]], m: str, threshold_pct: float
+    base: list[dict[str, Any]],
+    new: list[dict[str, Any]],
+    m: str,
+    threshold_pct: float,
+    interleaved: bool = False,
 ) -> dict[str, Any]:
     """The comparison row of metric ``m`` between two sets of repeats of one cell."""
     row: dict[str, Any] = {c: base[-1].get(c) for c in KEY_COLUMNS}
-    bv = [v for r in base if row_valid(r) is not False and (v := num(r.get(m))) is not None]
-    nv = [v for r in new if row_valid(r) is not False and (v := num(r.get(m))) is not None]
+    bv = [v for r in base if _usable(r, interleaved) and (v := num(r.get(m))) is not None]
+    nv = [v for r in new if _usable(r, interleaved) and (v := num(r.get(m))) is not None]
     row.update(metric=m, base=None, new=None, ratio=None, change_pct=None, test=METHOD)
     row.update(p_value=None, ratio_ci_low=None, ratio_ci_high=None, note="")
     row.update(base_valid=len(bv) >= 2, new_valid=len(nv) >= 2, repeats=f"{len(bv)}/{len(nv)}")
     if len(bv) < 2 or len(nv) < 2:
         row.update(status="inconclusive", note="fewer than two valid repeats on a side")
         return row
+    shared = [r for r in (*base, *new) if row_valid(r) is False]
+    if interleaved and shared:
+        row["note"] = f"{len(shared)} repeat(s) on a shared machine, measured interleaved"
     b, n = statistics.median(bv), statistics.median(nv)
     if b == 0:
         row["status"] = "no value"

@@ -157,6 +157,12 @@ def report(
     is_flag=True,
     help="Exit 1 on an inconclusive cell too (an invalid row, or a change within the noise).",
 )
+@click.option(
+    "--interleaved",
+    is_flag=True,
+    help="BASE and NEW were measured in alternating passes on one machine (bench/ci/"
+    "benchmark.sh --base): a repeat invalid only for the machine's load is kept.",
+)
 @db_option
 @click.option(
     "--machine",
@@ -171,6 +177,7 @@ def compare(
     metrics: tuple[str, ...],
     out: str | None,
     fail_on_inconclusive: bool,
+    interleaved: bool,
     db: str | None,
     machine: str | None,
     fmt: str,
@@ -194,7 +201,9 @@ def compare(
     names = _metric_names(metrics)
     if out:
         format_of(out)
-    cmp, sides = _compare_refs(base, new, names, thr, db=db, machine=machine)
+    cmp, sides = _compare_refs(
+        base, new, names, thr, db=db, machine=machine, interleaved=interleaved
+    )
     if out:
         write_rows(out, cmp.rows)
     _emit_comparison(cmp, fmt, f"{sides[0].label} -> {sides[1].label} (threshold {thr:g}%)")
@@ -217,6 +226,7 @@ def _compare_refs(
     *,
     db: str | None,
     machine: str | None,
+    interleaved: bool = False,
 ) -> tuple[Comparison, list[Source]]:
     """BASE and NEW as comparison sides (results files, or runs in the store, which is opened
     once for both) and their comparison."""
@@ -230,7 +240,9 @@ def _compare_refs(
                 sides.append(db_source(store, ref, machine=machine_filter(machine)))
             else:
                 sides.append(file_source(ref))
-        cmp = compare_sources(sides[0], sides[1], metrics=names, threshold_pct=thr)
+        cmp = compare_sources(
+            sides[0], sides[1], metrics=names, threshold_pct=thr, interleaved=interleaved
+        )
     return cmp, sides
 
 

@@ -176,7 +176,7 @@ for side in ("base", "head"):
 EOF
 status=0
 echo "== compare base ($base_ref) -> head, threshold $threshold"
-cnnbench compare "$out/base.csv" "$out/head.csv" --threshold "$threshold" \
+cnnbench compare "$out/base.csv" "$out/head.csv" --threshold "$threshold" --interleaved \
   --out "$out/comparison.csv" $strict || status=$?
 echo "== report (head)"
 cnnbench report "$out/head.csv" --out "$out/report" >/dev/null || true
