@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import CnnbenchError, InvalidInputError
@@ -278,8 +279,6 @@ def check_calib_source(data: str | None) -> None:
     is imported (the images or array themselves are checked where they are read)."""
     if data is None or str(data) in CALIB_WORDS:
         return
-    from pathlib import Path
-
     path = Path(str(data))
     if path.is_dir() or (path.is_file() and path.suffix == ".npy"):
         return

@@ -60,7 +60,8 @@ EXTRA_COLUMNS = (
     "stop_reason", "warmup_count", "warmup_s", "stop_warmup_count", "stop_warmup_time",
     "stop_min_count", "stop_min_time", "stop_max_time", "stop_ci_target",
     "percentile_method", "ci_method", "ci_level", "throughput_definition",
-    "prepare_s", "load_s", "seed", "weights", "artifact", "artifact_sha256",
+    "prepare_s", "load_s", "child_startup_s", "cell_process_s", "launch_facts_s", "launch_peak_s",
+    "launch_prepare_s", "seed", "weights", "artifact", "artifact_sha256",
     "timestamp", "finished_at", "retried_after", "cell",
 )  # fmt: skip
 

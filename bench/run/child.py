@@ -25,10 +25,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from cnnbench.artifacts import atomic_write_text
 from cnnbench.bench.measure.peak import get_peak
@@ -191,7 +193,10 @@ class _Forward:
 
 # ---- in the child ----------------------------------------------------------------------------
 def _measure(spec: CellSpec, result: Path) -> int:
+    # from the process's start to its first own step: the interpreter and the imports
+    startup = time.time() - psutil.Process().create_time()
     row = run_cell_safe(spec)
+    row["child_startup_s"] = round(startup, 3)
     samples = row.pop(SAMPLES_KEY, None)
     if samples is not None:  # before the row: a row on disk means its samples are there too
         np.save(result.with_suffix(".npy"), np.asarray(samples, dtype=np.int64))

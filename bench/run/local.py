@@ -10,6 +10,7 @@ The grid and its validation live in :mod:`bench.run.sweep_config`; the cell's pr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -194,6 +195,8 @@ class CellRunner:
         self._runtime: dict[tuple[str, str, str], str | None] = {}
         self._facts: dict[str, dict[str, Any]] = {}
         self._peaks: set[tuple[str, str]] = set()
+        #: seconds the launcher spent on the current cell's behalf (facts, peak, prepare)
+        self._spent: dict[str, float] = {}
 
     def __call__(self, spec: CellSpec) -> dict[str, Any]:
         rt = (spec.engine, spec.device, spec.precision)
@@ -207,25 +210,40 @@ class CellRunner:
             return error_row(spec, str(self._runtime[rt]))
         if not self.isolated:
             return run_cell_safe(spec)
+        self._spent = {}
         ready = self.prepare(spec)
-        return ready if isinstance(ready, dict) else run_isolated(ready, self.timeout_s)
+        if isinstance(ready, dict):
+            return ready
+        t0 = time.perf_counter()
+        row = run_isolated(ready, self.timeout_s)
+        # where the cell's time went before and around its measurement (tools/cold_start.py)
+        row["cell_process_s"] = round(time.perf_counter() - t0, 3)
+        row.update({f"launch_{k}_s": round(v, 3) for k, v in self._spent.items()})
+        return row
 
     def prepare(self, spec: CellSpec, *, peak: bool = True) -> CellSpec | dict[str, Any]:
         """What the measured process should not do itself, done once per model / artifact:
         the analysis (params, MACs), the peak microbenchmark (``peak``: on this machine) and
         the export; the cell ready to measure, or its error row."""
+        clock = time.perf_counter
+        t0 = clock()
         if spec.model not in self._facts:
             self._facts[spec.model] = model_facts(spec.model)
+        self._spent["facts"] = clock() - t0
         peak_key = (spec.device, spec.precision)
+        t0 = clock()
         if peak and spec.engine != "null" and peak_key not in self._peaks:  # measured or read once
             peak_isolated(*peak_key, self.timeout_s)  # never here: it would hold GPU memory
             self._peaks.add(peak_key)
+        self._spent["peak"] = clock() - t0
         run = replace(spec, facts=self._facts[spec.model])
         if needs_onnx(spec.engine):
             made = spec.int8 if spec.precision.calibrated else spec.fp16_converter
             k = (spec.model, spec.precision, made)
             if k not in self._prepared:
+                t0 = clock()
                 self._prepared[k] = prepare_isolated(spec, self.timeout_s)
+                self._spent["prepare"] = clock() - t0
             info = self._prepared[k]
             if info.get("error"):
                 return error_row(spec, f"prepare failed: {info['error']}")

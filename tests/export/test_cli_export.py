@@ -147,8 +147,13 @@ def test_failed_gate_exit_1_keeps_previous_artifact(
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx"]
 
 
-def test_precision_options_are_wired_to_convert(art: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precision_options_are_wired_to_convert(
+    art: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cnnbench.export.manifest import ExportResult
+
+    (tmp_path / "imgs").mkdir()  # a folder that is there: a missing one is refused up front
+    monkeypatch.chdir(tmp_path)
 
     seen: dict[str, object] = {}
 
