@@ -45,7 +45,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
-KINDS = {"bash": ("background", "gpu", "install", "port", "exit"), "yaml": ("file",)}
+KINDS = {
+    "bash": ("background", "gpu", "install", "port", "exit", "checkout"),
+    "yaml": ("file",),
+}
+#: ``checkout``: the block runs in a git checkout of the project (a clone of its HEAD), as a
+#: contributor would run the CI scripts
 #: programs a shown command may start with
 PROGRAMS = ("cnnbench", "curl", "bash", "pip", "pytest")
 
@@ -234,6 +239,16 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60
     raise AssertionError(f"nothing listened on port {port} within {timeout:g}s")
 
 
+def _checkout(s: _Session) -> Path:
+    """A clone of the repository's HEAD in the session's folder (made once)."""
+    dest = s.folder / "checkout"
+    if not dest.exists():
+        if not (ROOT / ".git").exists():
+            pytest.fail("a 'checkout' block needs the tests to run from a git clone of cnnbench")
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True, timeout=120)
+    return dest
+
+
 def _run_block(s: _Session, b: Block) -> None:
     if b.lang == "yaml":
         (s.folder / b.flags["file"]).write_text(b.text)
@@ -243,6 +258,7 @@ def _run_block(s: _Session, b: Block) -> None:
     if "gpu" in b.flags and not _has_cuda():
         s.skipped.append(f"{b.where}: needs a CUDA GPU")
         return
+    cwd = _checkout(s) if "checkout" in b.flags else s.folder
     for cmd in b.commands():
         if "background" in b.flags:
             proc = subprocess.Popen(
@@ -253,7 +269,7 @@ def _run_block(s: _Session, b: Block) -> None:
             _wait_for_port(int(b.flags["port"]), proc)
             continue
         res = subprocess.run(
-            ["bash", "-c", cmd], cwd=s.folder, env=s.env, capture_output=True, text=True,
+            ["bash", "-c", cmd], cwd=cwd, env=s.env, capture_output=True, text=True,
             timeout=900,
         )  # fmt: skip
         want = {int(c) for c in b.flags.get("exit", "0").split("|")}

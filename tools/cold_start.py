@@ -65,14 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     root = a.out or Path(tempfile.mkdtemp(prefix="cnnbench-cold-"))
     root.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CNNBENCH_CACHE": str(root / "cache"), "HOME": str(root / "home")}
+    env = {**os.environ, "CNNBENCH_CACHE": str(root / "cache"), "HOME": str(root / "home"),
+           "CNNBENCH_DB": str(root / "results.db")}  # fmt: skip
     (root / "home").mkdir(exist_ok=True)
     py = [sys.executable, "-m", "cnnbench"]
     args = a.run_args or MAIN_JOB
     spin = subprocess.Popen([sys.executable, "-c", SPIN]) if a.busy else None
     load0 = os.getloadavg()[0]
     try:
-        run_s, run_code = _timed([*py, "run", *args, "--no-db", "--out", "results/cpu.csv"], root, env)  # fmt: skip
+        run_s, run_code = _timed([*py, "run", *args, "--out", "results/cpu.csv"], root, env)  # fmt: skip
         report_s, report_code = _timed(
             [*py, "report", "results/cpu.csv", "--out", "results/report"], root, env
         )
