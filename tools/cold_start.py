@@ -16,6 +16,7 @@ figures.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import subprocess
 import sys
@@ -81,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         if spin is not None:
             spin.kill()
     load1 = os.getloadavg()[0]
-    from cnnbench.bench.results.files import read_rows
-
-    rows = read_rows(root / "results" / "cpu.csv")
-    invalid = [r for r in rows if not r.get("valid")]
+    with (root / "results" / "cpu.csv").open(newline="") as f:  # any version's results file
+        rows = list(csv.DictReader(f))
+    invalid = [r for r in rows if str(r.get("valid")).lower() not in ("true", "1", "yes")]
     print(f"README main job, cold, in {root}: run {' '.join(args)}")
     print(f"load average {load0:.2f} at the start, {load1:.2f} at the end"
           + ("; one core kept busy alongside" if a.busy else ""))  # fmt: skip
