@@ -74,12 +74,12 @@ def _chromium(page: Path, profile: Path) -> tuple[str, str]:
 
 
 def _problems(page: Path, tmp: Path) -> tuple[list[str], int]:
-    """Console messages of the page as it is, plus what the probe saw in a copy of it."""
-    _, log = _chromium(page, tmp / "profile-a")
-    console = re.findall(r":CONSOLE[:(]\d+\)?\] (.*)", log)
+    """Console messages of the page, plus what the probe saw: one load of a copy of the page
+    with the probe in its head (the probe only listens; it logs nothing of its own)."""
     probe_page = page.with_name(f"probe-{page.name}")
     probe_page.write_text(page.read_text().replace("<head>", "<head>" + _PROBE, 1))
-    dom, _ = _chromium(probe_page, tmp / "profile-b")
+    dom, log = _chromium(probe_page, tmp / "profile")
+    console = re.findall(r":CONSOLE[:(]\d+\)?\] (.*)", log)
     found = re.search(r'<pre id="cnnbench-probe">(.*?)</pre>', dom, re.S)
     assert found, "the probe did not run (page never reached load)"
     report = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
