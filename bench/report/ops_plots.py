@@ -15,7 +15,10 @@ from typing import Any
 from cnnbench.bench.report.plot_helpers import PREC_MARKERS, Plot, log_axis, no_data, save
 from cnnbench.bench.report.rows import Row, num
 
-__all__ = ["fit_line", "latency_vs_macs"]
+__all__ = ["MIN_FIT_MODELS", "fit_line", "latency_vs_macs"]
+
+#: a line through two points is not a fit: the slope is read only from three models or more
+MIN_FIT_MODELS = 3
 
 
 def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
@@ -53,17 +56,20 @@ def latency_vs_macs(out: Path, comparison: list[Row]) -> Plot:
         xs = [float(r["gmacs"]) for r in rows]
         ys = [float(r["latency_ms_p50_b1"]) for r in rows]
         label = f"{engine} {prec}" + (f" ({device})" if device != "cpu" else "")
-        line = fit_line(xs, ys)
-        if line is not None:
+        line = fit_line(xs, ys) if len(set(xs)) >= MIN_FIT_MODELS else None
+        if line is not None and line[1] > 0:
             a, b = line
             fits.append(f"{label}: {b:.3g} ms/GMAC + {a:.3g} ms")
             label += f": {b:.3g} ms/GMAC"
             _draw_fit(ax, xs, a, b, colour)
+        elif line is not None:  # more operations, no more time: not a rate to quote
+            fits.append(f"{label}: latency does not grow with MACs across these models, so "
+                        "costs other than MACs (memory traffic, layer count) set it")  # fmt: skip
         _draw_points(ax, rows, colour, PREC_MARKERS.get(prec, "o"), label)
     if series:
         log_axis(ax, "x")
         log_axis(ax, "y")
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.legend(loc="best", fontsize=8, framealpha=0.9)
     else:
         no_data(ax, "no batch-1 timing rows with MACs in these results")
     ax.set_xlabel("Operations: multiply-accumulates per image (GMACs, log scale)")
@@ -73,9 +79,14 @@ def latency_vs_macs(out: Path, comparison: list[Row]) -> Plot:
     caption = (
         "One point per model: its batch-1 p50 latency (single-stream where run) against its "
         "MACs per image; lines are least-squares fits latency = a + b × GMACs per engine and "
-        "precision (with two or more models): the smaller b, the more operations per "
-        "millisecond the runtime turns out. "
-        + ("; ".join(fits) + "." if fits else "With one model per series no line is fitted.")
+        f"precision (with {MIN_FIT_MODELS} or more models): the smaller b, the more operations "
+        "per millisecond the runtime turns out. "
+        + (
+            "; ".join(fits) + "."
+            if fits
+            else f"No series has {MIN_FIT_MODELS} models, so no line is fitted (two points fix a "
+            "line; they do not test one)."
+        )
     )
     if any(r.get("valid_b1") is False for rows in series.values() for r in rows):
         caption += " Faded markers: invalid measurements (see the table's verdicts)."

@@ -325,7 +325,7 @@ def test_ci_script_sweeps_reports_and_gates_on_a_baseline(tmp_path: Path) -> Non
         [row] = list(csv.DictReader(fh))
     assert (row["model"], row["engine"], row["errors"]) == ("lenet5", "onnxruntime", "0")
     assert float(row["best_throughput_ips"]) > 0
-    assert (out / "report" / "index.html").is_file() and (out / "compare.csv").is_file()
+    assert (out / "report" / "index.html").is_file() and (out / "comparison.csv").is_file()
     missing = subprocess.run(
         [*cmd, "--baseline", str(tmp_path / "nope.csv")], capture_output=True, text=True, env=env
     )
