@@ -255,7 +255,7 @@ class Ran:
     stdout: str
     stderr: str
     wall_s: float
-    #: the process's peak resident memory (KB), from wait4's rusage
+    #: the process's peak resident memory (KB): its VmHWM, read while it runs
     maxrss_kb: int
 
 

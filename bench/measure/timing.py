@@ -122,6 +122,9 @@ def warmup(call: Callable[[Any], Any], arg: Any, rule: StopRule) -> tuple[int, i
 
 #: how often (seconds) the guard of a window (foreign CPU load) is asked after ``min_time``
 GUARD_EVERY_S = 0.5
+#: the guard judges no window shorter than this: /proc/stat counts in 10 ms ticks, so over
+#: 50 ms one tick is 0.2 cores of 'foreign load', close to the 0.25-core bound
+GUARD_MIN_WINDOW_S = 1.0
 #: the CI "stopped narrowing" when, over the last ``PLATEAU_CHECKS`` checks (the samples grew
 #: about 1.95x, which narrows an i.i.d. median's CI by about 28%), it narrowed by less than this
 PLATEAU_NARROWING = 0.10
@@ -152,7 +155,8 @@ class _Stopper:
         self.widths: list[float] = []
         self.every = int(GUARD_EVERY_S * 1e9)
         #: when to call check next: at the next CI checkpoint or the next guard time
-        self.next_guard = start + int(rule.min_time * 1e9) if self.guard else 2**62
+        first = max(rule.min_time, GUARD_MIN_WINDOW_S)
+        self.next_guard = start + int(first * 1e9) if self.guard else 2**62
 
     def check(self, samples: list[int], now: int) -> str | None:
         if self.guard is not None and now >= self.next_guard:

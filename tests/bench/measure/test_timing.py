@@ -198,14 +198,20 @@ def test_a_ci_that_stopped_narrowing_ends_the_run_before_max_time() -> None:
 
 
 def test_a_window_that_cannot_be_valid_stops_after_min_time() -> None:
+    """... but not before the guard has a second of ticks to judge by."""
     asked: list[float] = []
 
     def guard() -> str | None:
         asked.append(time.perf_counter())
         return "foreign-load"
 
-    rule = StopRule(warmup_count=1, warmup_time=0, min_count=10, min_time=0.3, max_time=10.0)
+    rule = StopRule(warmup_count=1, warmup_time=0, min_count=10**9, min_time=0.3, max_time=10.0)
     t0 = time.perf_counter()
     t = measure(lambda _: None, None, rule, guard=guard)
     assert t.stop_reason == "foreign-load"
-    assert asked and asked[0] - t0 >= 0.3 and time.perf_counter() - t0 < 2.0
+    assert asked and asked[0] - t0 >= 1.0 and time.perf_counter() - t0 < 3.0
+    longer = StopRule(**{**rule.__dict__, "min_time": 1.5})
+    t0 = time.perf_counter()
+    asked.clear()
+    assert measure(lambda _: None, None, longer, guard=guard).stop_reason == "foreign-load"
+    assert asked[0] - t0 >= 1.5
