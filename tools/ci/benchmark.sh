@@ -119,7 +119,8 @@ git worktree add --detach --quiet "$work/src" "$base_ref" || fail "cannot check 
 "$py" -m venv --without-pip "$work/venv" || fail "cannot make the base's venv"
 site=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$work/src" > "$site/00-cnnbench-base.pth"
-"$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/10-head-deps.pth"
+# every package folder the head's interpreter sees (its purelib and any a .pth of it adds)
+"$py" -c 'import sys; print("\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))' > "$site/10-head-deps.pth"
 where=$(cd "$work" && "$work/venv/bin/python" -c 'import cnnbench, os; print(os.path.dirname(cnnbench.__file__))')
 [ "$where" = "$work/src/cnnbench" ] || fail "the base's venv imports cnnbench from $where"
 base_py="$work/venv/bin/python"
