@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -169,32 +170,41 @@ def test_gpu_compute_times_the_device_work_alone_and_says_so() -> None:
     assert e2e["timing_mode"] == "end_to_end" and e2e["latency_ms_p50"] >= 4.0
 
 
-def _bimodal() -> object:
-    """A call that takes 1 us and 6 us in turn: the median sits in the gap between the two, so
-    its CI stays as wide as the gap, whatever the count (what a shared core does to a cell)."""
+def _alternating() -> Callable[[], int]:
+    """Samples of 1 us and 6 us in turn: the median sits in the gap between the two, so its CI
+    stays as wide as the gap, whatever the count (what a shared core does to a cell). Given to
+    ``loop`` as the samples themselves: a real 1 us call on a busy machine is stretched past
+    the gap now and then, which tips the balance, pulls the median into one mode and lets the
+    CI meet its target (CI saw that), so the stop rule is checked on exact samples."""
     n = [0]
 
-    def call(_: object) -> None:
+    def body() -> int:
         n[0] += 1
-        end = time.perf_counter_ns() + (1000 if n[0] % 2 else 6000)
-        while time.perf_counter_ns() < end:
-            pass
+        return 1000 if n[0] % 2 else 6000
 
-    return call
+    return body
 
 
 def test_a_ci_that_stopped_narrowing_ends_the_run_before_max_time() -> None:
-    from cnnbench.bench.measure.timing import plateaued
+    from cnnbench.bench.measure.timing import loop, plateaued
 
     assert not plateaued([4.0, 3.0, 2.2, 1.6, 1.15])  # narrowing as 1/sqrt(n): keep going
     assert plateaued([4.0, 3.0, 2.9, 2.8, 2.85])  # stuck: stop
-    rule = StopRule(warmup_count=1, warmup_time=0, min_count=200, min_time=0.2, max_time=20.0,
+    rule = StopRule(warmup_count=0, warmup_time=0, min_count=200, min_time=0, max_time=20.0,
                     ci_target=2.0)  # fmt: skip
+    samples, _, why = loop(_alternating(), rule)
+    assert why == "ci-plateau" and len(samples) < 1000
+    late = StopRule(**{**rule.__dict__, "early": False, "max_time": 0.3})
+    assert loop(_alternating(), late)[2] == "max-time"  # the old rule
+
+
+def test_the_timed_loop_stops_on_the_ci_rule_before_max_time() -> None:
+    """measure() runs its own inline loop: it must ask the same stop rule at its checkpoints."""
+    rule = StopRule(warmup_count=1, warmup_time=0, min_count=200, min_time=0.2, max_time=20.0,
+                    ci_target=50.0)  # fmt: skip
     t0 = time.perf_counter()
-    t = measure(_bimodal(), None, rule)
-    assert t.stop_reason == "ci-plateau" and time.perf_counter() - t0 < 15
-    late = measure(_bimodal(), None, StopRule(**{**rule.__dict__, "early": False, "max_time": 1.0}))
-    assert late.stop_reason == "max-time"  # no early stop: the old rule
+    t = measure(lambda _: time.sleep(0.0002), None, rule)
+    assert t.stop_reason in ("ci-target", "ci-plateau") and time.perf_counter() - t0 < 10
 
 
 def test_a_window_that_cannot_be_valid_stops_after_min_time() -> None:
