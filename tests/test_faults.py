@@ -471,7 +471,10 @@ stop: {warmup_count: 1, warmup_time: 0, min_count: 100, min_time: 0.3, max_time:
 
 
 def _cli(root: Path, tmp: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the session's cache, as test_fault's
+    """The CLI in ``root``, with the session's cache (as test_fault's) and ``tmp``/tmp as its
+    temporary folder (what a killed launcher leaves there is looked at)."""
+    (tmp / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp / "tmp")}
     return subprocess.Popen(
         [sys.executable, "-m", "cnnbench", *args], cwd=root, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -515,6 +518,8 @@ def test_a_stopped_sweep_keeps_its_rows_and_resumes(sig: signal.Signals, tmp_pat
     assert again.returncode == 0, err
     cells = [r["cell"] for r in _rows(out)]
     assert sorted(cells) == sorted(set(cells)) and len(cells) == 4 and cells[: len(kept)] == kept
+    # the cell folders of a launcher killed outright are removed by the next one
+    assert not [p.name for p in (tmp_path / "tmp").glob("cnnbench-*")]
 
 
 def _worker(sweep_pid: int) -> int | None:

@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from cnnbench.bench.measure.samples import SAMPLES_KEY
 from cnnbench.bench.run.cell import error_row, run_cell_safe
 from cnnbench.bench.run.cell_spec import CellSpec
 from cnnbench.bench.run.prepare import ensure_onnx
+from cnnbench.bench.run.scratch import scratch
 from cnnbench.errors import CnnbenchError, first_line
 from cnnbench.host import child_env, die_with_parent
 from cnnbench.precision import Precision
@@ -48,8 +48,8 @@ STEPS = ("prepare", "measure")
 
 def run_isolated(spec: CellSpec, timeout_s: float) -> dict[str, Any]:
     """Measure one cell in a fresh process; a crash, kill or timeout becomes an error row."""
-    with tempfile.TemporaryDirectory(prefix="cnnbench-cell-") as tmp:
-        result, problem = _spawn("measure", spec, Path(tmp), timeout_s)
+    with scratch("cnnbench-cell-") as tmp:
+        result, problem = _spawn("measure", spec, tmp, timeout_s)
         if problem is not None:
             return error_row(spec, problem)
         row = dict(json.loads(result.read_text(encoding="utf-8")))
@@ -61,8 +61,8 @@ def run_isolated(spec: CellSpec, timeout_s: float) -> dict[str, Any]:
 def prepare_isolated(spec: CellSpec, timeout_s: float) -> dict[str, Any]:
     """The cell's ONNX file, prepared in a process of its own: ``onnx_path`` and ``sha256``,
     or ``error``."""
-    with tempfile.TemporaryDirectory(prefix="cnnbench-prepare-") as tmp:
-        result, problem = _spawn("prepare", spec, Path(tmp), timeout_s)
+    with scratch("cnnbench-prepare-") as tmp:
+        result, problem = _spawn("prepare", spec, tmp, timeout_s)
         if problem is not None:
             return {"error": problem}
         return dict(json.loads(result.read_text(encoding="utf-8")))
