@@ -11,6 +11,7 @@ collection error: the CPU suite must never lose a module silently.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ import pytest
 # point there, for this process and every child it starts. tools/ci/home_check.sh (run by
 # .ci/run around the suite) checks that the real HOME holds nothing new afterwards.
 SCRATCH = Path(tempfile.mkdtemp(prefix="cnnbench-test-home-"))
+# removed when pytest exits, whatever ran (a --collect-only run uses no fixture)
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 _ISOLATED = {
     "HOME": SCRATCH,
     "XDG_CACHE_HOME": SCRATCH / ".cache",
