@@ -110,9 +110,13 @@ class Service:
             **{k: v for k, v in where.items() if v is not None},
         )  # fmt: skip
 
-    def token_ok(self, given: str) -> bool:
-        """Whether ``given`` (a form's field) is the service's token (constant time, bytes)."""
-        return authorized({"authorization": f"Bearer {given.strip()}"}, self.settings.token)
+    def token_ok(self, given: str, request: Request | None = None) -> bool:
+        """Whether ``given`` (a form's field), or else ``request``'s Authorization header, is
+        the service's token (constant time, bytes)."""
+        if authorized({"authorization": f"Bearer {given.strip()}"}, self.settings.token):
+            return True
+        header = request.headers.get("authorization", "") if request is not None else ""
+        return bool(header) and authorized({"authorization": header}, self.settings.token)
 
     def submit_grid(self, grid: Any) -> int:
         """Validate ``grid`` as a sweep file is (the same defaults) and queue it: its job id.

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, Query
+from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -144,12 +144,13 @@ def add_decision_routes(app: FastAPI, svc: Service) -> None:
 
     @app.post("/submit", response_model=None, responses=ERRORS)
     async def submit_post(
-        token: Field = "", models: Field = "", engines: Field = "", precisions: Field = "",
-        batches: Field = "", scenarios: Field = "",
+        request: Request, token: Field = "", models: Field = "", engines: Field = "",
+        precisions: Field = "", batches: Field = "", scenarios: Field = "",
     ) -> Any:  # fmt: skip
         given = {"models": models, "engines": engines, "precisions": precisions,
                  "batches": batches, "scenarios": scenarios}  # fmt: skip
-        if svc.settings.token is not None and not svc.token_ok(token):
+        # the form's token field, or the API's Authorization header (a script posting the form)
+        if svc.settings.token is not None and not svc.token_ok(token, request):
             return _submit_page(svc, "a write needs the service's token", given, status=401)
         try:
             grid: dict[str, Any] = {k: _items(v) for k, v in given.items() if v.strip()}

@@ -32,10 +32,14 @@ def _get(srv: Server, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def _post_form(srv: Server, path: str, fields: dict[str, str]) -> tuple[int, str, str]:
+def _post_form(
+    srv: Server, path: str, fields: dict[str, str], bearer: str | None = None
+) -> tuple[int, str, str]:
     data = urllib.parse.urlencode(fields).encode()
     req = urllib.request.Request(srv.url + path, data=data, method="POST")
     req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    if bearer is not None:
+        req.add_header("Authorization", f"Bearer {bearer}")
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *a: Any, **k: Any) -> None:
@@ -101,6 +105,10 @@ def test_the_submit_form_needs_the_token(server: Server) -> None:
     assert status == 303 and where.startswith("/jobs/")
     job = server.call("GET", f"/api{where}")[1]
     assert job["cells_total"] == 2
+    # a script may post the form with the API's header instead of the field
+    assert _post_form(server, "/submit", fields, bearer="wrong")[0] == 401
+    status, where, _ = _post_form(server, "/submit", fields, bearer=TOKEN)
+    assert status == 303 and where.startswith("/jobs/")
 
 
 def test_tradeoff_and_history_read_the_store(server: Server) -> None:
