@@ -86,7 +86,7 @@ def decision_html(d: Decision) -> str:
     )  # fmt: skip
     return (
         f'<div class="{cls}">{head}<details><summary>Constraints used</summary><ul>{items}</ul>'
-        f"</details>{'<p>Pareto frontier over speed, memory and accuracy:</p>' + frontier if frontier else ''}"
+        f"</details>{'<p>Pareto frontier over throughput, p99 latency, memory and accuracy:</p>' + frontier if frontier else ''}"
         f"{left}</div>"
     )
 

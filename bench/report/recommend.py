@@ -281,13 +281,14 @@ def _rank_key(c: Candidate, objective: str) -> tuple[float, ...]:
     return (thr, lat, mem)
 
 
-def _dominates(a: Candidate, b: Candidate, objective: str) -> bool:
-    """``a`` is at least as good as ``b`` on speed, memory and accuracy, and better on one."""
+def _dominates(a: Candidate, b: Candidate) -> bool:
+    """``a`` is at least as good as ``b`` on throughput, p99 latency, memory and accuracy, and
+    better on one: speed is both, whatever the objective, so the frontier shows the batch
+    tradeoff (the highest throughput, the lowest p99 and what lies between)."""
     inf = float("inf")
-    speed = (lambda c: c.p99_ms if c.p99_ms is not None else inf) if objective == "latency" else (
-        lambda c: -(c.throughput or 0.0))  # fmt: skip
     dims = [
-        (speed(a), speed(b)),
+        (-(a.throughput or 0.0), -(b.throughput or 0.0)),
+        (a.p99_ms if a.p99_ms is not None else inf, b.p99_ms if b.p99_ms is not None else inf),
         (a.memory_mb if a.memory_mb is not None else inf, b.memory_mb if b.memory_mb is not None else inf),
         (-(a.top1.top1 if a.top1.top1 is not None else -inf), -(b.top1.top1 if b.top1.top1 is not None else -inf)),
     ]  # fmt: skip
@@ -312,9 +313,7 @@ def recommend(cands: Sequence[Candidate], constraints: Constraints) -> Decision:
             continue
         d.ranked.append(c)
     d.ranked.sort(key=lambda c: _rank_key(c, constraints.objective))
-    d.frontier = [
-        c for c in d.ranked if not any(_dominates(o, c, constraints.objective) for o in d.ranked)
-    ]
+    d.frontier = [c for c in d.ranked if not any(_dominates(o, c) for o in d.ranked)]
     if not d.ranked and near:
         _, c, why = min(near, key=lambda t: t[0])
         d.nearest_miss = (c, why)

@@ -108,8 +108,8 @@ def recommend_cmd(sources: tuple[str, ...], **o: Any) -> None:  # fmt: skip
 
     \b
     Prints the constraints used (defaults stated), the choice and the runner-up, the Pareto
-    frontier over speed, memory and accuracy, and why every other cell was left out: a
-    constraint it broke, an invalid measurement, a failed cell, or unknown accuracy.
+    frontier over throughput, p99 latency, memory and accuracy, and why every other cell was
+    left out: a constraint it broke, an invalid measurement, a failed cell, or unknown accuracy.
     Exit 0 when a cell meets the constraints; 1 when none does (naming the nearest miss);
     2 on bad input.
     """
@@ -134,7 +134,7 @@ def _print(d: Decision) -> None:
         click.echo(line)
     if d.frontier:
         emit_table([c.to_dict() for c in d.frontier], _COLUMNS,
-                   title="Pareto frontier (speed, memory, accuracy)", labels=_LABELS)  # fmt: skip
+                   title="Pareto frontier (throughput, p99, memory, accuracy)", labels=_LABELS)  # fmt: skip
     if d.excluded:
         emit_table([{"label": c.label, "why": why} for c, why in d.excluded], ("label", "why"),
                    title="left out", labels={"label": "cell", "why": "why"})  # fmt: skip

@@ -59,10 +59,25 @@ def test_the_fastest_cell_within_the_latency_bound_is_chosen_and_the_rest_say_wh
     assert why["resnet18 onnxruntime fp32 cpu batch 8"] == "p99 90 ms > 50 ms"
     assert why["lenet5 onnxruntime fp32 cpu batch 8"].startswith("invalid: foreign CPU load")
     assert why["lenet5 openvino int8 cpu batch 8"] == "failed: boom"
-    # the frontier over speed and memory: each kept cell no other beats on both
+    # the frontier over throughput, p99 and memory: each kept cell no other beats on all
     assert sorted((c.engine, c.batch) for c in d.frontier) == [
         ("onnxruntime", 1), ("openvino", 1), ("openvino", 8)
     ]  # fmt: skip
+
+
+def test_the_frontier_holds_the_lowest_p99_whatever_the_objective() -> None:
+    """The README's main job: the highest throughput (batch 8) was chosen; the batch-1 cell
+    with the lowest p99 belongs on the frontier although another has more throughput and
+    less memory (by throughput alone it was left off)."""
+    rows = [_row("googlenet", "onnxruntime", "fp32", 8, 137.0, 64.3, 193.0),
+            _row("resnet18", "onnxruntime", "fp32", 1, 24.4, 52.3, 208.0),
+            _row("googlenet", "onnxruntime", "fp32", 1, 31.0, 41.3, 143.0),
+            _row("resnet18", "onnxruntime", "fp32", 8, 150.0, 50.0, 260.0)]  # fmt: skip
+    for objective in ("throughput", "latency", "memory"):
+        d = _decide(rows, objective=objective)
+        assert sorted((c.model, c.batch) for c in d.frontier) == [
+            ("googlenet", 1), ("googlenet", 8), ("resnet18", 1)
+        ], objective  # fmt: skip
 
 
 def test_other_objectives_and_an_invalid_cell_allowed_and_marked() -> None:
