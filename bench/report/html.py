@@ -161,7 +161,8 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[str, _Footnotes]:
     head = ("<tr><th></th><th>model</th><th>engine</th><th>prec.</th><th>device</th>"
             "<th>top-1 %</th><th>p50 b1 ms<br><span class=sub>median [min–max]</span></th>"
             "<th>best img/s<br><span class=sub>median [min–max]</span></th><th>batch</th>"
-            "<th>memory MB</th><th>speed-up<br><span class=sub>latency / throughput</span></th>"
+            "<th>memory MB<br><span class=sub>peak, any batch</span></th>"
+            "<th>speed-up<br><span class=sub>latency / throughput</span></th>"
             "<th>vs</th></tr>")  # fmt: skip
     body = []
     for r in rows:
