@@ -281,18 +281,38 @@ def _rank_key(c: Candidate, objective: str) -> tuple[float, ...]:
     return (thr, lat, mem)
 
 
-def _dominates(a: Candidate, b: Candidate) -> bool:
+#: on the frontier, throughputs, p99s and memories within this fraction of each other are a
+#: tie: a cell 0.3 MB lighter than one three times as fast is no tradeoff, it is noise
+FRONTIER_TIE = 0.05
+
+
+def _dominates(a: Candidate, b: Candidate, tie: float = FRONTIER_TIE) -> bool:
     """``a`` is at least as good as ``b`` on throughput, p99 latency, memory and accuracy, and
     better on one: speed is both, whatever the objective, so the frontier shows the batch
-    tradeoff (the highest throughput, the lowest p99 and what lies between)."""
+    tradeoff (the highest throughput, the lowest p99 and what lies between). Speed and memory
+    count as equal within ``tie`` (relative); accuracy exactly."""
     inf = float("inf")
+    # (a's, b's, tolerance) with lower better
     dims = [
-        (-(a.throughput or 0.0), -(b.throughput or 0.0)),
-        (a.p99_ms if a.p99_ms is not None else inf, b.p99_ms if b.p99_ms is not None else inf),
-        (a.memory_mb if a.memory_mb is not None else inf, b.memory_mb if b.memory_mb is not None else inf),
-        (-(a.top1.top1 if a.top1.top1 is not None else -inf), -(b.top1.top1 if b.top1.top1 is not None else -inf)),
+        (-(a.throughput or 0.0), -(b.throughput or 0.0), tie),
+        (a.p99_ms if a.p99_ms is not None else inf, b.p99_ms if b.p99_ms is not None else inf, tie),
+        (a.memory_mb if a.memory_mb is not None else inf, b.memory_mb if b.memory_mb is not None else inf, tie),
+        (-(a.top1.top1 if a.top1.top1 is not None else -inf), -(b.top1.top1 if b.top1.top1 is not None else -inf), 0.0),
     ]  # fmt: skip
-    return all(x <= y for x, y in dims) and any(x < y for x, y in dims)
+
+    def margin(x: float, y: float, t: float) -> float:
+        return t * min(abs(x), abs(y)) if abs(x) != inf and abs(y) != inf else 0.0
+
+    return all(x <= y + margin(x, y, t) for x, y, t in dims) and any(
+        x < y - margin(x, y, t) for x, y, t in dims
+    )
+
+
+def frontier(ranked: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates no other dominates (speed and memory within ``FRONTIER_TIE`` tie); should
+    ties make every candidate dominated (a cycle), the strict frontier."""
+    front = [c for c in ranked if not any(_dominates(o, c) for o in ranked)]
+    return front or [c for c in ranked if not any(_dominates(o, c, 0.0) for o in ranked)]
 
 
 def recommend(cands: Sequence[Candidate], constraints: Constraints) -> Decision:
@@ -313,7 +333,7 @@ def recommend(cands: Sequence[Candidate], constraints: Constraints) -> Decision:
             continue
         d.ranked.append(c)
     d.ranked.sort(key=lambda c: _rank_key(c, constraints.objective))
-    d.frontier = [c for c in d.ranked if not any(_dominates(o, c) for o in d.ranked)]
+    d.frontier = frontier(d.ranked)
     if not d.ranked and near:
         _, c, why = min(near, key=lambda t: t[0])
         d.nearest_miss = (c, why)

@@ -152,3 +152,15 @@ def test_the_command_exits_0_with_a_choice_1_without_and_2_on_bad_input(tmp_path
         assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
     res = CliRunner().invoke(cli, ["recommend", str(tmp_path / "missing.csv")])
     assert res.exit_code == 2 and "not found" in res.stderr
+
+
+def test_speed_and_memory_within_five_percent_are_a_tie_on_the_frontier() -> None:
+    """A cell 0.3 MB lighter than one three times as fast is no tradeoff: it is off the
+    frontier; one a fifth lighter stays on it."""
+    rows = [_row("lenet5", "onnxruntime", "fp32", 8, 0.28, 45000.0, 79.24),
+            _row("lenet5", "onnxruntime", "int8", 8, 0.79, 14000.0, 79.0),
+            _row("lenet5", "openvino", "int8", 8, 0.9, 12000.0, 63.0)]  # fmt: skip
+    d = _decide(rows)
+    assert sorted((c.engine, c.precision) for c in d.frontier) == [
+        ("onnxruntime", "fp32"), ("openvino", "int8")
+    ]  # fmt: skip
