@@ -89,13 +89,15 @@ def blocks(page: Path) -> list[Block]:
 
 
 #: a full command in running text: `cnnbench SUBCOMMAND ARG...` (a bare `cnnbench run` is a name)
-INLINE = re.compile(r"`(cnnbench [a-z-]+ [^`]+)`")
+INLINE = re.compile(r"`(cnnbench\s+[a-z-]+\s[^`]+)`")
 
 
 def inline_commands(page: Path) -> list[tuple[int, str]]:
     """The full ``cnnbench`` commands a page writes in running text, outside its blocks."""
     text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), page.read_text(encoding="utf-8"))
-    return [(text[: m.start()].count("\n") + 1, m.group(1)) for m in INLINE.finditer(text)]
+    # a command wrapped over lines is one command, as the page shows it
+    return [(text[: m.start()].count("\n") + 1, " ".join(m.group(1).split()))
+            for m in INLINE.finditer(text)]  # fmt: skip
 
 
 def _all_blocks() -> list[Block]:

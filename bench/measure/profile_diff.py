@@ -11,7 +11,9 @@ one bucket per side and layer type.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from cnnbench.bench.measure.profile import Profile, ProfiledLayer
@@ -102,7 +104,21 @@ def labels(a: Profile, b: Profile) -> tuple[str, str]:
         return a.precision.upper(), b.precision.upper()
     if a.precision == b.precision and a.engine != b.engine:
         return a.engine, b.engine
+    if a.precision == b.precision and a.engine == b.engine:  # two files: say which
+        ta, tb = _file_tag(a.onnx), _file_tag(b.onnx)
+        if ta != tb:
+            return f"{a.precision.upper()} ({ta})", f"{b.precision.upper()} ({tb})"
+        return f"{a.precision.upper()} (A)", f"{b.precision.upper()} (B)"
     return f"{a.engine} {a.precision}", f"{b.engine} {b.precision}"
+
+
+def _file_tag(onnx: str | None) -> str:
+    """A profiled file's folder without its request key (``int8-tensorrt-68fa64b700`` ->
+    ``int8-tensorrt``: the Q/DQ placement), else its path."""
+    if not onnx:
+        return "?"
+    folder = PurePath(onnx).parent.name
+    return re.sub(r"-[0-9a-f]{8,}$", "", folder) or onnx
 
 
 def diff(a: Profile, b: Profile, top: int = 10) -> dict[str, Any]:

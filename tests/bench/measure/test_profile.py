@@ -97,6 +97,20 @@ def test_diff_of_an_int8_file_placed_for_onnxruntime_says_int8_ran(tmp_path: Pat
     assert len(changed) >= 4  # three convs and the classifier
 
 
+def test_diff_of_two_placements_of_one_precision_names_each_file() -> None:
+    """Two INT8 files on one engine: the labels say which placement, not 'int8' twice."""
+    from cnnbench.bench.measure.profile_diff import labels
+
+    a, b = _recorded("int8_tensorrt", "int8", 0.07), _recorded("int8_onnxruntime", "int8", 0.03)
+    a.onnx, b.onnx = (
+        "art/lenet5/int8-tensorrt-68fa64b700/model.onnx",
+        "x/int8-onnxruntime-0a1b2c3d4e/model.onnx",
+    )
+    assert labels(a, b) == ("INT8 (int8-tensorrt)", "INT8 (int8-onnxruntime)")
+    b.onnx = a.onnx
+    assert labels(a, b) == ("INT8 (A)", "INT8 (B)")
+
+
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
