@@ -11,6 +11,7 @@ version's) is removed once it is a day old.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -28,17 +29,13 @@ OWNER = ".owner"
 UNLOCKED_AGE_S = 86_400.0
 #: the launcher's kinds of folder: the first one a process makes sweeps them all
 PREFIXES = ("cnnbench-cell-", "cnnbench-prepare-")
-_swept = [False]
 
 
 @contextlib.contextmanager
 def scratch(prefix: str) -> Iterator[Path]:
     """A temporary folder named ``prefix``..., locked while it lives, removed after; the first
     call in a process removes what killed launchers left (see the module)."""
-    if not _swept[0]:
-        _swept[0] = True
-        for kind in PREFIXES:
-            remove_orphans(kind)
+    _remove_orphans_once()
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         # locked under another name, then named: a sweeper never sees it unlocked
         fd = os.open(Path(tmp) / (OWNER + ".new"), os.O_CREAT | os.O_RDWR, 0o600)  # not inherited
@@ -49,6 +46,12 @@ def scratch(prefix: str) -> Iterator[Path]:
             yield Path(tmp)
         finally:
             os.close(fd)
+
+
+@functools.cache
+def _remove_orphans_once() -> None:
+    for kind in PREFIXES:
+        remove_orphans(kind)
 
 
 def remove_orphans(prefix: str, root: Path | None = None) -> list[Path]:
